@@ -1,0 +1,194 @@
+"""`python -m ingest`: add sources, list, remove, stats, drop."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from ingest.pipeline import Result, ingest
+from rag.settings import Settings, get_settings
+
+COMMANDS = ("add", "list", "remove", "stats", "drop")
+
+USAGE = """python -m ingest [OPTIONS] SOURCE...       add files, folders, URLs or - (stdin)
+       python -m ingest [OPTIONS] list [--json]   the stored articles
+       python -m ingest [OPTIONS] remove REF...   by id, URL or file path
+       python -m ingest [OPTIONS] stats [--json]  counts, outlets, dates, model
+       python -m ingest [OPTIONS] drop --yes      delete the whole collection"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: an option given before the command must survive the subparser's defaults.
+    common.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="store folder (default: RAG_DATA_DIR or ./data)")
+    common.add_argument("--collection", default=argparse.SUPPRESS,
+                        help="collection name (default: RAG_COLLECTION or 'articles')")
+    parser = argparse.ArgumentParser(
+        prog="python -m ingest", usage=USAGE, parents=[common],
+        description="Ingest news articles into the store, and manage what is stored.",
+        epilog="A SOURCE named like a command (e.g. a file called 'list') can be given as ./list.",
+    )
+    sub = parser.add_subparsers(dest="command")
+    add = sub.add_parser("add", parents=[common], help="add sources (the default command)")
+    add.add_argument("sources", nargs="+", metavar="SOURCE")
+    add.add_argument("--outlet", help="outlet/source name for articles that do not say")
+    add.add_argument("--format", choices=["txt", "md", "html", "pdf", "jsonl"],
+                     help="read every source as this format (default: by extension or content)")
+    add.add_argument("--max-file-mb", type=float, help="skip sources larger than this")
+    add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add.add_argument("-v", "--verbose", action="store_true", help="a line for every article")
+    for name, helptext in (("list", "list stored articles"), ("stats", "store statistics")):
+        p = sub.add_parser(name, parents=[common], help=helptext)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+    rm = sub.add_parser("remove", parents=[common], help="remove articles and their chunks")
+    rm.add_argument("refs", nargs="+", metavar="REF", help="article id, URL or file path")
+    drop = sub.add_parser("drop", parents=[common], help="delete the whole collection")
+    drop.add_argument("--yes", action="store_true", help="confirm")
+    return parser
+
+
+def _with_default_command(argv: list[str]) -> list[str]:
+    """`python -m ingest FILE` means `add FILE`: insert `add` before the first positional."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--data-dir", "--collection"):
+            i += 2
+            continue
+        if arg.startswith("-") and arg != "-":
+            if arg in ("-h", "--help"):
+                return argv
+            i += 1
+            continue
+        return argv if arg in COMMANDS else ["add", *argv]
+    return argv
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    update: dict[str, Any] = {}
+    if getattr(args, "data_dir", None):
+        from pathlib import Path
+
+        update["data_dir"] = Path(args.data_dir).expanduser().resolve()
+    if getattr(args, "collection", None):
+        update["collection"] = args.collection
+    if getattr(args, "max_file_mb", None):
+        update["max_file_mb"] = args.max_file_mb
+    settings = get_settings()
+    return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
+    if not args.command:
+        parser.print_usage(sys.stderr)
+        return 2
+    from pydantic import ValidationError
+
+    from rag.embeddings import EmbeddingConfigError
+    from rag.store import ArticleStore, StoreError
+
+    try:
+        settings = settings_from(args)
+        # Only writing needs the model to match; listing or dropping a mismatched one must work.
+        store = ArticleStore(settings, check_model=args.command == "add")
+        return COMMAND_FUNCS[args.command](args, store, settings)
+    except ValidationError as exc:
+        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
+    except (StoreError, EmbeddingConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to finish", file=sys.stderr)
+        return 130
+    return 1
+
+
+def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    def show(result: Result) -> None:
+        if args.verbose or result.status == "failed":
+            from tqdm import tqdm
+
+            tqdm.write(result.line(), file=sys.stderr if result.status == "failed" else sys.stdout)
+            sys.stdout.flush()
+
+    fmt = f".{args.format}" if args.format else None
+    report = ingest(args.sources, store, settings, outlet=args.outlet, fmt=fmt,
+                    progress=not args.quiet and sys.stderr.isatty() or args.verbose,
+                    on_result=show)
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    articles = store.list_articles()
+    if args.json:
+        print(json.dumps([a.to_json() for a in articles], ensure_ascii=False, indent=2))
+        return 0
+    if not articles:
+        print(store.empty_message())
+        return 0
+    print(f"{'ID':<16}  {'PUBLISHED':<10}  {'SOURCE':<18}  {'CHUNKS':>6}  TITLE")
+    for a in articles:
+        source = a.outlet or (a.url and a.url.split("/")[2]) or (a.paths[0].rsplit("/", 2)[-2]
+                                                                  if a.paths else "")
+        print(f"{a.id:<16}  {a.published.isoformat() if a.published else '-':<10}  "
+              f"{source[:18]:<18}  {a.chunks:>6}  {a.title[:80]}")
+    print(f"{len(articles)} article(s)")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    status = 0
+    for ref in args.refs:
+        article = store.resolve(ref)
+        if article is None:
+            print(f"error: no stored article matches {ref!r} (give an id from `list`, "
+                  "a URL or a file path)", file=sys.stderr)
+            status = 1
+            continue
+        store.remove_article(article.id)
+        print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
+    return status
+
+
+def cmd_stats(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    articles = store.list_articles()
+    dates = sorted(a.published for a in articles if a.published)
+    stats = {
+        "collection": store.name,
+        "location": store.location,
+        "embed_model": store.spec.name,
+        "articles": len(articles),
+        "chunks": store.chunks.count() if store.exists else 0,
+        "with_date": len(dates),
+        "earliest": dates[0].isoformat() if dates else None,
+        "latest": dates[-1].isoformat() if dates else None,
+        "outlets": dict(Counter(a.outlet or "(none)" for a in articles).most_common()),
+    }
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    for key, value in stats.items():
+        if key == "outlets":
+            value = ", ".join(f"{k} ({v})" for k, v in value.items()) or "-"
+        print(f"{key:<12} {value if value is not None else '-'}")
+    return 0
+
+
+def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    if not args.yes:
+        print(f"this deletes every article in {store.name!r} at {store.location}; "
+              "add --yes to confirm", file=sys.stderr)
+        return 1
+    store.drop()
+    print(f"dropped collection {store.name!r}")
+    return 0
+
+
+COMMAND_FUNCS = {"add": cmd_add, "list": cmd_list, "remove": cmd_remove, "stats": cmd_stats,
+                 "drop": cmd_drop}

@@ -1,0 +1,217 @@
+"""Sources in, articles and chunks written, one result per article or failed source out.
+
+Identity rules (see `rag.models.article_id_for`): an article with a URL is its
+canonical URL; without one it is its normalised text, so the same file under two
+paths is one article. A file whose content changed gets a new id; the article its
+path used to hold is then replaced (its chunks removed), never left as an orphan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from ingest.chunking import chunk_article, embedding_text
+from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
+from ingest.sources import Expanded, Source, expand, read_bytes
+from rag.models import Article, StoredArticle
+from rag.settings import Settings
+from rag.store import ArticleStore
+
+STATUSES = ("added", "updated", "unchanged", "failed")
+
+
+@dataclass
+class Result:
+    source: str
+    status: str  # one of STATUSES
+    article_id: str | None = None
+    title: str = ""
+    chunks: int = 0
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        if self.status == "failed":
+            return f"failed     {self.source}: {self.reason}"
+        extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+        return f"{self.status:<10} {self.article_id}  {self.title[:70]}{extra}"
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    recovered: int = 0
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def failed(self) -> list[Result]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def chunks_written(self) -> int:
+        return sum(r.chunks for r in self.results if r.status in ("added", "updated"))
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(s)} {s}" for s in STATUSES)
+        lines = [f"{counts} ({self.chunks_written} chunks written, {self.seconds:.1f} s)"]
+        if self.recovered:
+            lines.append(f"recovered {self.recovered} article(s) left half-written by an "
+                         "interrupted run")
+        lines += [f"  {r.source}: {r.reason}" for r in self.failed]
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s) in folders:")
+            lines += [f"  {s}" for s in self.skipped[:20]]
+            if len(self.skipped) > 20:
+                lines.append(f"  ... and {len(self.skipped) - 20} more")
+        return "\n".join(lines)
+
+
+class Ingestor:
+    """Writes articles into a store, keeping a catalogue in memory so each decision is cheap."""
+
+    def __init__(self, store: ArticleStore, settings: Settings, outlet: str | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.outlet = outlet
+        self.catalogue: dict[str, StoredArticle] = {a.id: a for a in store.list_articles()}
+        self.by_path: dict[str, str] = {
+            p: a.id for a in self.catalogue.values() for p in a.paths
+        }
+
+    def add(self, article: Article, source: str) -> Result:
+        if self.outlet and not article.outlet:
+            article.outlet = self.outlet
+        aid = article.id
+        existing = self.catalogue.get(aid)
+        paths = set(existing.paths if existing else [])
+        if article.path:
+            paths.add(article.path)
+        notes = list(article.notes)
+        result = Result(source, "unchanged", aid, article.title, notes=notes)
+        if existing and existing.version == article.version:
+            result.chunks = existing.chunks
+            if article.path and article.path not in existing.paths:
+                self.store.set_paths(aid, paths)
+                existing.paths = sorted(paths)
+                if existing.paths:
+                    notes.append(f"same text as {existing.paths[0]}")
+        else:
+            chunks = chunk_article(article, self.settings)
+            vectors = self.store.embed([embedding_text(article, c) for c in chunks])
+            self.store.write_article(article, chunks, vectors, sorted(paths))
+            result.status = "updated" if existing else "added"
+            result.chunks = len(chunks)
+            self.catalogue[aid] = StoredArticle(
+                id=aid, title=article.title, text="", version=article.version,
+                chunks=len(chunks), url=article.url, paths=sorted(paths),
+                published=article.published, authors=article.authors, outlet=article.outlet,
+            )
+        if article.path:
+            replaced = self._release_path(article.path, keep=aid)
+            if replaced and result.status == "added":
+                result.status = "updated"
+                notes.append(f"replaces the earlier version {replaced}")
+            self.by_path[article.path] = aid
+        return result
+
+    def _release_path(self, path: str, keep: str) -> str | None:
+        """The file at `path` now holds article `keep`; drop the article it held before
+        if no other file or URL holds that one."""
+        old_id = self.by_path.get(path)
+        if not old_id or old_id == keep or old_id not in self.catalogue:
+            return None
+        old = self.catalogue[old_id]
+        remaining = [p for p in old.paths if p != path]
+        if remaining or old.url:
+            self.store.set_paths(old_id, remaining)
+            old.paths = remaining
+            return None
+        self.store.remove_article(old_id)
+        del self.catalogue[old_id]
+        return old_id
+
+
+def read_source(source: Source, settings: Settings, fmt: str | None = None
+                ) -> list[tuple[str, Article | SourceError]]:
+    """A source's articles, each with the label reports use (`file.jsonl:3` for a line)."""
+    data, content_type, final_url = read_bytes(
+        source, settings.max_file_bytes, settings.fetch_timeout
+    )
+    suffix = fmt or source.suffix or sniff_format(data, content_type)
+    meta: dict[str, object] = {}
+    if source.kind == "file":
+        meta["path"] = source.ref
+    if suffix == ".jsonl":
+        items = []
+        for number, item in iter_jsonl(data):
+            if isinstance(item, Article) and "path" in meta:
+                item.path = f"{source.ref}#L{number}" if not item.url else None
+            items.append((f"{source.label}:{number}", item))
+        return items
+    reader = READERS.get(suffix)
+    if reader is None:
+        raise SourceError(f"unsupported format {suffix!r}")
+    if source.kind == "url":
+        url = final_url or source.ref
+        if suffix in (".html", ".htm"):
+            return [(source.label, a) for a in reader(data, url=url, **meta)]
+        meta["url"] = url
+    return [(source.label, a) for a in reader(data, **meta)]
+
+
+def ingest(
+    refs: list[str],
+    store: ArticleStore,
+    settings: Settings,
+    *,
+    outlet: str | None = None,
+    fmt: str | None = None,
+    progress: bool = True,
+    on_result: Callable[[Result], None] | None = None,
+) -> Report:
+    started = time.perf_counter()
+    report = Report()
+    report.recovered = store.recover()
+    expanded: Expanded = expand(refs)
+    report.skipped = expanded.skipped
+    for missing in expanded.missing:
+        report.results.append(Result(missing, "failed", reason="no such file, folder or URL"))
+    ingestor = Ingestor(store, settings, outlet)
+    chunks_done = 0
+    bar = tqdm(expanded.sources, unit="src", disable=not progress, dynamic_ncols=True,
+               desc="ingesting", leave=True)
+    for source in bar:
+        try:
+            items = read_source(source, settings, fmt)
+        except SourceError as exc:
+            items = [(source.label, exc)]
+        except OSError as exc:
+            items = [(source.label, SourceError(f"cannot read ({exc.strerror or exc})"))]
+        for label, item in items:
+            if isinstance(item, SourceError):
+                result = Result(label, "failed", reason=str(item))
+            else:
+                try:
+                    result = ingestor.add(item, label)
+                except SourceError as exc:
+                    result = Result(label, "failed", reason=str(exc))
+            report.results.append(result)
+            if result.status in ("added", "updated"):
+                chunks_done += result.chunks
+            if on_result:
+                on_result(result)
+        elapsed = max(time.perf_counter() - started, 1e-6)
+        bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
+                        failed=report.count("failed"), refresh=False)
+    bar.close()
+    report.seconds = time.perf_counter() - started
+    return report
+

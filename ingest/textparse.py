@@ -1,0 +1,164 @@
+"""Plain article text to an `Article`: headline, byline, date, and the body without clutter.
+
+Written by hand because no library handles *plain text* news: trafilatura and
+htmldate work on HTML. Copied or exported articles still carry image markup,
+photo credits and share/subscribe lines; they must not be embedded or quoted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+_MONTHS = {
+    name: i + 1
+    for i, names in enumerate([
+        ("january", "jan"), ("february", "feb"), ("march", "mar"), ("april", "apr"),
+        ("may",), ("june", "jun"), ("july", "jul"), ("august", "aug"),
+        ("september", "sep", "sept"), ("october", "oct"), ("november", "nov"),
+        ("december", "dec"),
+    ])
+    for name in names
+}
+_MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_DATE_PATTERNS = [
+    re.compile(_MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH
+               + r",?\s+(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{2})-(?P<day>\d{2})\b"),
+]
+
+_IMAGE_MARKUP = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_MD_LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
+_CREDIT = re.compile(
+    r"(\(c\)|©|\bphoto(graph)?s?\s*(:|by\b)|\bcredit\s*:|\bimage\s*(:|by\b)|getty images|"
+    r"\bap photo\b|/\s*(afp|reuters|anadolu|epa|ap)\b)",
+    re.I,
+)
+_BOILERPLATE = re.compile(
+    r"^(advertisement|share( this( article| story)?)?|share on \w+|read more\b.*|related:.*|"
+    r"sign up\b.*|subscribe\b.*|follow us\b.*|click here\b.*|all rights reserved\.?|"
+    r"copyright\b.*|skip to (main )?content|listen to (this )?article|"
+    r"(email|print|tweet|facebook|twitter|whatsapp|linkedin)( this)?)$",
+    re.I,
+)
+_NAME = r"[A-Z][\w'’.-]*(?:\s+(?:[A-Z][\w'’.-]*|de|van|von|bin|al|el|da|di|le|la))*"
+_BYLINE = re.compile(
+    r"^(?:[Bb]y|BY)\s+(?P<names>" + _NAME + r"(?:\s*(?:,|&|\band\b)\s*" + _NAME + r")*)"
+    r"(?:\s*[,|–—-]\s*[^.]{0,60})?$",
+)
+_HEADING_MAX = 200
+
+
+@dataclass
+class ParsedText:
+    title: str
+    body: str  # paragraphs joined by "\n\n"
+    authors: list[str] = field(default_factory=list)
+    published: date | None = None
+    removed: list[str] = field(default_factory=list)
+
+
+def find_date(text: str, after_on: bool = False) -> date | None:
+    """The first full calendar date in the text (month name or ISO), or None.
+
+    `after_on` keeps only dates written "on <date>": in a body that is how the day of
+    the reported event reads, while "the three months to 31 December" is not a dateline.
+    """
+    best: tuple[int, date] | None = None
+    for pattern in _DATE_PATTERNS:
+        for match in pattern.finditer(text):
+            if after_on and not re.search(r"\bon\s+(\w+day,?\s+)?$", text[:match.start()][-20:]):
+                continue
+            month = match.group("month")
+            month_n = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
+            try:
+                found = date(int(match.group("year")), month_n, int(match.group("day")))
+            except ValueError:
+                continue
+            if best is None or match.start() < best[0]:
+                best = (match.start(), found)
+            break
+    return best[1] if best else None
+
+
+def clean_line(line: str, markdown: bool = False) -> str:
+    line = _IMAGE_MARKUP.sub("", line)
+    if markdown:
+        line = _MD_LINK.sub(r"\1", line)
+        line = re.sub(r"^\s{0,3}#{1,6}\s+", "", line)
+        line = re.sub(r"^\s*[-*+]\s+", "", line)
+        line = re.sub(r"(\*\*|__)(.+?)\1", r"\2", line)
+    return " ".join(line.split())
+
+
+def is_clutter(line: str) -> bool:
+    """Image residue, photo credits and share/subscribe lines: not article text."""
+    stripped = line.strip(" |")
+    if not stripped or not re.search(r"\w", stripped):
+        return True
+    if line.rstrip().endswith("|") and len(line) < 400:
+        return True  # a caption cell from an exported image table
+    if len(stripped) < 300 and _CREDIT.search(stripped[-60:]):
+        return True
+    if re.match(r"^(photo|image|picture|credit|caption)s?\s*:", stripped, re.I):
+        return True
+    return len(stripped) < 80 and bool(_BOILERPLATE.match(stripped.rstrip(".:")))
+
+
+def split_authors(names: str) -> list[str]:
+    parts = re.split(r"\s*(?:,|&|\band\b)\s*", names)
+    return [" ".join(p.split()) for p in parts if p.strip()]
+
+
+def parse_byline(line: str) -> list[str] | None:
+    match = _BYLINE.match(line.strip())
+    if not match or len(line) > 120:
+        return None
+    return split_authors(match.group("names"))
+
+
+def _looks_like_headline(line: str) -> bool:
+    return 0 < len(line) <= _HEADING_MAX and not re.search(r"[.!?:;,]$", line) or (
+        0 < len(line) <= 120 and not line.endswith(".")
+    )
+
+
+def parse_text(raw: str, *, title: str | None = None, markdown: bool = False) -> ParsedText:
+    """Headline (first line, unless given), byline, date and clean paragraphs.
+
+    A date is looked for in the headline region and removed captions first (where
+    news exports put it), then in the first paragraphs of the body.
+    """
+    lines = [clean_line(line, markdown) for line in raw.replace("\r\n", "\n").split("\n")]
+    kept: list[str] = []
+    removed: list[str] = []
+    authors: list[str] = []
+    for line in lines:
+        if not line:
+            continue
+        if is_clutter(line):
+            removed.append(line)
+            continue
+        if not authors and len(kept) < 8 and (names := parse_byline(line)):
+            authors = names
+            removed.append(line)
+            continue
+        kept.append(line)
+    if title is None and kept and _looks_like_headline(kept[0]):
+        title = kept.pop(0)
+    elif title is None and kept:
+        first = re.split(r"(?<=[.!?])\s", kept[0], maxsplit=1)[0]
+        title = first if len(first) <= 120 else first[:117].rsplit(" ", 1)[0] + "..."
+    # Datelines are short lines near the top or captions; a body date is only taken
+    # from the lead, written "on <date>". Body dates elsewhere are events, not datelines.
+    header = "\n".join([title or "", *(k for k in kept[:4] if len(k) < 120), *removed])
+    published = find_date(header) or find_date("\n".join(kept[:1]), after_on=True)
+    return ParsedText(
+        title=title or "",
+        body="\n\n".join(kept),
+        authors=authors,
+        published=published,
+        removed=removed,
+    )

@@ -1,0 +1,115 @@
+"""The records that flow from ingestion into the store and back out to answers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Query parameters that only track the click, never change the article.
+_TRACKING_PARAMS = re.compile(r"^(utm_.*|fbclid|gclid|mc_cid|mc_eid|ocid|cmpid|ref|ref_src)$", re.I)
+
+
+def canonical_url(url: str) -> str:
+    """One spelling per article URL, so that re-ingesting via a tracking link is not a new article."""
+    parts = urlsplit(url.strip())
+    query = [(k, v) for k, v in parse_qsl(parts.query) if not _TRACKING_PARAMS.match(k)]
+    path = parts.path.rstrip("/") or "/"
+    host = (parts.hostname or "").lower()
+    if host.startswith("www."):
+        host = host[4:]
+    if parts.port and parts.port not in (80, 443):
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme.lower(), host, path, urlencode(sorted(query)), ""))
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
+
+
+def article_id_for(text: str, url: str | None) -> str:
+    """Stable id: the canonical URL when there is one, else the normalised text."""
+    key = "url:" + canonical_url(url) if url else "text:" + text_hash(text)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class Article:
+    text: str
+    title: str = ""
+    url: str | None = None
+    path: str | None = None
+    published: date | None = None
+    authors: list[str] = field(default_factory=list)
+    outlet: str | None = None
+    notes: list[str] = field(default_factory=list)  # warnings for the ingest summary
+
+    @property
+    def id(self) -> str:
+        return article_id_for(self.text, self.url)
+
+    @property
+    def version(self) -> str:
+        """Changes whenever anything that ends up in the chunks changes."""
+        payload = json.dumps(
+            [self.text, self.title, self.url, self.published and self.published.isoformat(),
+             self.authors, self.outlet],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass
+class Chunk:
+    article_id: str
+    version: str
+    index: int
+    text: str
+    start: int  # character span in the stored article text: text == article.text[start:end]
+    end: int
+    paragraph: int  # paragraph (0-based) holding the chunk's first character
+    paragraph_end: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.article_id}:{self.version}:{self.index}"
+
+
+@dataclass
+class StoredArticle:
+    """An article as the store holds it: what `list` shows and citations resolve to."""
+
+    id: str
+    title: str
+    text: str
+    version: str
+    chunks: int
+    url: str | None = None
+    paths: list[str] = field(default_factory=list)
+    published: date | None = None
+    authors: list[str] = field(default_factory=list)
+    outlet: str | None = None
+    ingested_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "published": self.published.isoformat() if self.published else None,
+            "outlet": self.outlet,
+            "authors": self.authors,
+            "url": self.url,
+            "paths": self.paths,
+            "chunks": self.chunks,
+            "chars": len(self.text),
+            "version": self.version,
+            "ingested_at": self.ingested_at,
+        }

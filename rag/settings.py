@@ -1,0 +1,107 @@
+"""The one typed settings object: environment variables, optionally a `.env` file.
+
+Every module asks `get_settings()`; nothing else reads the environment. CLI flags
+override fields by building a copy with `settings.model_copy(update=...)`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Nothing may reach a model hub or phone home: there is no internet where this runs.
+for _key, _value in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Store
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / "data", description="Where the embedded Chroma store lives."
+    )
+    collection: str = Field(default="articles", description="Chroma collection name.")
+    chroma_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CHROMA_HOST", "RAG_CHROMA_HOST"),
+        description="Use a `chroma run` server at this host instead of the embedded store.",
+    )
+    chroma_port: int = Field(
+        default=8000, validation_alias=AliasChoices("CHROMA_PORT", "RAG_CHROMA_PORT")
+    )
+
+    # Embeddings
+    embed_model: str = Field(
+        default="local:all-MiniLM-L6-v2",
+        description=(
+            "`local:all-MiniLM-L6-v2` (bundled weights), `openai:<model>`, "
+            "or a path to a sentence-transformers folder."
+        ),
+    )
+    embed_batch_size: int = Field(default=10, ge=1, le=512)
+
+    # Chunking (word pieces of the embedding model's tokenizer)
+    chunk_tokens: int = Field(default=160, ge=32, le=224)
+    chunk_overlap: int = Field(default=32, ge=0)
+
+    # Ingestion limits
+    max_file_mb: float = Field(default=20.0, gt=0)
+    fetch_timeout: float = Field(default=20.0, gt=0)
+
+    # LLM (OpenAI or any OpenAI-compatible endpoint)
+    openai_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "RAG_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "RAG_OPENAI_BASE_URL")
+    )
+    llm_model: str | None = Field(default=None)
+
+    # App
+    host: str = Field(default="127.0.0.1")
+    port: int = Field(default=7860)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, value: str) -> str:
+        # Chroma's own rule, checked early so the message names the setting.
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{1,60}[A-Za-z0-9]", value):
+            raise ValueError(
+                "collection names are 3-63 characters of letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
+        return self
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
