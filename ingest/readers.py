@@ -13,8 +13,8 @@ from collections.abc import Callable
 from datetime import date, datetime
 from urllib.parse import urlsplit
 
-from rag.models import Article
 from ingest.textparse import find_date, parse_byline, parse_text, split_authors
+from rag.models import Article
 
 SUPPORTED = (".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 

@@ -22,10 +22,12 @@ _MONTHS = {
     for name in names
 }
 _MONTH = r"(?P<month>" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + r")\.?"
+_NOT_CLOCK = r"(?!\s*(?:GMT|BST|UTC|CET|ET|hrs|h\b))"  # "1 March, 2000 GMT" is 20:00
 _DATE_PATTERNS = [
-    re.compile(_MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year>(?:19|20)\d\d)\b", re.I),
+    re.compile(_MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year>(?:19|20)\d\d)\b"
+               + _NOT_CLOCK, re.I),
     re.compile(r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH
-               + r",?\s+(?P<year>(?:19|20)\d\d)\b", re.I),
+               + r",?\s+(?P<year>(?:19|20)\d\d)\b" + _NOT_CLOCK, re.I),
     re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{2})-(?P<day>\d{2})\b"),
 ]
 

@@ -15,7 +15,7 @@ _TRACKING_PARAMS = re.compile(r"^(utm_.*|fbclid|gclid|mc_cid|mc_eid|ocid|cmpid|r
 
 
 def canonical_url(url: str) -> str:
-    """One spelling per article URL, so that re-ingesting via a tracking link is not a new article."""
+    """One spelling per article URL: a tracking link to a stored article is not a new one."""
     parts = urlsplit(url.strip())
     query = [(k, v) for k, v in parse_qsl(parts.query) if not _TRACKING_PARAMS.match(k)]
     path = parts.path.rstrip("/") or "/"

@@ -58,7 +58,8 @@ def make_client(settings: Settings) -> ClientAPI:
             ) from exc
         return client
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.data_dir / "chroma"), settings=chroma_settings)
+    path = str(settings.data_dir / "chroma")
+    return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
 def _date_int(value: date) -> int:
