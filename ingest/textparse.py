@@ -28,7 +28,7 @@ _DATE_PATTERNS = [
                + _NOT_CLOCK, re.I),
     re.compile(r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH
                + r",?\s+(?P<year>(?:19|20)\d\d)\b" + _NOT_CLOCK, re.I),
-    re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{2})-(?P<day>\d{2})\b"),
+    re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{2})-(?P<day>\d{2})(?!\d)"),
 ]
 
 _IMAGE_MARKUP = re.compile(r"!\[[^\]]*\]\([^)]*\)")
@@ -155,7 +155,8 @@ def parse_text(raw: str, *, title: str | None = None, markdown: bool = False) ->
         title = first if len(first) <= 120 else first[:117].rsplit(" ", 1)[0] + "..."
     # Datelines are short lines near the top or captions; a body date is only taken
     # from the lead, written "on <date>". Body dates elsewhere are events, not datelines.
-    header = "\n".join([title or "", *(k for k in kept[:4] if len(k) < 120), *removed])
+    datelines = (k for k in kept[:4] if len(k) < 100 and not k.endswith((".", "!", "?")))
+    header = "\n".join([title or "", *datelines, *removed])
     published = find_date(header) or find_date("\n".join(kept[:1]), after_on=True)
     return ParsedText(
         title=title or "",
