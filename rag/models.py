@@ -58,9 +58,14 @@ class Article:
 
     @property
     def version(self) -> str:
-        """Changes whenever anything that ends up in the chunks changes."""
+        """Changes whenever anything that ends up in the chunks changes.
+
+        The URL counts in its canonical form: the same article reached through a
+        tracking link (`?utm_source=...`) is the same version, not an update.
+        """
+        url = canonical_url(self.url) if self.url else None
         payload = json.dumps(
-            [self.text, self.title, self.url, self.published and self.published.isoformat(),
+            [self.text, self.title, url, self.published and self.published.isoformat(),
              self.authors, self.outlet],
             ensure_ascii=False,
         )
