@@ -71,7 +71,7 @@ def read_html(data: bytes, *, url: str | None = None, **meta: object) -> list[Ar
     html, notes = decode_text(data, "page")
     doc = trafilatura.bare_extraction(
         html, url=url, with_metadata=True, include_comments=False, include_tables=False,
-        include_images=False, favor_precision=True, deduplicate=True,
+        include_images=False, favor_precision=True, deduplicate=False,
     )
     body_raw = (doc.text if doc else "") or ""
     if len(re.findall(r"\w+", body_raw)) < 5:
@@ -94,7 +94,6 @@ def read_html(data: bytes, *, url: str | None = None, **meta: object) -> list[Ar
 
 def read_pdf(data: bytes, **meta: object) -> list[Article]:
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -104,8 +103,9 @@ def read_pdf(data: bytes, **meta: object) -> list[Article]:
         info = reader.metadata
     except SourceError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise SourceError(f"corrupt PDF ({type(exc).__name__}: {str(exc)[:80]})") from exc
+    except Exception as exc:  # a damaged file makes pypdf raise many kinds, not only PdfReadError
+        detail = " ".join(str(exc).split())[:80]
+        raise SourceError(f"corrupt PDF ({type(exc).__name__}: {detail})") from exc
     text = _unwrap_pdf_lines("\n\n".join(pages))
     if len(re.findall(r"\w+", text)) < 5:
         raise SourceError("the PDF has no extractable text (a scan?)")

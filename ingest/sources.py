@@ -87,9 +87,8 @@ def read_bytes(source: Source, max_bytes: int, timeout: float) -> tuple[bytes, s
 
 def _check_size(size: int, max_bytes: int) -> None:
     if size > max_bytes:
-        raise SourceError(
-            f"larger than the {max_bytes / 1048576:g} MiB limit (set RAG_MAX_FILE_MB to raise it)"
-        )
+        limit = f"{max_bytes / 1048576:g} MiB" if max_bytes >= 1048576 else f"{max_bytes} bytes"
+        raise SourceError(f"larger than the {limit} limit (set RAG_MAX_FILE_MB to raise it)")
 
 
 def _fetch(url: str, max_bytes: int, timeout: float) -> tuple[bytes, str, str | None]:

@@ -127,13 +127,52 @@ def _looks_like_headline(line: str) -> bool:
     )
 
 
+_MD_BLOCK_START = re.compile(r"^\s{0,3}(#{1,6}\s|[-*+]\s|\d+[.)]\s|>|!\[)")
+
+
+def _paragraphs(raw: str, markdown: bool) -> list[str]:
+    """One string per paragraph: lines wrapped inside a paragraph are joined.
+
+    Markdown paragraphs are blank-line separated and may wrap anywhere; plain text
+    is joined only where a block looks hard-wrapped (lines of similar width, all
+    short), so one-paragraph-per-line files such as the BBC's are left alone.
+    """
+    out: list[str] = []
+    for block in re.split(r"\n[ \t]*\n", raw.replace("\r\n", "\n").replace("\r", "\n")):
+        lines = [line for line in block.split("\n") if line.strip()]
+        if len(lines) < 2 or not (markdown or _hard_wrapped(lines)):
+            out.extend(lines)
+            continue
+        current: list[str] = []
+        for line in lines:
+            if markdown and _MD_BLOCK_START.match(line) and current:
+                out.append(" ".join(current))
+                current = []
+            current.append(line.strip())
+            if markdown and line.lstrip().startswith("#"):
+                out.append(" ".join(current))
+                current = []
+        if current:
+            out.append(" ".join(current))
+    return out
+
+
+def _hard_wrapped(lines: list[str]) -> bool:
+    widths = [len(line.rstrip()) for line in lines]
+    width = max(widths)
+    if width > 100:
+        return False
+    inner = widths[:-1]  # a paragraph's last line may be short
+    return sum(w >= 0.6 * width for w in inner) >= 0.8 * len(inner) and width >= 40
+
+
 def parse_text(raw: str, *, title: str | None = None, markdown: bool = False) -> ParsedText:
     """Headline (first line, unless given), byline, date and clean paragraphs.
 
     A date is looked for in the headline region and removed captions first (where
     news exports put it), then in the first paragraphs of the body.
     """
-    lines = [clean_line(line, markdown) for line in raw.replace("\r\n", "\n").split("\n")]
+    lines = [clean_line(line, markdown) for line in _paragraphs(raw, markdown)]
     kept: list[str] = []
     removed: list[str] = []
     authors: list[str] = []
@@ -148,6 +187,8 @@ def parse_text(raw: str, *, title: str | None = None, markdown: bool = False) ->
             removed.append(line)
             continue
         kept.append(line)
+    if title is not None and kept and kept[0].casefold() == " ".join(title.split()).casefold():
+        kept.pop(0)  # pages often repeat the headline as the first block
     if title is None and kept and _looks_like_headline(kept[0]):
         title = kept.pop(0)
     elif title is None and kept:

@@ -14,6 +14,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 _TRACKING_PARAMS = re.compile(r"^(utm_.*|fbclid|gclid|mc_cid|mc_eid|ocid|cmpid|ref|ref_src)$", re.I)
 
 
+def strip_tracking(url: str) -> str:
+    """The URL as given, less click-tracking parameters and fragment: what we store and show."""
+    parts = urlsplit(url.strip())
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if not _TRACKING_PARAMS.match(k)]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), ""))
+
+
 def canonical_url(url: str) -> str:
     """One spelling per article URL: a tracking link to a stored article is not a new one."""
     parts = urlsplit(url.strip())

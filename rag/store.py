@@ -4,7 +4,7 @@ The same code serves the embedded `PersistentClient` and a `chroma run` server
 (`CHROMA_HOST`). Writes follow a small protocol so a process killed at any point
 (kill -9) leaves a store that `recover()` turns into exactly what a clean run gives:
 
-1. the article record is upserted with `dirty=True` (a new one with `version=""`);
+1. the article record is marked `dirty=True` (a new one is created with `version=""`);
 2. the new version's chunks are added (their ids carry the version);
 3. the record is updated to the new version, still dirty;
 4. chunks of any other version are deleted;
@@ -255,12 +255,16 @@ class ArticleStore:
         vector = np.mean(np.asarray(embeddings, dtype=np.float32), axis=0)
         vector = (vector / (np.linalg.norm(vector) or 1.0)).tolist()
         old = self.articles.get(ids=[aid], include=["metadatas"])
-        committed = old["metadatas"][0].get("version", "") if old["ids"] else ""
-        # 1. mark dirty
-        self.articles.upsert(
-            ids=[aid], embeddings=[vector], documents=[article.text],
-            metadatas=[{"version": committed, "dirty": True, "title": article.title}],
-        )
+        old_meta = old["metadatas"][0] if old["ids"] else {}
+        # 1. mark dirty; a committed record keeps its text and metadata until step 3, so
+        # recover() can fall back to it intact
+        if old["ids"]:
+            self.articles.update(ids=[aid], metadatas=[{"dirty": True}])
+        else:
+            self.articles.upsert(
+                ids=[aid], embeddings=[vector], documents=[article.text],
+                metadatas=[{"version": "", "dirty": True, "title": article.title}],
+            )
         # 2. the new chunks
         meta = _chunk_base_meta(article, next(iter(paths), None))
         self.chunks.upsert(
@@ -275,9 +279,11 @@ class ArticleStore:
         )
         # 3. commit the new version
         record = _article_meta(article, sorted(set(paths)), len(chunks))
+        # upsert merges metadata: drop keys the new version lacks (None deletes a key)
+        stale = {k: None for k in old_meta if k not in record and k != "dirty"}
         self.articles.upsert(
             ids=[aid], embeddings=[vector], documents=[article.text],
-            metadatas=[{**record, "dirty": True}],
+            metadatas=[{**stale, **record, "dirty": True}],
         )
         # 4. drop other versions, 5. clean
         self.chunks.delete(where={"$and": [{"article_id": aid}, {"version": {"$ne": version}}]})
@@ -286,15 +292,8 @@ class ArticleStore:
     def set_paths(self, article_id: str, paths: Iterable[str]) -> None:
         """Record which files hold this article; the chunks keep their first path."""
         paths = sorted(set(paths))
-        if paths:
-            self.articles.update(ids=[article_id], metadatas=[{"paths": paths}])
-        else:
-            # Chroma cannot unset one key with update; rewrite the record without it.
-            got = self.articles.get(ids=[article_id], include=["metadatas", "embeddings",
-                                                               "documents"])
-            meta = {k: v for k, v in got["metadatas"][0].items() if k != "paths"}
-            self.articles.upsert(ids=[article_id], embeddings=[got["embeddings"][0]],
-                                 documents=[got["documents"][0]], metadatas=[meta])
+        # Chroma merges metadata on update and upsert alike; None is what deletes a key.
+        self.articles.update(ids=[article_id], metadatas=[{"paths": paths or None}])
 
     def remove_article(self, article_id: str) -> bool:
         if not self.exists:

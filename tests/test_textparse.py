@@ -137,3 +137,38 @@ def test_settings_validation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         Settings(collection="a b")
     with pytest.raises(ValueError):
         Settings(chunk_tokens=400)  # past what MiniLM reads
+
+
+def test_hard_wrapped_plain_text_is_joined() -> None:
+    raw = (
+        "Council reopens the old bridge\n\n"
+        "The council said on 4 March 2024 that the old bridge would reopen to\n"
+        "traffic next week, after two years of repairs that cost far more than\n"
+        "planned.\n\n"
+        "Residents welcomed the news.\n"
+    )
+    parsed = parse_text(raw)
+    assert parsed.body.split("\n\n")[0] == (
+        "The council said on 4 March 2024 that the old bridge would reopen to traffic next "
+        "week, after two years of repairs that cost far more than planned."
+    )
+    assert parsed.published == date(2024, 3, 4)
+
+
+def test_one_paragraph_per_line_is_not_joined() -> None:
+    raw = "Short headline\nFirst paragraph, a short one.\nSecond paragraph here.\n"
+    assert parse_text(raw).body == "First paragraph, a short one.\n\nSecond paragraph here."
+
+
+def test_repeated_headline_is_dropped() -> None:
+    parsed = parse_text("Bridge reopens\n\nThe bridge reopened today after repairs.",
+                        title="Bridge  reopens")
+    assert parsed.body == "The bridge reopened today after repairs."
+
+
+def test_strip_tracking_keeps_the_rest() -> None:
+    from rag.models import strip_tracking
+
+    assert strip_tracking("https://www.Example.com/a/?utm_source=x&page=2&fbclid=1#top") == (
+        "https://www.Example.com/a/?page=2"
+    )
