@@ -162,6 +162,23 @@ class ArticleStore:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return self.embed_model.get_text_embedding_batch(list(texts))
 
+    def generation(self) -> str:
+        """A stamp that changes whenever chunks are written or removed (for derived indexes).
+
+        Read fresh each time: another process (or a server client) may have written.
+        """
+        if not self.exists:
+            return ""
+        meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+        return str(meta.get("generation", ""))
+
+    def _bump_generation(self) -> None:
+        import uuid
+
+        collection = self.client.get_collection(self.name, embedding_function=None)
+        meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        self.chunks.modify(metadata={**meta, "generation": uuid.uuid4().hex[:12]})
+
     def drop(self) -> None:
         for name in (self.name, self.name + ARTICLES_SUFFIX):
             if name in {c.name for c in self.client.list_collections()}:
@@ -254,6 +271,7 @@ class ArticleStore:
         aid, version = article.id, article.version
         vector = np.mean(np.asarray(embeddings, dtype=np.float32), axis=0)
         vector = (vector / (np.linalg.norm(vector) or 1.0)).tolist()
+        self._bump_generation()  # before and after: a reader that indexes mid-write is stale
         old = self.articles.get(ids=[aid], include=["metadatas"])
         old_meta = old["metadatas"][0] if old["ids"] else {}
         # 1. mark dirty; a committed record keeps its text and metadata until step 3, so
@@ -288,6 +306,7 @@ class ArticleStore:
         # 4. drop other versions, 5. clean
         self.chunks.delete(where={"$and": [{"article_id": aid}, {"version": {"$ne": version}}]})
         self.articles.update(ids=[aid], metadatas=[{"dirty": False}])
+        self._bump_generation()
 
     def set_paths(self, article_id: str, paths: Iterable[str]) -> None:
         """Record which files hold this article; the chunks keep their first path."""
@@ -304,6 +323,7 @@ class ArticleStore:
         self.articles.update(ids=[article_id], metadatas=[{"version": "", "dirty": True}])
         self.chunks.delete(where={"article_id": article_id})
         self.articles.delete(ids=[article_id])
+        self._bump_generation()
         return True
 
     def recover(self) -> int:
@@ -321,6 +341,8 @@ class ArticleStore:
             else:
                 self.chunks.delete(where={"article_id": aid})
                 self.articles.delete(ids=[aid])
+        if dirty["ids"]:
+            self._bump_generation()
         return len(dirty["ids"])
 
 
