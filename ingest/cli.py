@@ -153,6 +153,9 @@ def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             continue
         store.remove_article(article.id)
         print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
+    from rag.keyword import KeywordIndex
+
+    KeywordIndex(store).refresh()
     return status
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ingest.chunking import chunk_article, embedding_text
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
+from rag.keyword import KeywordIndex
 from rag.models import Article, Chunk, StoredArticle, strip_tracking
 from rag.settings import Settings
 from rag.store import ArticleStore, StoreError
@@ -289,6 +290,8 @@ def ingest(
         bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
                         failed=report.count("failed"), refresh=False)
     ingestor.flush()
+    if any(r.status in ("added", "updated") for r in report.results) or report.recovered:
+        KeywordIndex(store).refresh()  # the first question after ingest should not wait
     bar.close()
     report.seconds = time.perf_counter() - started
     return report

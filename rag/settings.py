@@ -72,7 +72,15 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "RAG_OPENAI_BASE_URL")
     )
-    llm_model: str | None = Field(default=None)
+    llm_model: str | None = Field(default=None, description="chat model name; enables LLM mode")
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_max_tokens: int = Field(default=512, ge=16)
+    llm_context_window: int = Field(default=4096, ge=512)
+
+    # Answering
+    answer_mode: str = Field(default="auto", pattern="^(auto|extractive|llm)$")
+    retrieval_mode: str = Field(default="hybrid", pattern="^(hybrid|dense|bm25)$")
+    top_k: int = Field(default=8, ge=1, le=50)
 
     # App
     host: str = Field(default="127.0.0.1")

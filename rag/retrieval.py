@@ -1,0 +1,199 @@
+"""Hybrid retrieval: Chroma vectors + persisted BM25, fused, filtered, diversified.
+
+Both sides produce llama-index nodes built by `chunk_node` from the same chunk
+metadata, so `QueryFusionRetriever` (reciprocal rank fusion) can match them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.llms import MockLLM
+from llama_index.core.retrievers import QueryFusionRetriever
+from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from rag.expansion import expand_query
+from rag.keyword import KeywordIndex
+from rag.store import ArticleStore
+
+MODES = ("hybrid", "dense", "bm25")
+# Keys of chunk metadata that are bookkeeping, not text: kept out of BM25 and prompts.
+_HIDDEN = ["article_id", "version", "chunk_index", "start", "end", "paragraph", "paragraph_end",
+           "published_int", "url", "path", "outlet", "published"]
+
+
+def chunk_node(chunk_id: str, text: str, meta: dict[str, Any]) -> TextNode:
+    """One node shape for both retrievers: the title is the only metadata BM25 sees."""
+    return TextNode(id_=chunk_id, text=text, metadata=dict(meta),
+                    excluded_embed_metadata_keys=list(_HIDDEN),
+                    excluded_llm_metadata_keys=list(_HIDDEN))
+
+
+@dataclass
+class Filters:
+    """Restrict retrieval to some articles, outlets, or a published-date range."""
+
+    article_ids: list[str] = field(default_factory=list)
+    outlets: list[str] = field(default_factory=list)
+    date_from: date | None = None
+    date_to: date | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.article_ids or self.outlets or self.date_from or self.date_to)
+
+    def where(self) -> dict[str, Any] | None:
+        """The same restriction as a Chroma `where` clause."""
+        clauses: list[dict[str, Any]] = []
+        if self.article_ids:
+            clauses.append({"article_id": {"$in": list(self.article_ids)}})
+        if self.outlets:
+            clauses.append({"outlet": {"$in": list(self.outlets)}})
+        if self.date_from:
+            clauses.append({"published_int": {"$gte": _date_int(self.date_from)}})
+        if self.date_to:
+            clauses.append({"published_int": {"$lte": _date_int(self.date_to)}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+    def match(self, meta: dict[str, Any]) -> bool:
+        if self.article_ids and meta.get("article_id") not in self.article_ids:
+            return False
+        if self.outlets and meta.get("outlet") not in self.outlets:
+            return False
+        published = meta.get("published_int")
+        if (self.date_from or self.date_to) and published is None:
+            return False
+        if self.date_from and published < _date_int(self.date_from):
+            return False
+        return not (self.date_to and published > _date_int(self.date_to))
+
+
+def _date_int(value: date) -> int:
+    return value.year * 10000 + value.month * 100 + value.day
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with everything a citation needs."""
+
+    chunk_id: str
+    article_id: str
+    text: str
+    start: int
+    end: int
+    score: float
+    title: str = ""
+    url: str | None = None
+    path: str | None = None
+    published: str | None = None
+    outlet: str | None = None
+    paragraph: int = 0
+
+    @classmethod
+    def from_node(cls, hit: NodeWithScore) -> Passage:
+        meta = hit.node.metadata
+        return cls(
+            chunk_id=hit.node.node_id, article_id=meta["article_id"], text=hit.node.get_content(),
+            start=int(meta["start"]), end=int(meta["end"]), score=float(hit.score or 0.0),
+            title=meta.get("title", ""), url=meta.get("url"), path=meta.get("path"),
+            published=meta.get("published"), outlet=meta.get("outlet"),
+            paragraph=int(meta.get("paragraph", 0)),
+        )
+
+
+class DenseRetriever(BaseRetriever):
+    """Nearest chunks in Chroma.
+
+    A `where` filter costs ~80x an unfiltered query at 100k chunks, so filters are
+    first applied to a wide unfiltered result; Chroma filters only when that leaves
+    too few.
+    """
+
+    def __init__(self, store: ArticleStore, top_k: int, filters: Filters | None = None) -> None:
+        super().__init__()
+        self.store, self.top_k, self.filters = store, top_k, filters or Filters()
+
+    def _query(self, vector: list[float], n: int, where: dict[str, Any] | None
+               ) -> list[NodeWithScore]:
+        got = self.store.chunks.query(query_embeddings=[vector], n_results=n, where=where,
+                                      include=["documents", "metadatas", "distances"])
+        return [NodeWithScore(node=chunk_node(i, d, m), score=1.0 - dist)
+                for i, d, m, dist in zip(got["ids"][0], got["documents"][0],
+                                         got["metadatas"][0], got["distances"][0], strict=True)]
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        vector = query_bundle.embedding or self.store.embed_model.get_query_embedding(
+            query_bundle.query_str)
+        total = self.store.chunks.count()
+        if not self.filters:
+            return self._query(vector, min(self.top_k, total), None)
+        wide = self._query(vector, min(max(self.top_k * 10, 100), total), None)
+        kept = [h for h in wide if self.filters.match(h.node.metadata)]
+        if len(kept) >= self.top_k:
+            return kept[: self.top_k]
+        return self._query(vector, min(self.top_k, total), self.filters.where())
+
+
+class Retriever:
+    """Question in, ranked passages out, in `hybrid`, `dense` or `bm25` mode."""
+
+    def __init__(self, store: ArticleStore, mode: str = "hybrid",
+                 keyword: KeywordIndex | None = None, fusion: str = "dist_based_score") -> None:
+        if mode not in MODES:
+            raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}")
+        self.store, self.mode, self.fusion = store, mode, fusion
+        self.keyword = keyword or KeywordIndex(store)
+
+    def retrieve(self, query: str, top_k: int = 5, filters: Filters | None = None,
+                 per_article: int | None = None) -> list[Passage]:
+        """Top passages, at most `per_article` (default: half) from one article while
+        others qualify."""
+        filters = filters or Filters()
+        if not self.store.exists or self.store.chunks.count() == 0:
+            return []
+        pool = max(top_k * 4, 20)
+        retrievers: list[BaseRetriever] = []
+        if self.mode in ("hybrid", "dense"):
+            retrievers.append(DenseRetriever(self.store, pool, filters))
+        if self.mode in ("hybrid", "bm25"):
+            retrievers.append(self.keyword.retriever(pool, filters))
+            if expand_query(query) != query:
+                retrievers.append(self.keyword.retriever(pool, filters, expand=True))
+        if len(retrievers) == 1:
+            hits = retrievers[0].retrieve(query)
+        else:
+            # MockLLM: with num_queries=1 the fusion retriever generates no queries, but
+            # it still resolves an LLM at construction, and no default one exists offline.
+            fusion = QueryFusionRetriever(
+                retrievers, llm=MockLLM(), mode=FUSION_MODES(self.fusion),
+                similarity_top_k=pool, num_queries=1, use_async=False,
+            )
+            hits = fusion.retrieve(query)
+        passages = [Passage.from_node(h) for h in hits if filters.match(h.node.metadata)]
+        return diversify(passages, top_k, per_article or max(2, top_k // 2))
+
+
+def diversify(passages: list[Passage], top_k: int, per_article: int,
+              margin: float = 0.75) -> list[Passage]:
+    """Rank order, but at most `per_article` passages of one article while passages of
+    other articles score within `margin` of the one held back; past that, relevance
+    wins (one article may be all that answers)."""
+    chosen: list[Passage] = []
+    held: list[Passage] = []
+    counts: dict[str, int] = {}
+    for passage in passages:
+        while held and passage.score < margin * held[0].score and len(chosen) < top_k:
+            chosen.append(held.pop(0))
+        if len(chosen) == top_k:
+            break
+        if counts.get(passage.article_id, 0) < per_article:
+            chosen.append(passage)
+            counts[passage.article_id] = counts.get(passage.article_id, 0) + 1
+        else:
+            held.append(passage)
+    return (chosen + held)[:top_k]
