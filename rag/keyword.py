@@ -73,7 +73,7 @@ class KeywordIndex:
         tmp = self.path.with_name(self.path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        bm25.persist(str(tmp))
+        bm25.persist(str(tmp), show_progress=False)
         (tmp / _STAMP).write_text(json.dumps(stamp))
         shutil.rmtree(self.path, ignore_errors=True)
         tmp.rename(self.path)
