@@ -126,29 +126,37 @@ def verify(
     scorer: SupportScorer,
     threshold: float = SUPPORT_THRESHOLD,
 ) -> list[Citation]:
-    """Drop citations to passages that were not given, score the rest, and resolve the
-    citations that remain (numbered as the passages were given to the answerer)."""
-    citations: dict[int, Citation] = {}
-    best_for: dict[int, float] = {}  # each citation quotes the span its best claim matched
+    """Drop citations to passages that were not given, score the rest, and resolve each
+    to the span that supports its sentence.
+
+    Sentence `[n]` markers arrive as passage numbers; they leave as citation numbers,
+    one per distinct span, so two claims from one passage each open their own quote.
+    """
+    citations: list[Citation] = []
+    index: dict[tuple[str, int, int], int] = {}
     for sentence in sentences:
-        valid = [n for n in sentence.citations if 1 <= n <= len(passages)]
-        sentence.citations = valid
+        cited: list[int] = []
         best_score = 0.0
-        for n in valid:
+        for n in dict.fromkeys(sentence.citations):
+            if not 1 <= n <= len(passages):
+                continue  # the answerer was never given such a passage
             passage = passages[n - 1]
             score, start, end = scorer.best_span(sentence.text, passage)
             best_score = max(best_score, score)
-            if score > best_for.get(n, -1.0):
-                best_for[n] = score
-                citations[n] = Citation(
-                    n=n, article_id=passage.article_id, title=passage.title, url=passage.url,
-                    path=passage.path, published=passage.published, chunk_id=passage.chunk_id,
-                    start=start, end=end, quote=_quote(passage, start, end),
-                    outlet=passage.outlet,
-                )
+            key = (passage.chunk_id, start, end)
+            if key not in index:
+                citations.append(Citation(
+                    n=len(citations) + 1, article_id=passage.article_id, title=passage.title,
+                    url=passage.url, path=passage.path, published=passage.published,
+                    chunk_id=passage.chunk_id, start=start, end=end,
+                    quote=_quote(passage, start, end), outlet=passage.outlet,
+                ))
+                index[key] = len(citations)
+            cited.append(index[key])
+        sentence.citations = cited
         sentence.score = round(best_score, 3)
-        sentence.supported = bool(valid) and best_score >= threshold
-    return [citations[n] for n in sorted(citations)]
+        sentence.supported = bool(cited) and best_score >= threshold
+    return citations
 
 
 def _quote(passage: Passage, start: int, end: int) -> str:
