@@ -1,0 +1,117 @@
+"""`python -m eval run | compare | generate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from eval import qa, report, runner, scoring
+from rag.settings import PROJECT_ROOT, get_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval",
+                                     description="Score retrieval, answers, citations and "
+                                                 "refusals on a question set.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="evaluate configurations on a dataset")
+    run.add_argument("--dataset", type=Path, required=True, help="JSONL question set")
+    run.add_argument("--corpus", type=Path, required=True,
+                     help="folder the dataset's `source` paths are relative to")
+    run.add_argument("--data-dir", type=Path, help="evaluation store (default: ./data/eval)")
+    run.add_argument("--collection", help="collection (default: named after the corpus)")
+    run.add_argument("--no-ingest", action="store_true",
+                     help="use the evaluation store as it is, without ingesting the corpus")
+    run.add_argument("--config", action="append", choices=sorted(runner.CONFIGS),
+                     help="configuration(s) to run (default: hybrid, dense, bm25, and llm "
+                          "when an LLM is configured)")
+    run.add_argument("--top-k", type=int, default=10, help="passages per question (10)")
+    run.add_argument("--limit", type=int, help="only the first N questions")
+    run.add_argument("--out", type=Path, help="output folder (default: eval/out/<time>)")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cmp_ = sub.add_parser("compare", help="what got better and worse between two reports")
+    cmp_.add_argument("old", type=Path)
+    cmp_.add_argument("new", type=Path)
+    gen = sub.add_parser("generate", help="make the seeded inverse-cloze retrieval set")
+    gen.add_argument("--corpus", type=Path, required=True)
+    gen.add_argument("--n", type=int, default=300)
+    gen.add_argument("--seed", type=int, default=13)
+    gen.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "compare":
+            old = json.loads(args.old.read_text())
+            new = json.loads(args.new.read_text())
+            print(report.compare(old, new))
+            return 0
+        if args.command == "generate":
+            items = qa.generate_cloze(args.corpus, args.n, args.seed)
+            qa.write(items, args.out)
+            print(f"wrote {len(items)} questions to {args.out}")
+            return 0
+        return cmd_run(args)
+    except (qa.DatasetError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
+             settings: Any, *, do_ingest: bool = True, top_k: int = 10,
+             progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ingest (or reuse) the corpus, run every configuration, score. Returns the report
+    and the records; used by the CLI and by the CI gate alike."""
+    from eval.judge import judge
+    from rag.engine import Engine
+
+    store = runner.prepare_store(settings, corpus, do_ingest, progress)
+    engine = Engine(settings, store)
+    configs = [runner.CONFIGS[name] for name in config_names]
+    records = runner.run(items, engine, configs, top_k=top_k, progress=progress)
+    golds = scoring.resolve_gold(items, store, corpus)
+    missing = [i.id for i in items if i.answerable and not golds[i.id].article_ids]
+    if missing:
+        raise RuntimeError(f"gold articles not in the store for {len(missing)} question(s), "
+                           f"e.g. {missing[:3]}: is --corpus the folder `source` is relative to?")
+    judged, judge_note = judge(items, records, settings, store, progress)
+    result = {
+        "dataset": "",
+        "corpus": str(corpus),
+        "questions": len(items),
+        "answerable": sum(1 for i in items if i.answerable),
+        "top_k": top_k,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "judge": judge_note,
+        "configs": scoring.aggregate(items, records, golds, judged),
+    }
+    return result, records
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    items = qa.load(args.dataset)[: args.limit]
+    settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
+    names = args.config or runner.default_configs(settings)
+    if "llm" in names and "llm" not in runner.default_configs(settings):
+        print("error: --config llm needs an LLM (RAG_LLM_MODEL and OPENAI_BASE_URL or "
+              "OPENAI_API_KEY)", file=sys.stderr)
+        return 1
+    out = args.out or PROJECT_ROOT / "eval" / "out" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    result, records = evaluate(items, args.corpus, names, settings,
+                               do_ingest=not args.no_ingest, top_k=args.top_k,
+                               progress=not args.quiet)
+    result["dataset"] = str(args.dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "records.jsonl").open("w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    report.write(out, result)
+    print(report.table(result["configs"], result.get("judge")))
+    print(f"\nwrote {out}/records.jsonl, report.json, report.md, report.png")
+    return 0

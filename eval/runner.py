@@ -1,0 +1,82 @@
+"""Run a question set through the engine (the app's own code path) per configuration."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from eval.qa import QAItem
+from ingest.pipeline import ingest
+from rag.engine import Engine
+from rag.llm import llm_configured
+from rag.settings import Settings
+from rag.store import ArticleStore
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    retrieval: str  # hybrid | dense | bm25
+    mode: str  # extractive | llm
+
+
+CONFIGS = {
+    "hybrid": Config("hybrid", "hybrid", "extractive"),
+    "dense": Config("dense", "dense", "extractive"),
+    "bm25": Config("bm25", "bm25", "extractive"),
+    "llm": Config("llm", "hybrid", "llm"),
+}
+DEFAULT_CONFIGS = ("hybrid", "dense", "bm25")
+
+
+def default_configs(settings: Settings) -> list[str]:
+    return [*DEFAULT_CONFIGS, "llm"] if llm_configured(settings) else list(DEFAULT_CONFIGS)
+
+
+def eval_settings(base: Settings, corpus: Path, data_dir: Path | None,
+                  collection: str | None) -> Settings:
+    """The evaluation store: its own folder and a collection named after the corpus, so
+    evaluating never touches the user's library and another corpus never mixes in."""
+    corpus_key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:8]
+    update: dict[str, Any] = {
+        "data_dir": (data_dir or base.data_dir / "eval").resolve(),
+        "collection": collection or f"eval-{corpus.resolve().name[:30]}-{corpus_key}",
+    }
+    return Settings.model_validate({**base.model_dump(), **update})
+
+
+def prepare_store(settings: Settings, corpus: Path, do_ingest: bool = True,
+                  progress: bool = True) -> ArticleStore:
+    store = ArticleStore(settings)
+    if do_ingest:
+        report = ingest([str(corpus)], store, settings, progress=progress)
+        if progress:
+            print(f"evaluation store: {report.summary().splitlines()[0]}")
+    if not store.exists or store.chunks.count() == 0:
+        raise RuntimeError(f"the evaluation store {settings.collection!r} is empty")
+    return store
+
+
+def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int = 10,
+        progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
+        ) -> list[dict[str, Any]]:
+    """One record per question and configuration: the id, the config, the full result."""
+    records: list[dict[str, Any]] = []
+    total = len(items) * len(configs)
+    with tqdm(total=total, disable=not progress, unit="q", desc="evaluating") as bar:
+        for config in configs:
+            for item in items:
+                result = engine.ask(item.question, history=item.history or None,
+                                    mode=config.mode, retrieval=config.retrieval, top_k=top_k)
+                record = {"id": item.id, "config": config.name, "result": result.to_json()}
+                records.append(record)
+                if on_record:
+                    on_record(record)
+                bar.update(1)
+                bar.set_postfix(config=config.name, refresh=False)
+    return records
