@@ -145,14 +145,14 @@ def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
 def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     status = 0
     for ref in args.refs:
-        article = store.resolve(ref)
-        if article is None:
+        articles = store.resolve_all(ref)
+        if not articles:
             print(f"error: no stored article matches {ref!r} (give an id from `list`, "
                   "a URL or a file path)", file=sys.stderr)
             status = 1
-            continue
-        store.remove_article(article.id)
-        print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
+        for article in articles:
+            store.remove_article(article.id)
+            print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
     from rag.keyword import KeywordIndex
 
     KeywordIndex(store).refresh()

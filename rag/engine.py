@@ -177,7 +177,7 @@ class Engine:
             answer=draft.text,
             refused=draft.refused,
             mode=mode,
-            model=llm.model if llm is not None else None,
+            model=llm.model if llm is not None else None,  # the model that wrote text
             citations=citations,
             sentences=draft.sentences,
             retrieved=[_retrieved(p) for p in passages],

@@ -238,6 +238,20 @@ class ArticleStore:
             ids = [a.id for a in self.find_by_path(str(Path(ref).expanduser().resolve()))]
         return self.get_article(ids[0]) if ids else None
 
+    def resolve_all(self, ref: str) -> list[StoredArticle]:
+        """Every article `ref` names: one by id or URL; by a path, each article that file
+        holds (a .jsonl file holds one per line, stored as `file.jsonl#L<n>`)."""
+        one = self.resolve(ref)
+        found = {one.id: one} if one else {}
+        if self.exists and not ref.startswith(("http://", "https://")):
+            from pathlib import Path
+
+            prefix = str(Path(ref).expanduser().resolve()) + "#L"
+            for article in self.list_articles():
+                if any(p.startswith(prefix) for p in article.paths):
+                    found.setdefault(article.id, article)
+        return list(found.values())
+
     def chunk_records(self, article_id: str | None = None) -> list[dict[str, Any]]:
         """Chunks with their metadata, in article order: for citations, stats and tests."""
         if not self.exists:

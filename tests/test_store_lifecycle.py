@@ -769,7 +769,9 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
     files = [SEED, *bbc_files(1)]
     report = ingest([str(p) for p in files], store, settings, progress=False)
     assert [r.status for r in report.results] == ["added"] * len(files)
-    assert not unused.exists()  # nothing went to an embedded store
+    # nothing went to an embedded store; only the keyword index is cached locally
+    assert not (unused / "chroma").exists()
+    assert [p.name for p in unused.iterdir()] == ["bm25"]
     seed_id = next(r.article_id for r in report.results if r.source == str(SEED))
     listed = store.list_articles()
     assert {a.id for a in listed} == {r.article_id for r in report.results}
@@ -782,6 +784,11 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
                               n_results=3)
     assert hits["metadatas"][0][0]["article_id"] == seed_id
     assert hits["ids"][0][0].startswith(f"{seed_id}:")
+
+    from rag.engine import Engine
+
+    answer = Engine(settings, store).ask("why did relations between Iran and Azerbaijan sour?")
+    assert not answer.refused and answer.citations[0].article_id == seed_id
 
     again = ingest([str(p) for p in files], store, settings, progress=False)
     assert [r.status for r in again.results] == ["unchanged"] * len(files)
@@ -851,3 +858,18 @@ def test_embedding_model_mismatch(fresh: SimpleNamespace) -> None:
     assert "Traceback" not in proc.stderr
     assert [a.id for a in fresh.store.list_articles()] == [seed.id]
     assert_consistent(fresh.store)
+
+
+def test_cli_remove_a_jsonl_file_removes_its_line_articles(fresh: SimpleNamespace) -> None:
+    feed = fresh.root / "feed.jsonl"
+    feed.write_text("\n".join(json.dumps({"text": f"Story number {i} tells of a harbour "
+                                                  f"festival with {i} boats and music."})
+                              for i in range(3)) + "\n")
+    report = ingest([str(feed)], fresh.store, fresh.settings, progress=False)
+    ids = {r.article_id for r in report.results}
+    assert len(ids) == 3
+    proc = run_cli("--data-dir", str(fresh.settings.data_dir), "--collection", COLLECTION,
+                   "remove", str(feed), cwd=fresh.root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("removed ") == 3
+    assert not ids & {a.id for a in ArticleStore(fresh.settings).list_articles()}

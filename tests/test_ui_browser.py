@@ -1,0 +1,284 @@
+"""The app in a real browser: Debian's chromium (/usr/bin/chromium, installed by the
+test setup) driven by Playwright. Never `playwright install`: no browser is downloaded.
+
+One app server for the module, on a temporary store holding the seed article.
+Screenshots go to test-artifacts/ at the repo root.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("playwright", reason="playwright is a dev dependency: run `make setup`")
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = ROOT.parent / "shared" / "corpora" / "seed"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+SEED_TITLE = "Iranian president Pezeshkian meets Azerbaijani leader Aliyev to improve ties"
+ANSWER_TIMEOUT = 90_000  # ms; an extractive answer takes a few seconds on 2 cores
+
+XSS_TITLE = "<script>window.__xss=1;alert('title')</script> Harbour plan <b>approved</b>"
+XSS_ARTICLE = (
+    f"{XSS_TITLE}\n\n"
+    "The Harbour Authority approved the new breakwater on Monday. "
+    "<img src=x onerror=\"window.__xss=2;alert('img')\"> The breakwater will cost 40 million "
+    "dollars and protect the fishing fleet from winter storms, officials said.\n\n"
+    "Construction of the breakwater starts in spring and takes two years, according to "
+    "<svg onload=\"window.__xss=3\"></svg> the harbour master.\n"
+)
+UPLOAD_ARTICLE = (
+    "Glacier museum opens in Tromsø\n\n"
+    "A museum devoted to Arctic glaciers opened in Tromsø on Friday, with a walk-in ice "
+    "tunnel cooled by seawater. The museum cost 12 million euros and expects 80,000 "
+    "visitors a year, its director Ingrid Solberg said.\n\n"
+    "The ice tunnel is rebuilt every winter from blocks cut on the Lyngen glacier.\n"
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    import app
+    from ingest.pipeline import ingest
+    from rag.settings import Settings
+
+    data = tmp_path_factory.mktemp("app_ui")
+    settings = Settings(data_dir=data, collection="appui")
+    news = app.NewsApp(settings)
+    assert ingest([str(SEED)], news.store, settings, progress=False).count("added") == 1
+    port = free_port()
+    demo = app.start(news, "127.0.0.1", port, block=False)
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", app=news, settings=settings)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("chromium is missing: `apt-get install -y chromium` (make test does it)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class Watch:
+    """Dialogs (alert/confirm) and page errors seen by a page: an XSS would show here."""
+
+    def __init__(self, page: Page) -> None:
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+        page.on("dialog", self._dialog)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _dialog(self, dialog) -> None:  # noqa: ANN001 - playwright Dialog
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+
+@pytest.fixture()
+def page(browser: Browser, server: SimpleNamespace) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1360, "height": 1000},
+                                  accept_downloads=True)
+    page = context.new_page()
+    page.watch = Watch(page)  # type: ignore[attr-defined]
+    page.goto(server.url)
+    expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def shot(page: Page, name: str, full: bool = False) -> Path:
+    path = ARTIFACTS / f"ui-{name}.png"
+    page.screenshot(path=str(path), full_page=full)
+    return path
+
+
+def ask(page: Page, question: str) -> None:
+    """Type and send a question; record whether the pending (streaming) message showed."""
+    page.evaluate("""() => {
+        window.__sawPending = false;
+        const chat = document.querySelector('#chat');
+        new MutationObserver(() => {
+            if (chat.querySelector('.rag-pending')) window.__sawPending = true;
+        }).observe(chat, {childList: true, subtree: true});
+    }""")
+    before = page.locator("#chat .rag-answer:not(.rag-pending)").count()
+    box = page.locator("#question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator("#chat .rag-answer:not(.rag-pending)")).to_have_count(
+        before + 1, timeout=ANSWER_TIMEOUT)
+
+
+def last_answer(page: Page):  # noqa: ANN201 - a playwright Locator
+    return page.locator("#chat .rag-answer:not(.rag-pending)").last
+
+
+def test_ask_streams_an_answer_and_a_citation_opens_its_passage(page: Page) -> None:
+    ask(page, "Why did relations between Iran and Azerbaijan sour?")
+    assert page.evaluate("window.__sawPending")  # the answer arrived as a stream
+    answer = last_answer(page)
+    cites = answer.locator("a.rag-cite")
+    assert cites.count() >= 2
+    expect(answer.locator(".rag-mode")).to_contain_text("extractive")
+    expect(answer.locator(".rag-source summary").first).to_contain_text(SEED_TITLE)
+    expect(answer.locator(".rag-source summary").first).to_contain_text("2025-04-28")
+    expect(answer.locator(".rag-source summary").first).to_contain_text(
+        "iran-azerbaijan-baku-meeting.txt")
+    assert answer.locator("details.rag-source[open]").count() == 0
+    shot(page, "chat-answer")
+
+    cites.nth(1).click()
+    target = cites.nth(1).get_attribute("href").lstrip("#")
+    source = page.locator(f"details#{target}")
+    expect(source).to_have_attribute("open", "")
+    mark = source.locator("mark")
+    expect(mark).to_be_visible()
+    passage = source.locator(".rag-passage").inner_text()
+    assert len(passage) > len(mark.inner_text()) + 40  # the span shown in its context
+    assert page.evaluate("(el) => getComputedStyle(el).backgroundColor",
+                         mark.element_handle()) != "rgba(0, 0, 0, 0)"
+    shot(page, "chat-citation")
+
+    # the conversation exports as Markdown with its citations
+    with page.expect_download() as download:
+        page.locator("#export").click()
+    md = Path(download.value.path()).read_text(encoding="utf-8")
+    assert "## 1. Why did relations between Iran and Azerbaijan sour?" in md
+    assert SEED_TITLE in md and "[1]" in md and "> " in md
+
+    # a follow-up, then a new chat
+    ask(page, "and when did the presidents meet?")
+    assert page.locator("#chat .rag-answer:not(.rag-pending)").count() == 2
+    page.locator("#new-chat").click()
+    expect(page.locator("#chat .rag-answer")).to_have_count(0)
+    assert not page.watch.dialogs  # type: ignore[attr-defined]
+
+
+def test_example_questions_and_library_tab(page: Page, server: SimpleNamespace) -> None:
+    page.get_by_text("How many ethnic Azerbaijanis live in Iran?").first.click()
+    expect(page.locator("#question textarea")).to_have_value(
+        "How many ethnic Azerbaijanis live in Iran?")
+    page.get_by_role("tab", name="Library").click()
+    table = page.locator("#library-table")
+    expect(table).to_contain_text(SEED_TITLE)
+    expect(table).to_contain_text("2025-04-28")
+    expect(page.locator("#library-count")).to_contain_text("1 article(s)")
+    page.locator("#library-search input, #library-search textarea").first.fill("zzzz")
+    expect(page.locator("#library-count")).to_contain_text("0 of 1 shown")
+    page.locator("#library-search input, #library-search textarea").first.fill("pezeshkian")
+    expect(page.locator("#library-count")).to_contain_text("1 of 1 shown")
+    shot(page, "library", full=True)
+
+
+def upload(page: Page, path: Path) -> None:
+    page.get_by_role("tab", name="Library").click()
+    page.locator("#upload input[type=file]").set_input_files(str(path))
+    expect(page.locator("#upload")).to_contain_text(path.name, timeout=30_000)
+    page.locator("#add-files").click()
+    expect(page.locator("#ingest-log textarea")).to_have_value(
+        re.compile(r"\d+ added, \d+ updated, \d+ unchanged, \d+ failed"), timeout=120_000)
+
+
+def test_upload_an_article_then_ask_about_it(page: Page, tmp_path: Path) -> None:
+    path = tmp_path / "glacier-museum.txt"
+    path.write_text(UPLOAD_ARTICLE, encoding="utf-8")
+    upload(page, path)
+    log = page.locator("#ingest-log textarea").input_value()
+    assert "added" in log and "Glacier museum opens in Tromsø" in log
+    expect(page.locator("#library-table")).to_contain_text("Glacier museum opens in Tromsø")
+    shot(page, "library-upload", full=True)
+
+    page.get_by_role("tab", name="Chat").click()
+    ask(page, "How much did the glacier museum in Tromsø cost?")
+    answer = last_answer(page)
+    expect(answer.locator(".rag-source summary").first).to_contain_text(
+        "Glacier museum opens in Tromsø")
+    answer.locator("a.rag-cite").first.click()
+    expect(answer.locator("details.rag-source[open] mark").first).to_be_visible()
+    assert "12 million euros" in answer.inner_text()
+    shot(page, "chat-uploaded-article")
+
+
+def test_an_article_with_script_and_onerror_runs_nothing(page: Page, tmp_path: Path) -> None:
+    path = tmp_path / "harbour.txt"
+    path.write_text(XSS_ARTICLE, encoding="utf-8")
+    upload(page, path)
+    table = page.locator("#library-table")
+    expect(table).to_contain_text("<script>window.__xss=1")  # shown as text
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#filter-articles").click()  # the title in the filter list, as text
+    ask(page, "How much will the breakwater cost?")
+    answer = last_answer(page)
+    expect(answer.locator(".rag-source summary").first).to_contain_text("<script>")
+    answer.locator("a.rag-cite").first.click()
+    text = answer.inner_text()
+    assert "onerror" in text or "<svg" in text or "breakwater" in text
+    page.wait_for_timeout(500)  # give any injected handler time to fire
+    assert page.evaluate("window.__xss") is None
+    assert page.watch.dialogs == []  # type: ignore[attr-defined]
+    injected = page.evaluate("""() => ({
+        img: document.querySelectorAll('img[src="x"]').length,
+        svg: [...document.querySelectorAll('svg')].filter(
+            s => (s.getAttribute('onload') || '').includes('__xss')).length,
+        script: [...document.querySelectorAll('script')].filter(
+            s => s.textContent.includes('__xss')).length,
+        bold: [...document.querySelectorAll('#chat b, #library-table b')].length,
+    })""")
+    assert injected == {"img": 0, "svg": 0, "script": 0, "bold": 0}
+    shot(page, "xss-escaped")
+
+
+def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleNamespace
+                                            ) -> None:
+    import app
+
+    port = free_port()
+    demo = app.start(app.NewsApp(server.settings, engine=server.app.engine), "127.0.0.1",
+                     port, "editor:correct-horse", block=False)
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        password = page.locator("input[type=password]")
+        expect(password).to_be_visible(timeout=30_000)
+        assert page.locator("#question").count() == 0  # nothing of the app before login
+        shot(page, "login")
+        for secret in ("wrong", "correct-horse"):
+            page.get_by_role("textbox", name="username").fill("editor")
+            password.fill(secret)
+            page.get_by_role("button", name=re.compile("login", re.I)).click()
+            if secret == "wrong":
+                expect(page.get_by_text(re.compile("incorrect", re.I))).to_be_visible(
+                    timeout=10_000)
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+        time.sleep(0.2)
+        shot(page, "after-login")
+    finally:
+        context.close()
+        demo.close()
