@@ -1,70 +1,725 @@
-"""The web UI. For now: the library and a passage search over it (the chat comes next)."""
+"""The web UI: a chat whose answers cite the passages they come from, and the library.
+
+    python app.py [--host HOST] [--port PORT] [--data-dir DIR]
+
+Opens http://127.0.0.1:7860 (RAG_HOST / RAG_PORT) on the embedded store. Login is
+optional: RAG_AUTH=user:password, several pairs separated by commas, or the path of
+a file with one pair a line. The answering, ingesting and rendering live in `rag/`
+and `ingest/`; this file only wires them to gradio.
+"""
 
 from __future__ import annotations
 
-import html
+import argparse
+import contextlib
+import functools
+import hashlib
+import queue
+import re
+import secrets
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from rag.settings import get_settings
+from ingest.pipeline import STATUSES, Report, Result, ingest
+from rag import render
+from rag.auth import bind_warning, checker, load_users
+from rag.engine import ANSWER_MODES, AnswerResult, Engine
+from rag.models import StoredArticle
+from rag.retrieval import Filters
+from rag.settings import Settings, get_settings  # sets the offline, no-telemetry environment
 from rag.store import ArticleStore, StoreError
 
-settings = get_settings()
+EXAMPLES = [
+    "Why did relations between Iran and Azerbaijan sour?",
+    "When did Pezeshkian meet Aliyev?",
+    "Why does Iran oppose the Zangezur corridor?",
+    "How many ethnic Azerbaijanis live in Iran?",
+]
+LIBRARY_KEYS = ["title", "published", "outlet", "chunks", "source", "id"]
+LIBRARY_COLUMNS = ["Title", "Published", "Outlet", "Chunks", "Source", "ID"]
+FORMATS = "txt, md, html, pdf, jsonl"
+EMPTY_LIBRARY = (
+    "Your library is empty, so there is nothing to answer from yet.\n"
+    "Add articles in the Library tab: upload files (" + FORMATS + "), give a URL, or paste "
+    "the text.\n"
+    "Or from a terminal: python -m ingest PATH-OR-URL ..."
+)
 
 
-def _store() -> ArticleStore:
-    return ArticleStore(settings)
+class NewsApp:
+    """The state one app process shares between sessions: one store, one engine."""
 
+    def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self.store: ArticleStore = self.engine.store
+        self.uploads = Path(settings.data_dir) / "uploads"
+        self._warm_lock = threading.Lock()
+        self._warm = False
+        self.exports = Path(tempfile.mkdtemp(prefix="newsrag-export-"))
 
-def library_rows() -> list[list[str | int]]:
-    return [
-        [a.title, a.published.isoformat() if a.published else "", a.outlet or "", a.chunks, a.id]
-        for a in _store().list_articles()
-    ]
+    # -- start-up ----------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Load the embedding model and the keyword index before the first question.
 
-def search(query: str, k: float) -> str:
-    """Top passages by meaning, each with its article and span: shows what the store holds."""
-    query = (query or "").strip()
-    if not query:
-        return "Type a question or some words to search the passages."
-    try:
-        store = _store()
-        if not store.exists or store.chunks.count() == 0:
-            return html.escape(store.empty_message())
-        vector = store.embed_model.get_query_embedding(query)
-        hits = store.chunks.query(query_embeddings=[vector], n_results=int(k),
-                                  include=["documents", "metadatas", "distances"])
-    except StoreError as exc:
-        return html.escape(str(exc))
-    parts = []
-    for text, meta, dist in zip(hits["documents"][0], hits["metadatas"][0], hits["distances"][0],
-                                strict=True):
-        where = meta.get("url") or meta.get("path") or ""
-        parts.append(
-            f"**{html.escape(meta.get('title', ''))}** ({html.escape(meta.get('published', ''))})"
-            f" · similarity {1 - dist:.2f} · chars {meta['start']}–{meta['end']}\n\n"
-            f"> {html.escape(text)}\n\n<small>{html.escape(where)}</small>"
+        Run in a thread at start-up; a question that comes first waits for it here
+        rather than loading a second copy of the model.
+        """
+        with self._warm_lock:
+            if self._warm:
+                return
+            started = time.perf_counter()
+            self.store.embed_model  # noqa: B018 - loads the model
+            if self._has_chunks():
+                self.engine.keyword.ensure()
+            self._warm = True
+            print(f"Ready to answer (model and keyword index loaded in "
+                  f"{time.perf_counter() - started:.1f} s)", flush=True)
+
+    def _has_chunks(self) -> bool:
+        return self.store.exists and self.store.chunks.count() > 0
+
+    def mode_text(self) -> str:
+        if self.engine.resolve_mode(None) == "llm":
+            llm = self.engine.llm()
+            name = llm.model if llm is not None else self.settings.llm_model
+            return (f"Answers are written by the LLM `{name}`; every sentence is checked "
+                    "against the passages it cites.")
+        return ("Answers are **extractive**: sentences quoted from the articles (no LLM is "
+                "configured; set RAG_LLM_MODEL and OPENAI_BASE_URL to use one).")
+
+    def banner(self) -> str:
+        """Markdown above the tabs: how to add articles while the library is empty."""
+        if self._has_chunks():
+            return ""
+        first, *rest = EMPTY_LIBRARY.splitlines()
+        return "  \n".join([f"**{first}**", *rest])
+
+    # -- chat --------------------------------------------------------------
+
+    def article_text(self, article_id: str) -> str | None:
+        article = self.store.get_article(article_id) if article_id else None
+        return article.text if article else None
+
+    def filters(self, article_ids: list[str] | None, outlets: list[str] | None,
+                date_from: Any, date_to: Any) -> Filters:
+        start, end = parse_date(date_from), parse_date(date_to)
+        if start and end and start > end:
+            raise ValueError(f"the date range is empty: {start} is after {end}")
+        return Filters(article_ids=list(article_ids or []), outlets=list(outlets or []),
+                       date_from=start, date_to=end)
+
+    def answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
+               mode: str | None) -> Iterator[str | AnswerResult]:
+        """The engine's stream, after warm-up, with a hint when filters leave nothing."""
+        self.warm_up()
+        for event in self.engine.stream(question, history=history, filters=filters,
+                                        mode=mode or None):
+            if isinstance(event, AnswerResult) and filters and not event.retrieved:
+                hint = ("no passage matches the filters (articles, outlets, dates); "
+                        "clear them to search the whole library")
+                event.notice = "; ".join(x for x in (event.notice, hint) if x)
+            yield event
+
+    def chat(self, question: str, messages: list[dict[str, Any]] | None,
+             turns: list[dict[str, Any]] | None, article_ids: list[str] | None,
+             outlets: list[str] | None, date_from: Any, date_to: Any, mode: str | None,
+             ) -> Iterator[tuple[Any, ...]]:
+        """Chat event: yields (chatbot, turns, question box, export button) as it goes."""
+        question = " ".join((question or "").split())
+        messages, turns = list(messages or []), list(turns or [])
+        if not question:
+            yield messages, turns, "", gr.skip()
+            return
+        messages += [{"role": "user", "content": render.question_html(question)},
+                     {"role": "assistant", "content": render.streaming_html("")}]
+        yield messages, turns, "", gr.skip()
+        if not self._has_chunks():
+            messages[-1]["content"] = render.message_html(EMPTY_LIBRARY, "empty")
+            yield messages, turns, "", gr.skip()
+            return
+        try:
+            filters = self.filters(article_ids, outlets, date_from, date_to)
+            text, result = "", None
+            for event in self.answer(question, render.engine_history(turns), filters, mode):
+                if isinstance(event, AnswerResult):
+                    result = event
+                else:
+                    text += event
+                    messages[-1]["content"] = render.streaming_html(text)
+                    yield messages, turns, "", gr.skip()
+        except (ValueError, StoreError) as exc:
+            messages[-1]["content"] = render.message_html(f"Could not answer: {exc}", "error")
+            yield messages, turns, "", gr.skip()
+            return
+        except Exception as exc:  # never leave the chat on "Searching…"
+            traceback.print_exc()
+            messages[-1]["content"] = render.message_html(
+                f"Could not answer: unexpected error ({type(exc).__name__}: {exc})", "error")
+            yield messages, turns, "", gr.skip()
+            return
+        assert result is not None
+        prefix = f"t{len(turns) + 1}-{secrets.token_hex(3)}"
+        lookup = functools.cache(self.article_text)  # each cited article read once
+        messages[-1]["content"] = render.answer_html(result, prefix, lookup)
+        turns.append({"question": question, "result": result.to_json()})
+        yield messages, turns, "", self.export_button(turns)
+
+    def export_file(self, turns: list[dict[str, Any]]) -> str:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = self.exports / secrets.token_hex(4) / f"conversation-{stamp}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render.conversation_markdown(turns), encoding="utf-8")
+        return str(path)
+
+    def export_button(self, turns: list[dict[str, Any]]) -> Any:
+        if not turns:
+            return gr.DownloadButton(value=None, interactive=False)
+        return gr.DownloadButton(value=self.export_file(turns), interactive=True)
+
+    # -- library -----------------------------------------------------------
+
+    def articles(self) -> list[StoredArticle]:
+        return self.store.list_articles()
+
+    def library_rows(self, query: str = "", full: bool = False,
+                     articles: list[StoredArticle] | None = None) -> list[list[Any]]:
+        """Rows of the library table matching every word of `query` (`full`: whole file
+        paths, not just their names)."""
+        words = (query or "").casefold().split()
+        rows = []
+        for a in self.articles() if articles is None else articles:
+            path = a.paths[0] if a.paths else ""
+            source = a.url or (path if full else Path(path.split("#L")[0]).name)
+            row = [a.title, a.published.isoformat() if a.published else "", a.outlet or "",
+                   a.chunks, source, a.id]
+            haystack = " ".join(str(x) for x in row).casefold()
+            if all(w in haystack for w in words):
+                rows.append(row)
+        return rows
+
+    def library_count(self, query: str = "", articles: list[StoredArticle] | None = None,
+                      shown: int | None = None) -> str:
+        articles = self.articles() if articles is None else articles
+        if shown is None:
+            shown = len(self.library_rows(query, articles=articles))
+        chunks = self.store.chunks.count() if self.store.exists else 0
+        found = f"{shown} of {len(articles)} shown · " if query.strip() else ""
+        return (f"{found}{len(articles)} article(s), {chunks} passage(s) in "
+                f"`{self.store.location}`")
+
+    def search_library(self, query: str) -> tuple[list[list[Any]], str]:
+        articles = self.articles()
+        rows = self.library_rows(query, articles=articles)
+        return rows, self.library_count(query, articles, len(rows))
+
+    def article_choices(self, articles: list[StoredArticle] | None = None
+                        ) -> list[tuple[str, str]]:
+        out = []
+        for a in self.articles() if articles is None else articles:
+            when = f" ({a.published.isoformat()})" if a.published else ""
+            out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
+        return out
+
+    def outlet_choices(self, articles: list[StoredArticle] | None = None) -> list[str]:
+        articles = self.articles() if articles is None else articles
+        return sorted({a.outlet for a in articles if a.outlet}, key=str.casefold)
+
+    def library_updates(self, query: str, picked_articles: list[str] | None,
+                        picked_outlets: list[str] | None) -> tuple[Any, ...]:
+        """(table, count, article filter, outlet filter, remove picker, banner)."""
+        stored = self.articles()
+        rows, count = self.search_library(query or "")
+        articles = self.article_choices(stored)
+        ids = {v for _, v in articles}
+        outlets = self.outlet_choices(stored)
+        return (
+            rows, count,
+            gr.Dropdown(choices=articles, value=[i for i in picked_articles or [] if i in ids]),
+            gr.Dropdown(choices=outlets, value=[o for o in picked_outlets or [] if o in outlets]),
+            gr.Dropdown(choices=articles, value=None),
+            self.banner(),
         )
-    return "\n\n---\n\n".join(parts)
+
+    def _keep(self, data: bytes, name: str) -> str:
+        """A copy in the data folder, `uploads/<content hash>/<name>`: the stored path
+        stays valid, keeps the file's name, and the same file uploaded twice is one source."""
+        folder = self.uploads / hashlib.sha256(data).hexdigest()[:12]
+        folder.mkdir(parents=True, exist_ok=True)
+        dest = folder / name
+        if not dest.exists():
+            dest.write_bytes(data)
+        return str(dest.resolve())
+
+    def save_upload(self, path: str) -> tuple[str, str]:
+        """(our copy of an uploaded file, the name it was uploaded as)."""
+        src = Path(path)
+        name = re.sub(r"[^\w.-]+", "_", src.name).strip("._")[-100:] or "upload"
+        return self._keep(src.read_bytes(), name), src.name
+
+    def save_text(self, text: str, title: str = "") -> str:
+        """Pasted text as a .txt file (the first line is the headline, as with the CLI)."""
+        body = text.strip()
+        if title.strip():
+            body = f"{' '.join(title.split())}\n\n{body}"
+        return self._keep((body + "\n").encode("utf-8"), "pasted.txt")
+
+    def run_ingest(self, refs: list[str], names: dict[str, str], outlet: str = "",
+                   on_line: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Ingest with the pipeline the CLI uses; one log line per result, CLI wording."""
+        lines: list[str] = []
+
+        def shown(source: str) -> str:
+            for ref, name in names.items():
+                source = source.replace(ref, name)
+            return source
+
+        def on_result(result: Result) -> None:
+            line = (f"failed     {shown(result.source)}: {result.reason}"
+                    if result.status == "failed" else result.line())
+            lines.append(line)
+            if on_line:
+                on_line(line)
+
+        self.warm_up()
+        report: Report = ingest(refs, self.store, self.settings, outlet=outlet.strip() or None,
+                                progress=False, on_result=on_result)
+        self._forget_failed_uploads(refs, report)
+        if self._has_chunks():
+            self.engine.keyword.ensure()  # the next question should not wait for it
+        return {
+            "summary": shown(report.summary()),
+            "lines": lines,
+            "counts": {s: report.count(s) for s in STATUSES},
+            "results": [{**asdict(r), "source": shown(r.source)} for r in report.results],
+        }
+
+    def _forget_failed_uploads(self, refs: list[str], report: Report) -> None:
+        """Drop our copy of an upload that gave no article (the log says why)."""
+        for ref in refs:
+            kept = any(r.status != "failed" and (r.source == ref or r.source.startswith(ref + ":"))
+                       for r in report.results)
+            if not kept:
+                self._delete_upload(ref)
+
+    def _delete_upload(self, ref: str) -> None:
+        path = Path(ref.split("#L")[0])
+        if path.parent.parent != self.uploads.resolve() or not path.is_file():
+            return  # not one of our copies: the user's own files are never touched
+        if any(p.split("#L")[0] == str(path) for a in self.articles() for p in a.paths):
+            return  # another article still comes from it (a line of the same jsonl)
+        path.unlink()
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    def ingest_stream(self, refs: list[str], names: dict[str, str], outlet: str,
+                      progress: gr.Progress | None = None) -> Iterator[str]:
+        """The log so far, as results arrive (ingest runs in a worker thread)."""
+        if not refs:
+            yield "Nothing to add."
+            return
+        lines: queue.Queue[str] = queue.Queue()
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["report"] = self.run_ingest(refs, names, outlet, on_line=lines.put)
+            except Exception as exc:  # a broken store: say so instead of hanging the UI
+                box["error"] = f"ingest stopped: {type(exc).__name__}: {exc}"
+
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        log: list[str] = [f"adding {len(refs)} source(s)…"]
+        yield log[0]
+        done = 0
+        while worker.is_alive() or not lines.empty():
+            try:
+                log.append(lines.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            done += 1
+            if progress is not None:
+                progress((min(done, len(refs)), len(refs)), desc="ingesting", unit="sources")
+            yield "\n".join(log)
+        worker.join()
+        if "error" in box:
+            log.append(box["error"])
+        else:
+            log.append(box["report"]["summary"])
+        yield "\n".join(log)
+
+    def remove(self, article_id: str | None) -> str:
+        if not article_id:
+            return "Pick an article to remove."
+        article = self.store.get_article(article_id)
+        if article is None or not self.store.remove_article(article_id):
+            return f"No article with id {article_id}."
+        for path in article.paths:  # our own copies of uploads and pasted text
+            self._delete_upload(path)
+        if self._has_chunks():
+            self.engine.keyword.ensure()
+        return f"Removed {article.id}: {' '.join(article.title.split())}"
 
 
-def build() -> gr.Blocks:
-    with gr.Blocks(title="News RAG") as demo:
-        gr.Markdown("# News RAG\nAsk questions of your news articles. Add articles with "
-                    "`python -m ingest PATH-OR-URL`.")
-        with gr.Tab("Search"):
-            query = gr.Textbox(label="Search passages", placeholder="why did relations sour?")
-            k = gr.Slider(1, 20, value=5, step=1, label="passages")
-            out = gr.Markdown()
-            query.submit(search, [query, k], out)
-            gr.Button("Search").click(search, [query, k], out)
-        with gr.Tab("Library"):
-            table = gr.Dataframe(headers=["title", "published", "outlet", "chunks", "id"],
-                                 value=library_rows, interactive=False)
-            gr.Button("Refresh").click(library_rows, None, table)
+def api_json(result: AnswerResult) -> dict[str, Any]:
+    """`AnswerResult.to_json()` with each `path` key named `file_path`: gradio_client
+    takes any dict with a `path` for a file to download, and would try to fetch it."""
+    out = result.to_json()
+    for key in ("citations", "retrieved"):
+        for item in out.get(key) or []:
+            if "path" in item:
+                item["file_path"] = item.pop("path")
+    return out
+
+
+def parse_date(value: Any) -> date | None:
+    """A date from the date picker (string or timestamp), the API, or nothing."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value).date()
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+CSS = """
+#chat .rag-answer p { margin: 0 0 .5em 0; }
+.rag-cite { text-decoration: none; font-weight: 600; padding: 0 1px; cursor: pointer;
+  color: var(--color-accent) !important; }
+.rag-refs { margin-left: 1px; }
+.rag-unsupported { text-decoration: underline dotted #c0392b; text-underline-offset: 3px; }
+.rag-flag { color: #c0392b; font-size: .8em; font-weight: 600; white-space: nowrap; }
+.rag-warning { color: #c0392b; font-size: .9em; }
+.rag-notice { font-size: .9em; opacity: .85; }
+.rag-meta { font-size: .85em; opacity: .75; }
+.rag-sources { border-top: 1px solid var(--border-color-primary); margin-top: .4em;
+  padding-top: .3em; }
+.rag-sources-title { font-weight: 600; font-size: .9em; margin-bottom: .2em; }
+.rag-source { margin: .2em 0; border-radius: 6px; padding: .15em .4em; }
+.rag-source summary { cursor: pointer; font-size: .92em; }
+.rag-source[open] { background: var(--background-fill-secondary); }
+.rag-source.rag-flash { outline: 2px solid var(--color-accent); }
+.rag-title { font-weight: 600; }
+h1 { font-weight: 600 !important; }
+.rag-byline, .rag-span { opacity: .8; font-size: .9em; }
+.rag-passage { margin: .3em 0; padding-left: .6em; border-left: 3px solid
+  var(--border-color-primary); white-space: pre-wrap; }
+.rag-passage mark { background: #ffe58a; color: #111; padding: 0 1px; }
+.rag-pending .rag-meta { font-style: italic; }
+"""
+
+# A footnote [n] opens its source's <details> and scrolls to it. Without this script
+# the link still scrolls there (the details just stay closed).
+HEAD = """<script>
+document.addEventListener('click', function (ev) {
+  var a = ev.target && ev.target.closest ? ev.target.closest('a.rag-cite') : null;
+  if (!a) return;
+  var id = (a.getAttribute('href') || '').slice(1);
+  var el = id ? document.getElementById(id) : null;
+  if (!el) return;
+  ev.preventDefault();
+  el.open = true;
+  el.scrollIntoView({block: 'nearest', behavior: 'smooth'});
+  el.classList.add('rag-flash');
+  setTimeout(function () { el.classList.remove('rag-flash'); }, 1500);
+}, true);
+</script>"""
+
+
+def build(app: NewsApp) -> gr.Blocks:
+    """The page: a Chat tab and a Library tab, plus the JSON API for gradio_client."""
+    with gr.Blocks(title="News RAG", analytics_enabled=False) as demo:
+        gr.Markdown("# News RAG\nAsk questions of your news articles. Every claim cites the "
+                    "passage it comes from: click its number to see it.")
+        banner = gr.Markdown(app.banner(), elem_id="banner")
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat-tab"):
+                chat = _chat_tab(app)
+            with gr.Tab("Library", id="library-tab"):
+                library = _library_tab(app)
+        _wire_chat(app, chat)
+        _wire_library(app, library, chat, banner)
+        demo.load(**_refresh_io(app, library, chat, banner), api_visibility="private")
+        _api(app)
+    return demo
+
+
+def _chat_tab(app: NewsApp) -> dict[str, Any]:
+    c: dict[str, Any] = {"turns": gr.State([])}
+    with gr.Row():
+        with gr.Column(scale=3):
+            c["chatbot"] = gr.Chatbot(
+                label="Conversation", elem_id="chat", height=560,
+                render_markdown=False, sanitize_html=True, latex_delimiters=[],
+                feedback_options=None, buttons=[],
+                placeholder="Ask a question about your articles.",
+            )
+            with gr.Row():
+                c["question"] = gr.Textbox(
+                    show_label=False, scale=5, elem_id="question", lines=1, max_lines=4,
+                    placeholder="Ask a question… (Enter to send)",
+                )
+                c["ask"] = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+            with gr.Row():
+                c["new_chat"] = gr.Button("New chat", elem_id="new-chat", size="sm")
+                c["export"] = gr.DownloadButton("Export as Markdown", elem_id="export",
+                                                interactive=False, size="sm")
+            gr.Examples(EXAMPLES, inputs=c["question"], label="Example questions")
+        with gr.Column(scale=1, min_width=260):
+            gr.Markdown("### Filters")
+            c["articles"] = gr.Dropdown(app.article_choices(), value=[], multiselect=True,
+                                        label="Articles", elem_id="filter-articles")
+            c["outlets"] = gr.Dropdown(app.outlet_choices(), value=[], multiselect=True,
+                                       label="Outlets", elem_id="filter-outlets")
+            c["date_from"] = gr.DateTime(include_time=False, type="string",
+                                         label="Published from", elem_id="filter-from")
+            c["date_to"] = gr.DateTime(include_time=False, type="string",
+                                       label="Published until", elem_id="filter-to")
+            c["mode"] = gr.Radio(list(ANSWER_MODES), value=app.settings.answer_mode,
+                                 label="Answer mode", elem_id="mode")
+            gr.Markdown(app.mode_text(), elem_id="mode-info")
+    return c
+
+
+def _library_tab(app: NewsApp) -> dict[str, Any]:
+    lib: dict[str, Any] = {}
+    with gr.Row():
+        lib["search"] = gr.Textbox(label="Search the library", scale=4, elem_id="library-search",
+                                   placeholder="words of a title, outlet, date or id")
+        lib["refresh"] = gr.Button("Refresh", scale=1)
+    lib["count"] = gr.Markdown(app.library_count(), elem_id="library-count")
+    lib["table"] = gr.Dataframe(
+        value=app.library_rows(), headers=LIBRARY_COLUMNS,
+        datatype=["str", "str", "str", "number", "str", "str"],
+        column_widths=["38%", "11%", "13%", "8%", "18%", "12%"],
+        interactive=False, wrap=True, elem_id="library-table",
+    )
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown("### Add articles")
+            with gr.Tabs():
+                with gr.Tab("Upload"):
+                    lib["files"] = gr.File(label=f"Files ({FORMATS})", file_count="multiple",
+                                           type="filepath", elem_id="upload")
+                    lib["add_files"] = gr.Button("Add files", variant="primary",
+                                                 elem_id="add-files")
+                with gr.Tab("URL"):
+                    lib["urls"] = gr.Textbox(label="URLs, one a line", lines=3, elem_id="urls")
+                    lib["add_urls"] = gr.Button("Add URLs", variant="primary", elem_id="add-urls")
+                with gr.Tab("Paste"):
+                    lib["paste_title"] = gr.Textbox(
+                        label="Headline (optional: else the first line is the headline)",
+                        elem_id="paste-title")
+                    lib["paste"] = gr.Textbox(label="Article text", lines=8, elem_id="paste")
+                    lib["add_text"] = gr.Button("Add text", variant="primary",
+                                                elem_id="add-text")
+            lib["outlet"] = gr.Textbox(label="Outlet (for articles that don't name one)",
+                                       elem_id="outlet")
+            lib["log"] = gr.Textbox(label="Ingest log", lines=6, max_lines=20,
+                                    interactive=False, elem_id="ingest-log")
+        with gr.Column(scale=2):
+            gr.Markdown("### Remove an article")
+            lib["pick"] = gr.Dropdown(app.article_choices(), value=None,
+                                      label="Article (or click its row)", elem_id="remove-pick")
+            lib["remove"] = gr.Button("Remove", variant="stop", elem_id="remove")
+            lib["removed"] = gr.Markdown(elem_id="remove-result")
+    return lib
+
+
+def _wire_chat(app: NewsApp, c: dict[str, Any]) -> None:
+    chat_io = {
+        "fn": app.chat,
+        "inputs": [c["question"], c["chatbot"], c["turns"], c["articles"], c["outlets"],
+                   c["date_from"], c["date_to"], c["mode"]],
+        "outputs": [c["chatbot"], c["turns"], c["question"], c["export"]],
+        "concurrency_id": "answer",
+    }
+    c["question"].submit(**chat_io, api_name="chat")
+    c["ask"].click(**chat_io, api_visibility="private")
+    def new_chat() -> tuple[Any, ...]:
+        return [], [], gr.DownloadButton(value=None, interactive=False)
+
+    c["new_chat"].click(new_chat, None, [c["chatbot"], c["turns"], c["export"]],
+                        api_name="new_chat")
+    c["chatbot"].clear(new_chat, None, [c["chatbot"], c["turns"], c["export"]],
+                       api_visibility="private")  # the chat's own trash button
+
+
+def _refresh_io(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: Any
+                ) -> dict[str, Any]:
+    return {"fn": app.library_updates, "inputs": [lib["search"], c["articles"], c["outlets"]],
+            "outputs": [lib["table"], lib["count"], c["articles"], c["outlets"], lib["pick"],
+                        banner], "show_progress": "hidden"}
+
+
+def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: Any) -> None:
+    refresh_io = _refresh_io(app, lib, c, banner)
+    lib["refresh"].click(**refresh_io, api_visibility="private")
+    lib["search"].change(app.search_library, lib["search"], [lib["table"], lib["count"]],
+                         api_visibility="private", show_progress="hidden")
+
+    def pick_row(evt: gr.SelectData) -> Any:
+        row = evt.row_value or []
+        return row[-1] if row else gr.skip()
+
+    lib["table"].select(pick_row, None, lib["pick"], api_visibility="private")
+
+    def add_files(paths: list[str] | None, outlet: str,
+                  progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
+        names: dict[str, str] = {}
+        for p in paths or []:
+            saved, name = app.save_upload(p)
+            names[saved] = name
+        yield from app.ingest_stream(list(names), names, outlet, progress)
+
+    def add_urls(text: str, outlet: str,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
+        refs = [u for u in (text or "").split() if u]
+        yield from app.ingest_stream(refs, {}, outlet, progress)
+
+    def add_text(text: str, title: str, outlet: str,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
+        if not (text or "").strip():
+            yield "Paste the article's text first."
+            return
+        ref = app.save_text(text, title or "")
+        yield from app.ingest_stream([ref], {ref: "pasted text"}, outlet, progress)
+
+    for button, fn, inputs, clear, name in (
+        ("add_files", add_files, ["files", "outlet"], "files", "add_files"),
+        ("add_urls", add_urls, ["urls", "outlet"], "urls", "add_urls_ui"),
+        ("add_text", add_text, ["paste", "paste_title", "outlet"], "paste", "add_text_ui"),
+    ):
+        lib[button].click(fn, [lib[i] for i in inputs], lib["log"], api_name=name,
+                          concurrency_id="library").then(
+            **refresh_io, api_visibility="private").then(
+            lambda: None, None, lib[clear], api_visibility="private")
+    lib["remove"].click(app.remove, lib["pick"], lib["removed"], api_name="remove_ui",
+                        concurrency_id="library").then(**refresh_io, api_visibility="private")
+
+
+def _api(app: NewsApp) -> None:
+    """The plain JSON API (gradio_client): the same operations without the widgets."""
+
+    def ask(question: str, history: list[dict[str, Any]] | None = None,
+            article_ids: list[str] | None = None, outlets: list[str] | None = None,
+            date_from: str | None = None, date_to: str | None = None,
+            mode: str | None = None) -> dict[str, Any]:
+        """One answer as JSON (AnswerResult.to_json(), `path` named `file_path`).
+        `history`: earlier turns as [{"role": "user"|"assistant", "content": ...}]."""
+        if not app._has_chunks():
+            return {"question": question, "refused": True, "answer": "",
+                    "notice": " ".join(EMPTY_LIBRARY.split()), "citations": [],
+                    "sentences": [], "mode": app.engine.resolve_mode(mode or None)}
+        filters = app.filters(article_ids, outlets, date_from, date_to)
+        result = None
+        for event in app.answer(question, list(history or []), filters, mode):
+            if isinstance(event, AnswerResult):
+                result = event
+        assert result is not None
+        return api_json(result)
+
+    def library(query: str = "") -> list[dict[str, Any]]:
+        """The stored articles: title, published, outlet, chunks, source, id."""
+        return [dict(zip(LIBRARY_KEYS, row, strict=True))
+                for row in app.library_rows(query, full=True)]
+
+    def add_text(text: str, title: str = "", outlet: str = "") -> dict[str, Any]:
+        """Add pasted article text; returns the ingest report."""
+        if not (text or "").strip():
+            raise gr.Error("the text is empty")
+        ref = app.save_text(text, title)
+        return app.run_ingest([ref], {ref: "pasted text"}, outlet)
+
+    def add_urls(urls: list[str], outlet: str = "") -> dict[str, Any]:
+        """Add articles by URL; returns the ingest report."""
+        return app.run_ingest([u.strip() for u in urls if u.strip()], {}, outlet)
+
+    def remove(article_id: str) -> str:
+        """Remove an article (and its chunks) by id."""
+        return app.remove(article_id)
+
+    def export(turns: list[dict[str, Any]]) -> str:
+        """Markdown of [{"question": ..., "result": <ask's answer>}, ...]."""
+        return render.conversation_markdown(turns)
+
+    gr.api(ask, api_name="ask", concurrency_id="answer")
+    gr.api(library, api_name="library")
+    gr.api(add_text, api_name="add_text", concurrency_id="library")
+    gr.api(add_urls, api_name="add_urls", concurrency_id="library")
+    gr.api(remove, api_name="remove", concurrency_id="library")
+    gr.api(export, api_name="export")
+
+
+def launch(demo: gr.Blocks, host: str, port: int, auth_value: str | None = None,
+           **kwargs: Any) -> Any:
+    """Start the server (blocking unless prevent_thread_lock=True); warns when it is
+    reachable from other machines without a login."""
+    users = load_users(auth_value)
+    warning = bind_warning(host, port, users is not None)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    return demo.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, auth=checker(users) if users else None,
+        auth_message="News RAG: log in to ask questions of the library." if users else None,
+        css=CSS, head=HEAD, footer_links=["api"], run_history=False, show_error=True,
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python app.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", help="address to bind (default: RAG_HOST or 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: RAG_PORT or 7860)")
+    parser.add_argument("--data-dir", help="store folder (default: RAG_DATA_DIR or ./data)")
+    args = parser.parse_args(argv)
+    update: dict[str, Any] = {}
+    if args.host:
+        update["host"] = args.host
+    if args.port:
+        update["port"] = args.port
+    if args.data_dir:
+        update["data_dir"] = Path(args.data_dir).expanduser().resolve()
+    settings = get_settings().model_copy(update=update)
+    started = time.perf_counter()
+    try:
+        app = NewsApp(settings)
+    except StoreError as exc:
+        sys.exit(f"error: {exc}")
+    print(f"News RAG on {app.store.location} ({time.perf_counter() - started:.1f} s to open)",
+          flush=True)
+    start(app, settings.host, settings.port, settings.auth)
+
+
+def start(app: NewsApp, host: str, port: int, auth_value: str | None = None,
+          block: bool = True) -> gr.Blocks:
+    """Warm the engine up in the background, build the page and serve it. With
+    `block=False` (tests) it returns at once; `demo.close()` stops the server."""
+    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+    demo = build(app)
+    launch(demo, host, port, auth_value, prevent_thread_lock=not block, quiet=not block)
     return demo
 
 
 if __name__ == "__main__":
-    build().launch(server_name=settings.host, server_port=settings.port)
+    main()

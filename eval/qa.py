@@ -96,11 +96,22 @@ def generate_cloze(corpus: Path, n: int, seed: int = 13) -> list[QAItem]:
         if not choices:
             continue
         sentence = rng.choice(choices)
-        items.append(QAItem(id=f"cloze-{len(items) + 1:04d}", question=sentence,
+        items.append(QAItem(id=f"cloze-{len(items) + 1:04d}", question=_thin(sentence, rng),
                             source=rel, evidence=sentence, type="cloze"))
         if len(items) == n:
             break
     return items
+
+
+def _thin(sentence: str, rng: random.Random, keep: float = 0.6) -> str:
+    """The sentence's content words, a seeded 40% of them dropped: a query that still
+    points at the sentence without quoting it whole (which BM25 would find trivially)."""
+    from rag.text import STOPWORDS
+
+    words = [w for w in re.findall(r"[\w'’%$£.-]+", sentence)
+             if w.lower().strip(".") not in STOPWORDS]
+    kept = [w.strip(".") for w in words if rng.random() < keep]
+    return " ".join(kept or words[:3])
 
 
 def write(items: list[QAItem], path: Path) -> None:

@@ -7,6 +7,7 @@ we also pass explicit embeddings on every write so batching stays ours.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -73,9 +74,14 @@ def _load(spec: EmbedSpec, batch_size: int, api_key: str | None, base_url: str |
     )
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def get_embed_model(settings: Settings) -> BaseEmbedding:
     spec = EmbedSpec.parse(settings.embed_model)
-    return _load(spec, settings.embed_batch_size, settings.openai_api_key, settings.openai_base_url)
+    with _LOAD_LOCK:  # lru_cache does not stop two threads loading the model twice
+        return _load(spec, settings.embed_batch_size, settings.openai_api_key,
+                     settings.openai_base_url)
 
 
 @register_embedding_function

@@ -15,7 +15,7 @@ from typing import Any
 
 from rag.citations import AnswerSentence, Citation, SupportScorer, split_cited_sentences, verify
 from rag.conversation import rewrite, user_turns
-from rag.extractive import REFUSAL, Draft, ExtractiveAnswerer, bm25_idf
+from rag.extractive import REFUSAL, Draft, ExtractiveAnswerer, bm25_idf, bm25_known
 from rag.keyword import KeywordIndex
 from rag.llm import LLMAnswerer, LLMError, llm_configured
 from rag.retrieval import Filters, Passage, Retriever
@@ -77,8 +77,10 @@ class Engine:
 
     def extractive(self) -> ExtractiveAnswerer:
         bm25 = self.keyword.ensure()
-        return ExtractiveAnswerer(self.store.embed_model,
-                                  idf=bm25_idf(bm25.bm25) if bm25 is not None else None)
+        if bm25 is None:
+            return ExtractiveAnswerer(self.store.embed_model)
+        return ExtractiveAnswerer(self.store.embed_model, idf=bm25_idf(bm25.bm25),
+                                  known=bm25_known(bm25.bm25))
 
     # -- asking ------------------------------------------------------------
 
@@ -138,7 +140,7 @@ class Engine:
         parts: list[str] = []
         if not passages:
             draft = Draft(refused=True)
-            if self.store.counts()[1] == 0:
+            if not self.store.exists or self.store.chunks.count() == 0:
                 draft.notice = self.store.empty_message()
         elif llm is not None:
             try:

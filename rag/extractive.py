@@ -96,14 +96,16 @@ class ExtractiveAnswerer:
     min_dense = 0.55
 
     def __init__(self, embed_model, idf: Callable[[str], float] | None = None,  # noqa: ANN001
-                 max_sentences: int = 4) -> None:
+                 max_sentences: int = 4, known: Callable[[str], bool] | None = None) -> None:
         self.embed_model = embed_model
         self.idf = idf or (lambda term: 1.0)
+        self.known = known or (lambda term: True)  # is a stemmed term in the library at all
         self.max_sentences = max_sentences
 
     def answer(self, question: str, passages: list[Passage]) -> Draft:
         candidates = self._candidates(passages)
-        if not candidates or _missing_question_numbers(question, passages):
+        if (not candidates or _missing_question_numbers(question, passages)
+                or _missing_names(question, passages, self.known)):
             return Draft(refused=True)
         q_terms = list(dict.fromkeys(content_terms(question)))
         vectors = np.asarray(self.embed_model.get_text_embedding_batch(
@@ -124,7 +126,12 @@ class ExtractiveAnswerer:
         best_cover = max(c.lexical for c in candidates)
         if best_cover < self.min_coverage and best_dense < self.min_dense:
             return Draft(refused=True)
-        chosen = self._select(candidates, svecs, kind)
+        # A question that asks for a number, date or name is not answered by passages on
+        # its topic that hold none: "How much did X pay?" needs a sum somewhere relevant.
+        relevant = [c for c in candidates if c.lexical >= 0.5 or c.dense >= self.min_dense]
+        if kind in _TYPED and not any(_has_type(kind, c.text, question) for c in relevant):
+            return Draft(refused=True)
+        chosen = self._select(candidates, svecs, kind, question)
         # Back in reading order: articles by their best sentence's rank, then position.
         rank_of_passage: dict[str, int] = {}
         for i, cand in enumerate(chosen):
@@ -147,8 +154,8 @@ class ExtractiveAnswerer:
                 out.append(_Candidate(i, start, end, text))
         return out
 
-    def _select(self, candidates: list[_Candidate], vectors: np.ndarray, kind: str
-                ) -> list[_Candidate]:
+    def _select(self, candidates: list[_Candidate], vectors: np.ndarray, kind: str,
+                question: str) -> list[_Candidate]:
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
         top = candidates[order[0]].score
         limit = self.max_sentences if kind in ("why", "how", "what") else 3
@@ -161,6 +168,14 @@ class ExtractiveAnswerer:
             if any(float(vectors[i] @ vectors[j]) > 0.85 for j in chosen):
                 continue  # says again what a chosen sentence says
             chosen.append(i)
+        # The best sentences may set the scene without the figure, date or name asked
+        # for; then the best sentence that has it joins them (it is usually next door).
+        if kind in _TYPED and not any(_has_type(kind, candidates[i].text, question)
+                                      for i in chosen):
+            typed = [i for i in order if i not in chosen and candidates[i].score >= 0.6 * top
+                     and _has_type(kind, candidates[i].text, question)]
+            if typed:
+                chosen = [*chosen[: limit - 1], typed[0]]
         return [candidates[i] for i in chosen]
 
 
@@ -185,6 +200,39 @@ def coverage(weights: dict[str, float], sentence: set[str], passage: set[str]) -
     return got / total
 
 
+_TYPED = ("numeric", "when", "who", "which")
+_QUESTION_START = re.compile(r"^\W*(\w+)")
+
+
+def _has_type(kind: str, text: str, question: str) -> bool:
+    """Does the sentence hold the kind of thing the question asks for?"""
+    if kind == "numeric":
+        return bool(re.search(r"\d", text) or _NUMBER.search(text))
+    if kind == "when":
+        return bool(_DATE.search(text))
+    asked = {w.lower() for w in re.findall(r"[A-Za-z][\w'’-]*", question)}
+    names = re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*", text)
+    return any(any(w.lower() not in asked for w in name.split()) for name in names)
+
+
+def _missing_names(question: str, passages: list[Passage],
+                   known: Callable[[str], bool]) -> bool:
+    """A name the question turns on (a capitalised word past its first) that no passage
+    mentions and the whole library never uses: the articles are about something else.
+    (A name the library knows but these passages lack, like "Britain" against "UK",
+    is left to the other checks.)"""
+    words = re.findall(r"[A-Za-z][\w-]*", question.replace("’", "'"))[1:]
+    names = [w for w in words if w[:1].isupper() and len(w) > 2
+             and w.lower() not in _NOT_NAMES]
+    text = " ".join(p.text + " " + p.title for p in passages).lower()
+    # A shared start is enough: "Azeris" is found by "Azerbaijani".
+    return any(name[:4].lower() not in text and not any(known(t) for t in content_terms(name))
+               for name in names)
+
+
+_NOT_NAMES = {"what", "which", "who", "when", "why", "how", "the", "and", "did", "does"}
+
+
 def _missing_question_numbers(question: str, passages: list[Passage]) -> bool:
     """A question about 2022 is not answered by articles that never mention 2022."""
     wanted = {n for n in numbers(question) if len(n) >= 3}
@@ -198,15 +246,20 @@ def _cue_bonus(kind: str, text: str) -> float:
     if kind == "why" and _CAUSE.search(text):
         return 0.1
     if kind == "when" and _DATE.search(text):
-        return 0.08
+        return 0.1
     if kind == "numeric" and _NUMBER.search(text):
-        return 0.08
+        return 0.1
     if kind == "who" and _NAME.search(text):
         return 0.04
     if kind == "which" and re.search(r"(?<!^)\b[A-Z][a-z]*[A-Z]\w*|(?<![.!?]\s)(?<!^)\b[A-Z]\w+",
                                      text):
         return 0.05  # "which feature": the answer names it
     return 0.0
+
+
+def bm25_known(bm25) -> Callable[[str], bool]:  # noqa: ANN001 - a bm25s.BM25
+    """Whether a stemmed term occurs anywhere in the library."""
+    return bm25.vocab_dict.__contains__
 
 
 def bm25_idf(bm25) -> Callable[[str], float]:  # noqa: ANN001 - a bm25s.BM25

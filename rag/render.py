@@ -85,16 +85,15 @@ def passage_context(text: str | None, start: int, end: int, quote: str = "",
         if found < 0:
             return Snippet("", quote or "", "", exact=False)
         start, end = found, found + len(quote)
-    side = max(width - (end - start), 0) // 2 + max(width - (end - start), 0) % 2
-    side = max(side, 60)
+    side = max((width - (end - start) + 1) // 2, 60)  # a long span still gets some context
     a = max(start - side, 0)
     b = min(end + side, len(text))
     if a > 0:  # start at the next word, not mid-word
-        space = text.find(" ", a, start)
-        a = space + 1 if space >= 0 else a
-    if b < len(text):
-        space = text.rfind(" ", end, b)
-        b = space if space >= 0 else b
+        space = re.search(r"\s", text[a:start])
+        a = a + space.end() if space else a
+    if b < len(text):  # end after the last whole word
+        spaces = [m.start() for m in re.finditer(r"\s", text[end:b])]
+        b = end + spaces[-1] if spaces else b
     before = text[a:start]
     after = text[end:b]
     return Snippet(before, text[start:end], after, cut_before=a > 0, cut_after=b < len(text))

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     # App
     host: str = Field(default="127.0.0.1")
     port: int = Field(default=7860)
+    auth: str | None = Field(
+        default=None, description="`user:password`, comma-separated pairs, or a users file"
+    )
 
     @field_validator("collection")
     @classmethod

@@ -391,16 +391,29 @@ def test_add_by_url_and_upload_report_per_source_errors(server: SimpleNamespace,
     good = tmp_path / "tide.md"
     good.write_text("# Record tide\n\nThe highest tide in fifty years flooded the harbour "
                     "road on Sunday, the coastguard said.\n")
-    log = server.client.predict([handle_file(str(p)) for p in (empty, odd, good)], "",
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text(
+        '{"title": "Ferry strike ends", "source": "Coast News", "published": "2024-06-02", '
+        '"text": "The ferry crews ended their strike after a pay deal on Sunday night."}\n'
+        "{not json\n"
+        '{"title": "Bridge tolls cut", "source": "Coast News", "published": "2024-06-03", '
+        '"text": "Tolls on the coastal bridge will be cut by half from July, the council said."}\n')
+    log = server.client.predict([handle_file(str(p)) for p in (empty, odd, good, feed)], "",
                                 api_name="/add_files")
     assert "failed     empty.txt: empty file" in log
     assert "failed     notes.docx: unsupported extension '.docx'" in log
-    assert "added" in log and "Record tide" in log
-    assert "1 added, 0 updated, 0 unchanged, 2 failed" in log
+    assert "failed     feed.jsonl:2: invalid JSON" in log
+    assert "Record tide" in log and "Ferry strike ends" in log and "Bridge tolls cut" in log
+    assert "3 added, 0 updated, 0 unchanged, 3 failed" in log
     kept = sorted(p.name for p in (server.data / "uploads").rglob("*") if p.is_file())
-    assert kept == ["tide.md"]  # failed uploads are not kept
+    assert kept == ["feed.jsonl", "tide.md"]  # failed uploads are not kept
     rows = server.client.predict("tide", api_name="/library")
     assert rows[0]["title"] == "Record tide" and rows[0]["source"].endswith("/tide.md")
+    coast = server.client.predict("coast news", api_name="/library")
+    assert sorted(r["title"] for r in coast) == ["Bridge tolls cut", "Ferry strike ends"]
+    server.client.predict(coast[0]["id"], api_name="/remove")  # the other line stays...
+    kept = sorted(p.name for p in (server.data / "uploads").rglob("*") if p.is_file())
+    assert kept == ["feed.jsonl", "tide.md"]  # ...so does the file it comes from
 
 
 def test_login_required_when_auth_is_set(server: SimpleNamespace) -> None:

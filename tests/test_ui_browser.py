@@ -199,7 +199,7 @@ def test_example_questions_and_library_tab(page: Page, server: SimpleNamespace) 
 def upload(page: Page, path: Path) -> None:
     page.get_by_role("tab", name="Library").click()
     page.locator("#upload input[type=file]").set_input_files(str(path))
-    expect(page.locator("#upload")).to_contain_text(path.name, timeout=30_000)
+    expect(page.locator("#upload")).to_contain_text(path.stem, timeout=30_000)
     page.locator("#add-files").click()
     expect(page.locator("#ingest-log textarea")).to_have_value(
         re.compile(r"\d+ added, \d+ updated, \d+ unchanged, \d+ failed"), timeout=120_000)
@@ -223,6 +223,19 @@ def test_upload_an_article_then_ask_about_it(page: Page, tmp_path: Path) -> None
     expect(answer.locator("details.rag-source[open] mark").first).to_be_visible()
     assert "12 million euros" in answer.inner_text()
     shot(page, "chat-uploaded-article")
+
+    # the article filter: a question about the seed, searched in the museum article only
+    page.locator("#filter-articles input").fill("Glacier")
+    page.get_by_role("option", name=re.compile("Glacier museum")).click()
+    page.keyboard.press("Escape")
+    expect(page.locator("#filter-articles")).to_contain_text("Glacier museum")
+    ask(page, "Why did relations between Iran and Azerbaijan sour?")
+    answer = last_answer(page)
+    assert SEED_TITLE not in answer.inner_text()
+    sources = answer.locator(".rag-source summary")
+    for i in range(sources.count()):
+        expect(sources.nth(i)).to_contain_text("Glacier museum opens in Tromsø")
+    shot(page, "chat-filtered")
 
 
 def test_an_article_with_script_and_onerror_runs_nothing(page: Page, tmp_path: Path) -> None:
@@ -252,6 +265,68 @@ def test_an_article_with_script_and_onerror_runs_nothing(page: Page, tmp_path: P
     })""")
     assert injected == {"img": 0, "svg": 0, "script": 0, "bold": 0}
     shot(page, "xss-escaped")
+
+
+class ScriptedLLM:
+    """Stands in for `rag.llm.LLMAnswerer`: streams, word by word, one sentence copied
+    from the first passage and one invented claim, both citing [1]."""
+
+    model = "scripted-llm"
+    invented = "The talks also produced a trade pact worth 900 billion dollars."
+
+    def stream(self, question: str, passages: list) -> Iterator[str]:  # noqa: ARG002
+        from rag.text import sentence_spans
+
+        first = passages[0].text
+        a, b = sentence_spans(first)[0]
+        text = f"{first[a:b].strip()} [1] {self.invented} [1]"
+        for word in text.split(" "):
+            time.sleep(0.04)
+            yield word + " "
+
+    def condense(self, question: str, history: list) -> str:  # noqa: ARG002
+        return question
+
+
+def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
+        browser: Browser, server: SimpleNamespace) -> None:
+    import app
+    from rag.engine import Engine
+
+    engine = Engine(server.settings, server.app.store, llm_answerer=ScriptedLLM())
+    port = free_port()
+    demo = app.start(app.NewsApp(server.settings, engine=engine), "127.0.0.1", port,
+                     block=False)
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    try:
+        page = context.new_page()
+        watch = Watch(page)
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+        expect(page.locator("#mode-info")).to_contain_text("scripted-llm")
+        page.evaluate("""() => {
+            window.__partials = new Set();
+            const chat = document.querySelector('#chat');
+            new MutationObserver(() => {
+                const p = chat.querySelector('.rag-pending .rag-text');
+                if (p) window.__partials.add(p.textContent);
+            }).observe(chat, {childList: true, subtree: true, characterData: true});
+        }""")
+        ask(page, "Why did relations between Iran and Azerbaijan sour?")
+        assert page.evaluate("window.__partials.size") >= 3  # the text grew as it streamed
+        answer = last_answer(page)
+        expect(answer.locator(".rag-mode")).to_have_text("LLM: scripted-llm")
+        flagged = answer.locator(".rag-unsupported")
+        expect(flagged).to_have_count(1)
+        expect(flagged).to_contain_text(ScriptedLLM.invented)
+        expect(flagged.locator(".rag-flag")).to_have_text("⚠ unsupported")
+        expect(answer.locator(".rag-warning")).to_contain_text("1 of 2 sentences")
+        assert answer.locator(".rag-sent:not(.rag-unsupported)").count() == 1
+        shot(page, "chat-llm-unsupported")
+        assert watch.dialogs == []
+    finally:
+        context.close()
+        demo.close()
 
 
 def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleNamespace
