@@ -9,7 +9,6 @@ that what it writes is verified, not that it is good.
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import free_port, stop
 
 LLM_ALIAS = "smollm2-135m"
 LLM_API_KEY = "test-key-4f1c"
@@ -34,11 +34,6 @@ class LLMServer:
     started_in: float  # seconds until /v1/models answered
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (at the moment of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def smollm2_gguf() -> Path:
@@ -102,9 +97,4 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
         yield LLMServer(base_url=base_url, api_key=LLM_API_KEY, model=LLM_ALIAS, log=log,
                         started_in=round(time.monotonic() - started, 1))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from gradio_client import Client, handle_file
+from support import free_port
 
 from rag import render
 from rag.auth import AuthError, bind_warning, checker, is_loopback, load_users, parse_users
@@ -39,10 +39,6 @@ XSS_TEXT = (
 )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- rendering ----------------------------------------------------------------

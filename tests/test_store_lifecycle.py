@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from support import free_port, stop
 
 from ingest.chunking import chunk_article, embedding_text, token_counter
 from ingest.pipeline import ingest
@@ -88,10 +88,6 @@ def copy_to(src: Path, dst: Path) -> Path:
     return dst
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def assert_consistent(store: ArticleStore) -> None:
@@ -749,12 +745,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNa
             time.sleep(0.2)
         yield SimpleNamespace(host="127.0.0.1", port=port, root=root)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
+        stop(proc)
         log.close()
 
 

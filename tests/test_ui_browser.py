@@ -8,13 +8,13 @@ Screenshots go to test-artifacts/ at the repo root.
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support import free_port
 
 pytest.importorskip("playwright", reason="playwright is a dev dependency: run `make setup`")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
@@ -49,10 +49,6 @@ UPLOAD_ARTICLE = (
 )
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
