@@ -166,8 +166,9 @@ class Engine:
         streamed = mode == "llm"  # the model's text went out as it was written, and stands
         if draft is None:
             draft = self.extractive().answer(standalone, passages)
-        citations = verify(draft.sentences, passages, scorer) if not draft.refused else []
-        citations = _renumber(draft.sentences, citations)
+        if draft.citations is None:  # a model's answer was verified when it was checked
+            draft.citations = verify(draft.sentences, passages, scorer) if not draft.refused else []
+        citations = _renumber(draft.sentences, draft.citations)
         if not streamed:
             # After a rejected or broken-off model answer, the replacement goes out too.
             yield ("\n\n" if parts else "") + draft.text
@@ -195,10 +196,12 @@ class Engine:
         if not sentences or (_REFUSAL_TEXT.search(text) and len(sentences) <= 2
                              and not any(s.citations for s in sentences)):
             return Draft(refused=True)
-        verify(sentences, passages, scorer)
+        # Verified once: it rewrites the sentences' passage numbers into citation numbers,
+        # so verifying them again would read those as passage numbers.
+        citations = verify(sentences, passages, scorer)
         if not any(s.supported for s in sentences):
             return None
-        return Draft(sentences=sentences)
+        return Draft(sentences=sentences, citations=citations)
 
 
 def _plausible_rewrite(condensed: str, question: str, history: list[dict[str, Any]]) -> bool:

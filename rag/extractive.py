@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.citations import AnswerSentence
+from rag.citations import AnswerSentence, Citation
 from rag.expansion import related_stems
 from rag.retrieval import Passage
 from rag.text import content_terms, numbers, sentence_spans
@@ -63,11 +63,13 @@ def question_type(question: str) -> str:
 
 @dataclass
 class Draft:
-    """An answer before verification: its sentences cite passage numbers (1-based)."""
+    """An answer: its sentences cite passage numbers (1-based) until it is verified;
+    `verify` then sets `citations` and renumbers the sentences to point into it."""
 
     sentences: list[AnswerSentence] = field(default_factory=list)
     refused: bool = False
     notice: str = ""
+    citations: list[Citation] | None = None  # None: not verified yet
 
     @property
     def text(self) -> str:

@@ -182,6 +182,27 @@ def test_crafted_answer_through_the_engine(store: ArticleStore,
     assert first.chunk_id == passages[0].chunk_id and first.quote == copied_sentence(passages[0])
 
 
+def test_model_citing_a_later_passage_is_resolved_to_that_passage(
+        store: ArticleStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Citation numbers are passage numbers exactly once: a sentence copied from passage 3
+    and cited [3] is supported, quoted from passage 3, and renumbered [1]."""
+    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    passages = engine.retriever("hybrid").retrieve(QUESTION, top_k=3)
+    third = copied_sentence(passages[2])
+
+    def fake_stream(self: LLMAnswerer, question: str, given: list[Passage]) -> Iterator[str]:
+        yield f"{third} [3]"
+
+    monkeypatch.setattr(LLMAnswerer, "stream", fake_stream)
+    _, result = run(engine, QUESTION, mode="llm", top_k=3)
+    assert result.mode == "llm" and not result.notice
+    [sentence] = result.sentences
+    assert sentence.supported and sentence.citations == [1]
+    [citation] = result.citations
+    assert citation.chunk_id == passages[2].chunk_id and citation.quote == third
+    assert_citations_sound(result, store)
+
+
 def test_unsupported_model_answer_falls_back_to_extractive(
         store: ArticleStore, monkeypatch: pytest.MonkeyPatch) -> None:
     model_text = f"{INVENTED} [1] Everyone celebrated with fireworks on the beach. [2]"
