@@ -249,13 +249,9 @@ def ingest(
     report.recovered = store.recover()
     expanded: Expanded = expand(refs)
     report.skipped = expanded.skipped
-    chunks_done = 0
 
     def done(result: Result) -> None:
-        nonlocal chunks_done
         report.results.append(result)
-        if result.status in ("added", "updated"):
-            chunks_done += result.chunks
         if on_result:
             on_result(result)
 
@@ -287,6 +283,7 @@ def ingest(
             except Exception as exc:
                 done(Result(label, "failed", reason=_unexpected(exc)))
         elapsed = max(time.perf_counter() - started, 1e-6)
+        chunks_done = report.chunks_written
         bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
                         failed=report.count("failed"), refresh=False)
     ingestor.flush()

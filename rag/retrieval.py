@@ -18,7 +18,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from rag.expansion import expand_query
 from rag.keyword import KeywordIndex
-from rag.store import ArticleStore
+from rag.store import ArticleStore, date_int
 
 MODES = ("hybrid", "dense", "bm25")
 # Keys of chunk metadata that are bookkeeping, not text: kept out of BM25 and prompts.
@@ -53,9 +53,9 @@ class Filters:
         if self.outlets:
             clauses.append({"outlet": {"$in": list(self.outlets)}})
         if self.date_from:
-            clauses.append({"published_int": {"$gte": _date_int(self.date_from)}})
+            clauses.append({"published_int": {"$gte": date_int(self.date_from)}})
         if self.date_to:
-            clauses.append({"published_int": {"$lte": _date_int(self.date_to)}})
+            clauses.append({"published_int": {"$lte": date_int(self.date_to)}})
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -68,13 +68,9 @@ class Filters:
         published = meta.get("published_int")
         if (self.date_from or self.date_to) and published is None:
             return False
-        if self.date_from and published < _date_int(self.date_from):
+        if self.date_from and published < date_int(self.date_from):
             return False
-        return not (self.date_to and published > _date_int(self.date_to))
-
-
-def _date_int(value: date) -> int:
-    return value.year * 10000 + value.month * 100 + value.day
+        return not (self.date_to and published > date_int(self.date_to))
 
 
 @dataclass

@@ -62,7 +62,8 @@ def make_client(settings: Settings) -> ClientAPI:
     return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
-def _date_int(value: date) -> int:
+def date_int(value: date) -> int:
+    """A date as YYYYMMDD: how chunks store it, so Chroma can compare it in `where`."""
     return value.year * 10000 + value.month * 100 + value.day
 
 
@@ -364,7 +365,7 @@ def _chunk_base_meta(article: Article, path: str | None) -> dict[str, Any]:
     meta: dict[str, Any] = {"article_id": article.id, "title": article.title}
     if article.published:
         meta["published"] = article.published.isoformat()
-        meta["published_int"] = _date_int(article.published)
+        meta["published_int"] = date_int(article.published)
     if article.outlet:
         meta["outlet"] = article.outlet
     if article.url:
