@@ -63,7 +63,31 @@ class Settings(BaseSettings):
 
     # Ingestion limits
     max_file_mb: float = Field(default=20.0, gt=0)
-    fetch_timeout: float = Field(default=20.0, gt=0)
+    fetch_timeout: float = Field(
+        default=20.0, gt=0, description="seconds for one whole URL download, redirects included"
+    )
+    fetch_allow: str = Field(
+        default="",
+        description=(
+            "intranet opt-in for URL ingest: comma-separated CIDRs (10.0.0.0/8) or host names "
+            "whose private or loopback addresses may be fetched"
+        ),
+    )
+    fetch_allow_private: bool = Field(
+        default=False, description="fetch any private/loopback address (the CLI's --allow-private)"
+    )
+    pdf_max_pages: int = Field(default=300, ge=1, description="PDF pages read at most")
+    pdf_timeout: float = Field(default=30.0, gt=0, description="seconds to extract one PDF")
+
+    # Web limits: what one request may ask of the app
+    max_question_chars: int = Field(default=1000, ge=10)
+    max_paste_chars: int = Field(default=200_000, ge=100)
+    max_urls: int = Field(default=20, ge=1, description="URLs per add request")
+    max_history_turns: int = Field(default=20, ge=0, description="earlier questions per request")
+    queue_max: int = Field(default=64, ge=1, description="requests waiting before 'busy'")
+    answer_concurrency: int = Field(default=2, ge=1, description="questions answered at once")
+    login_max_failures: int = Field(default=5, ge=1, description="failed logins per window")
+    login_window: float = Field(default=300.0, gt=0, description="seconds a failure counts")
 
     # LLM (OpenAI or any OpenAI-compatible endpoint)
     openai_api_key: str | None = Field(
@@ -86,7 +110,9 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1")
     port: int = Field(default=7860)
     auth: str | None = Field(
-        default=None, description="`user:password`, comma-separated pairs, or a users file"
+        default=None,
+        description="`user:password[:role]`, comma-separated entries, or a users file "
+        "(one entry a line); roles: reader (default), editor",
     )
 
     @field_validator("collection")
