@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from typing import Any
 
+from ingest.fetch import FetchPolicy
 from ingest.pipeline import Result, ingest
 from rag.settings import Settings, get_settings
 
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--format", choices=["txt", "md", "html", "pdf", "jsonl"],
                      help="read every source as this format (default: by extension or content)")
     add.add_argument("--max-file-mb", type=float, help="skip sources larger than this")
+    add.add_argument("--allow-private", action="store_true",
+                     help="let URLs reach private, loopback and other non-public addresses "
+                          "(default: refused; RAG_FETCH_ALLOW opts in chosen networks)")
     add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add.add_argument("-v", "--verbose", action="store_true", help="a line for every article")
     for name, helptext in (("list", "list stored articles"), ("stats", "store statistics")):
@@ -78,6 +82,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         update["collection"] = args.collection
     if getattr(args, "max_file_mb", None):
         update["max_file_mb"] = args.max_file_mb
+    if getattr(args, "allow_private", False):
+        update["fetch_allow_private"] = True
     settings = get_settings()
     return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
 
@@ -116,6 +122,11 @@ def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             tqdm.write(result.line(), file=sys.stderr if result.status == "failed" else sys.stdout)
             sys.stdout.flush()
 
+    try:
+        FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW: say so once, not per URL
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     fmt = f".{args.format}" if args.format else None
     report = ingest(args.sources, store, settings, outlet=args.outlet, fmt=fmt,
                     progress=not args.quiet and sys.stderr.isatty() or args.verbose,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from ingest.chunking import chunk_article, embedding_text
+from ingest.fetch import FetchPolicy
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
 from rag.keyword import KeywordIndex
@@ -210,7 +211,8 @@ def read_source(source: Source, settings: Settings, fmt: str | None = None
                 ) -> list[tuple[str, Article | SourceError]]:
     """A source's articles, each with the label reports use (`file.jsonl:3` for a line)."""
     data, content_type, final_url = read_bytes(
-        source, settings.max_file_bytes, settings.fetch_timeout
+        source, settings.max_file_bytes, settings.fetch_timeout,
+        FetchPolicy.from_settings(settings),
     )
     suffix = fmt or source.suffix or sniff_format(data, content_type)
     meta: dict[str, object] = {}
@@ -243,11 +245,14 @@ def ingest(
     fmt: str | None = None,
     progress: bool = True,
     on_result: Callable[[Result], None] | None = None,
+    local: bool = True,
 ) -> Report:
+    """Add the sources named by `refs`. `local=False` (what a web user gave): only
+    http(s) URLs are read; a path or `-` fails without the server's files being looked at."""
     started = time.perf_counter()
     report = Report()
     report.recovered = store.recover()
-    expanded: Expanded = expand(refs)
+    expanded: Expanded = expand(refs, local=local)
     report.skipped = expanded.skipped
 
     def done(result: Result) -> None:
@@ -255,6 +260,8 @@ def ingest(
         if on_result:
             on_result(result)
 
+    for refused in expanded.refused:
+        done(Result(refused, "failed", reason="not an http(s) URL"))
     for missing in expanded.missing:
         done(Result(missing, "failed", reason="no such file, folder or URL"))
 

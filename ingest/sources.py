@@ -6,13 +6,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from ingest.fetch import FetchPolicy, fetch
+from ingest.fetch import check_size as _check_size
 from ingest.readers import SUPPORTED, SourceError
 
 # Files in a corpus folder that are about the corpus, not articles in it.
 _NOT_ARTICLES = ("readme", "license", "licence", "changelog", "contributing", "notice")
-USER_AGENT = "newsrag/0.1 (+article ingestion)"
 
 
 @dataclass
@@ -31,9 +30,12 @@ class Expanded:
     sources: list[Source] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # named paths that do not exist
     skipped: list[str] = field(default_factory=list)  # folder files passed over, with why
+    refused: list[str] = field(default_factory=list)  # not URLs, when only URLs may be read
 
 
-def expand(refs: list[str]) -> Expanded:
+def expand(refs: list[str], local: bool = True) -> Expanded:
+    """`local=False`: only URLs; any other ref is refused without touching the disk, so
+    a web user can neither read server files nor learn which paths exist."""
     out = Expanded()
     seen: set[str] = set()
 
@@ -43,7 +45,9 @@ def expand(refs: list[str]) -> Expanded:
             out.sources.append(source)
 
     for ref in refs:
-        if ref == "-":
+        if not local and not ref.lower().startswith(("http://", "https://")):
+            out.refused.append(ref)
+        elif ref == "-":
             add(Source("stdin", "-", "<stdin>"))
         elif ref.lower().startswith(("http://", "https://")):
             add(Source("url", ref, ref))
@@ -67,8 +71,11 @@ def expand(refs: list[str]) -> Expanded:
     return out
 
 
-def read_bytes(source: Source, max_bytes: int, timeout: float) -> tuple[bytes, str, str | None]:
-    """The source's bytes, its content type (URLs) and its final URL (after redirects)."""
+def read_bytes(source: Source, max_bytes: int, timeout: float,
+               policy: FetchPolicy | None = None) -> tuple[bytes, str, str | None]:
+    """The source's bytes, its content type (URLs) and its final URL (after redirects).
+
+    URLs go through `ingest.fetch` under `policy` (default: public addresses only)."""
     if source.kind == "stdin":
         data = sys.stdin.buffer.read(max_bytes + 1)
         _check_size(len(data), max_bytes)
@@ -82,33 +89,4 @@ def read_bytes(source: Source, max_bytes: int, timeout: float) -> tuple[bytes, s
             )
         _check_size(path.stat().st_size, max_bytes)
         return path.read_bytes(), "", None
-    return _fetch(source.ref, max_bytes, timeout)
-
-
-def _check_size(size: int, max_bytes: int) -> None:
-    if size > max_bytes:
-        limit = f"{max_bytes / 1048576:g} MiB" if max_bytes >= 1048576 else f"{max_bytes} bytes"
-        raise SourceError(f"larger than the {limit} limit (set RAG_MAX_FILE_MB to raise it)")
-
-
-def _fetch(url: str, max_bytes: int, timeout: float) -> tuple[bytes, str, str | None]:
-    try:
-        with httpx.Client(follow_redirects=True, timeout=timeout,
-                          headers={"User-Agent": USER_AGENT}) as client, \
-                client.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise SourceError(f"HTTP {response.status_code} {response.reason_phrase}".strip())
-            chunks: list[bytes] = []
-            size = 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                _check_size(size, max_bytes)
-                chunks.append(chunk)
-            return b"".join(chunks), response.headers.get("content-type", ""), str(response.url)
-    except httpx.TimeoutException as exc:
-        raise SourceError(f"timed out after {timeout:g} s") from exc
-    except httpx.InvalidURL as exc:
-        raise SourceError(f"invalid URL ({exc})") from exc
-    except httpx.HTTPError as exc:
-        raise SourceError(f"unreachable ({type(exc).__name__}: {str(exc)[:80] or 'no answer'})") \
-            from exc
+    return fetch(source.ref, max_bytes, timeout, policy)
