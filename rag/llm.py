@@ -7,7 +7,11 @@ nothing here trusts it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from llama_index.core.llms import LLM, ChatMessage
@@ -34,6 +38,10 @@ Last question: {question}
 Standalone question:"""
 
 
+logger = logging.getLogger(__name__)
+CHARS_PER_TOKEN_CAP = 8  # a token is ~4 characters; twice that bounds a server ignoring max_tokens
+
+
 class LLMError(RuntimeError):
     """The endpoint failed; the message is one line a user can act on."""
 
@@ -42,7 +50,9 @@ def llm_configured(settings: Settings) -> bool:
     return bool(settings.llm_model and (settings.openai_api_key or settings.openai_base_url))
 
 
-def build_llm(settings: Settings) -> LLM:
+def build_llm(settings: Settings, http_client: Any = None) -> LLM:
+    """The llama-index client; `http_client` (an httpx.Client) gives a call its own
+    connection, which closing it cuts, so the server stops generating."""
     if not settings.llm_model:
         raise LLMError("no LLM configured: set RAG_LLM_MODEL (and OPENAI_API_KEY and/or "
                        "OPENAI_BASE_URL)")
@@ -54,6 +64,8 @@ def build_llm(settings: Settings) -> LLM:
         "timeout": settings.llm_timeout,
         "max_retries": 1,
     }
+    if http_client is not None:
+        common["http_client"] = http_client
     if settings.openai_base_url:
         from llama_index.llms.openai_like import OpenAILike
 
@@ -93,13 +105,22 @@ def format_passages(passages: list[Passage]) -> str:
 
 
 class LLMAnswerer:
+    """Calls with a wall-clock deadline (RAG_LLM_TIMEOUT for the whole call, not per
+    read) and a length cap; a call that is abandoned (deadline, cap, or the user
+    cancelled and the generator was closed) closes its connection."""
+
     def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
         self.settings = settings
+        self._own = llm is None  # ours: each call gets its own connection to cut
         self.llm = llm or build_llm(settings)
 
     @property
     def model(self) -> str:
         return str(self.settings.llm_model)
+
+    @property
+    def max_chars(self) -> int:
+        return self.settings.llm_max_tokens * CHARS_PER_TOKEN_CAP
 
     def messages(self, question: str, passages: list[Passage]) -> list[ChatMessage]:
         return [
@@ -108,20 +129,79 @@ class LLMAnswerer:
                                              f"Question: {question}"),
         ]
 
+    def _client(self) -> tuple[LLM, Callable[[], None]]:
+        """An LLM for one call and how to cut its connection."""
+        if not self._own:
+            return self.llm, lambda: None
+        import openai
+
+        http = openai.DefaultHttpxClient(timeout=self.settings.llm_timeout)
+        return build_llm(self.settings, http_client=http), http.close
+
     def stream(self, question: str, passages: list[Passage]) -> Iterator[str]:
-        """Text deltas as the model writes them; raises LLMError on endpoint failure."""
+        """Text deltas as the model writes them; raises LLMError on endpoint failure or
+        when the deadline passes. Stops quietly at the length cap."""
+        timeout = self.settings.llm_timeout
+        deadline = time.monotonic() + timeout
+        llm, cut = self._client()
+        deltas: queue.Queue[tuple[str, Any]] = queue.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            # A worker reads the stream so that the reader here can give up at the
+            # deadline even while the worker waits for the next token.
+            gen = None
+            try:
+                gen = llm.stream_chat(self.messages(question, passages))
+                for chunk in gen:
+                    if stop.is_set():
+                        break
+                    if chunk.delta:
+                        deltas.put(("delta", chunk.delta))
+                deltas.put(("end", None))
+            except Exception as exc:
+                deltas.put(("error", exc))
+            finally:
+                if gen is not None:
+                    gen.close()
+                cut()
+
+        worker = threading.Thread(target=produce, name="llm-stream", daemon=True)
+        worker.start()
+        written = 0
         try:
-            for chunk in self.llm.stream_chat(self.messages(question, passages)):
-                if chunk.delta:
-                    yield chunk.delta
-        except Exception as exc:
-            raise LLMError(describe_error(exc, self.settings)) from exc
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LLMError(f"the LLM did not finish within {timeout:g} s "
+                                   "(RAG_LLM_TIMEOUT)")
+                try:
+                    kind, value = deltas.get(timeout=remaining)
+                except queue.Empty:
+                    continue
+                if kind == "end":
+                    return
+                if kind == "error":
+                    if stop.is_set():
+                        return
+                    raise LLMError(describe_error(value, self.settings)) from value
+                if written + len(value) > self.max_chars:
+                    logger.info("LLM answer cut at %d characters (RAG_LLM_MAX_TOKENS)", written)
+                    yield value[: self.max_chars - written]
+                    return
+                written += len(value)
+                yield value
+        finally:
+            stop.set()  # the worker stops at its next token and closes the connection
 
     def condense(self, question: str, history: list[dict[str, Any]]) -> str:
         lines = [f"{t.get('role', 'user')}: {t.get('content', '')}" for t in history[-6:]]
         prompt = CONDENSE_PROMPT.format(history="\n".join(lines), question=question)
+        llm, cut = self._client()
         try:
-            text = self.llm.complete(prompt).text.strip().strip('"').splitlines()
+            text = llm.complete(prompt).text.strip().strip('"').splitlines()
         except Exception as exc:
             raise LLMError(describe_error(exc, self.settings)) from exc
+        finally:
+            cut()
         return text[0].strip() if text and text[0].strip() else question

@@ -19,8 +19,17 @@ import pytest
 from gradio_client import Client, handle_file
 from support import free_port
 
+from ingest.fetch import UNREACHABLE
 from rag import render
-from rag.auth import AuthError, bind_warning, checker, is_loopback, load_users, parse_users
+from rag.auth import (
+    AuthError,
+    User,
+    bind_warning,
+    checker,
+    is_loopback,
+    load_users,
+    parse_users,
+)
 from rag.citations import AnswerSentence, Citation
 from rag.engine import AnswerResult
 
@@ -174,17 +183,18 @@ def test_conversation_markdown_has_questions_answers_and_sources() -> None:
 
 def test_auth_setting_inline_file_and_errors(tmp_path: Path) -> None:
     assert load_users(None) is None and load_users("  ") is None
-    assert load_users("alice:s3cret") == {"alice": "s3cret"}
-    assert load_users("alice:a:b, bob:pw") == {"alice": "a:b", "bob": "pw"}
+    assert load_users("alice:s3cret") == {"alice": User("alice", "s3cret", "reader")}
+    assert load_users("alice:a:b, bob:pw:editor") == {"alice": User("alice", "a:b"),
+                                                      "bob": User("bob", "pw", "editor")}
     users = tmp_path / "users"
     users.write_text("# team\nalice:one\n\nbob:two\n")
-    assert load_users(str(users)) == {"alice": "one", "bob": "two"}
-    for bad in ("alice", "alice:", ":pw", "# only a comment"):
+    assert load_users(str(users)) == {"alice": User("alice", "one"), "bob": User("bob", "two")}
+    for bad in ("alice", "alice:", ":pw", "# only a comment", "alice:editor", "a:1,a:2"):
         with pytest.raises(AuthError):
             parse_users(bad)
     with pytest.raises(AuthError, match="cannot read"):
         load_users(str(tmp_path / "missing"))
-    check = checker({"alice": "one"})
+    check = checker({"alice": User("alice", "one")})
     assert check("alice", "one")
     assert not check("alice", "two") and not check("bob", "one") and not check("", "")
 
@@ -198,27 +208,32 @@ def test_non_loopback_without_login_warns() -> None:
     assert warning and "0.0.0.0:7860" in warning and "RAG_AUTH" in warning
 
 
-def test_launch_prints_the_warning_and_passes_login(capsys: pytest.CaptureFixture[str]
-                                                    ) -> None:
+def test_launch_logs_the_warning_and_passes_login(caplog: pytest.LogCaptureFixture) -> None:
     import app
 
     calls: list[dict[str, object]] = []
 
     class FakeDemo:
         def queue(self, **kw: object) -> FakeDemo:
+            calls.append({"queue": kw})
             return self
 
         def launch(self, **kw: object) -> None:
             calls.append(kw)
 
     app.launch(FakeDemo(), "0.0.0.0", 9999, None)  # type: ignore[arg-type]
-    assert "WARNING" in capsys.readouterr().err and calls[-1]["auth"] is None
-    app.launch(FakeDemo(), "0.0.0.0", 9999, "ann:pw")  # type: ignore[arg-type]
-    assert "WARNING" not in capsys.readouterr().err
+    assert "WARNING" in caplog.text and calls[-1]["auth"] is None
+    assert calls[-1]["app_kwargs"] == {"middleware": []}  # no login: nothing to throttle
+    assert calls[-1]["show_error"] is False and calls[-1]["max_file_size"] > 0
+    assert calls[-2]["queue"]["max_size"] > 0
+    caplog.clear()
+    app.launch(FakeDemo(), "0.0.0.0", 9999, load_users("ann:pw"))  # type: ignore[arg-type]
+    assert "WARNING" not in caplog.text
     login = calls[-1]["auth"]
     assert callable(login) and login("ann", "pw") and not login("ann", "nope")
+    assert len(calls[-1]["app_kwargs"]["middleware"]) == 1  # the login throttle
     app.launch(FakeDemo(), "127.0.0.1", 9999, None)  # type: ignore[arg-type]
-    assert capsys.readouterr().err == ""
+    assert "WARNING" not in caplog.text
 
 
 def test_parse_date() -> None:
@@ -241,7 +256,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace
     from rag.settings import Settings
 
     data = tmp_path_factory.mktemp("app_api")
-    settings = Settings(data_dir=data, collection="appapi")
+    settings = Settings(data_dir=data, collection="appapi", fetch_allow="127.0.0.1")
     news = app.NewsApp(settings)
     report = ingest([str(SEED)], news.store, settings, progress=False)
     assert report.count("added") == 1
@@ -278,10 +293,9 @@ def test_ask_returns_an_answer_whose_citations_quote_the_article(server: SimpleN
     assert "Azerbaijan" in follow["standalone_question"]
 
 
-def _exported(export: object) -> str:
-    """The export button's file (the client gets it as an update: {"value": path})."""
-    path = export["value"] if isinstance(export, dict) else export
-    return Path(str(path)).read_text(encoding="utf-8")
+def _exported(news: object, turns: list[dict[str, object]]) -> str:
+    """The export the button makes of these turns (written when clicked)."""
+    return Path(news.export_file(turns)).read_text(encoding="utf-8")  # type: ignore[attr-defined]
 
 
 def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace) -> None:
@@ -293,11 +307,14 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
     first = updates[0][0][-1]["content"][0]["text"]
     assert "rag-pending" in first
     messages, _, export = updates[-1]
+    assert export["interactive"] is True  # the export button is enabled by an answer
     assert [m["role"] for m in messages] == ["user", "assistant"]
     html = messages[-1]["content"][0]["text"]
     assert 'class="rag-cite"' in html and "<mark>" in html and "rag-source" in html
     assert "Mode: <span class=\"rag-mode\">extractive" in html
-    md = _exported(export)
+    got = server.client.predict("When did Pezeshkian meet Aliyev?", api_name="/ask")
+    turns = [{"question": "When did Pezeshkian meet Aliyev?", "result": got}]
+    md = _exported(server.app, turns)
     assert "## 1. When did Pezeshkian meet Aliyev?" in md
     assert SEED_TITLE in md and "iran-azerbaijan-baku-meeting.txt" in md and "> " in md
 
@@ -306,7 +323,8 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
                                api_name="/chat")
     messages, _, export = job.result(timeout=120)
     assert len(messages) == 4
-    assert "## 2. and why did they meet?" in _exported(export)
+    turns.append({"question": "and why did they meet?", "result": got})
+    assert "## 2. and why did they meet?" in _exported(server.app, turns)
     assert server.client.predict(api_name="/new_chat")[0] == []
 
 
@@ -376,7 +394,7 @@ def test_add_by_url_and_upload_report_per_source_errors(server: SimpleNamespace,
     by_source = {r["source"]: r for r in report["results"]}
     assert by_source[ok]["status"] == "added" and by_source[ok]["title"] == "Lighthouse restored"
     assert by_source[missing]["reason"].startswith("HTTP 404")
-    assert by_source[closed]["reason"].startswith("unreachable")
+    assert by_source[closed]["reason"] == UNREACHABLE
     assert "1 added, 0 updated, 0 unchanged, 2 failed" in report["summary"]
 
     # uploads: the same per-source reasons as `python -m ingest`, named as uploaded
@@ -417,7 +435,7 @@ def test_login_required_when_auth_is_set(server: SimpleNamespace) -> None:
 
     port = free_port()
     demo = app.start(app.NewsApp(server.settings, engine=server.app.engine), "127.0.0.1", port,
-                     "reader:open-sesame", block=False)
+                     "reader:open-sesame:editor", block=False)
     url = f"http://127.0.0.1:{port}/"
     try:
         assert httpx.get(url + "config").status_code == 401
