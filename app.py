@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import gradio as gr
 
+from ingest.fetch import FetchPolicy
 from ingest.pipeline import STATUSES, Report, Result, ingest
 from rag import render
 from rag.auth import (
@@ -966,8 +967,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings().model_copy(update=update)
     started = time.perf_counter()
     try:
-        app = NewsApp(settings)
         users = load_users(settings.auth)
+        FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW stops here, not per URL
+        app = NewsApp(settings)
     except (StoreError, ValueError) as exc:
         sys.exit(f"error: {exc}")
     logger.info("News RAG on %s (%.1f s to open)", app.store.location,

@@ -233,6 +233,8 @@ def read_source(source: Source, settings: Settings, fmt: str | None = None
         if suffix in (".html", ".htm"):
             return [(source.label, a) for a in reader(data, url=url, **meta)]
         meta["url"] = url
+    if suffix == ".pdf":  # the one reader with limits of its own
+        meta.update(max_pages=settings.pdf_max_pages, timeout=settings.pdf_timeout)
     return [(source.label, a) for a in reader(data, **meta)]
 
 

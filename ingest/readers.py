@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 from collections.abc import Callable
 from datetime import date, datetime
 from urllib.parse import urlsplit
@@ -92,14 +93,38 @@ def read_html(data: bytes, *, url: str | None = None, **meta: object) -> list[Ar
                     notes=notes, **meta)]  # type: ignore[arg-type]
 
 
-def read_pdf(data: bytes, **meta: object) -> list[Article]:
+def read_pdf(data: bytes, *, max_pages: int | None = None, timeout: float | None = None,
+             **meta: object) -> list[Article]:
+    """The text layer of the first `max_pages` pages, given up after `timeout` seconds.
+
+    Both limits (RAG_PDF_MAX_PAGES, RAG_PDF_TIMEOUT; the settings' values when not
+    given) exist because anyone who can upload can send a PDF of thousands of pages or
+    one built to be slow to extract. The time is checked between pages: pypdf cannot be
+    interrupted inside one.
+    """
     from pypdf import PdfReader
 
+    if max_pages is None or timeout is None:
+        from rag.settings import get_settings
+
+        settings = get_settings()
+        max_pages = settings.pdf_max_pages if max_pages is None else max_pages
+        timeout = settings.pdf_timeout if timeout is None else timeout
+    started = time.monotonic()
+    notes: list[str] = []
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise SourceError("the PDF is encrypted")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        total = len(reader.pages)
+        if total > max_pages:
+            notes.append(f"read the first {max_pages} of {total} pages (RAG_PDF_MAX_PAGES)")
+        pages: list[str] = []
+        for index in range(min(total, max_pages)):
+            pages.append(reader.pages[index].extract_text() or "")
+            if time.monotonic() - started > timeout:
+                raise SourceError(f"PDF text extraction took longer than {timeout:g} s "
+                                  "(RAG_PDF_TIMEOUT)")
         info = reader.metadata
     except SourceError:
         raise
@@ -116,7 +141,7 @@ def read_pdf(data: bytes, **meta: object) -> list[Article]:
     if not authors and info and info.author:
         authors = split_authors(info.author)
     return [Article(text=parsed.body, title=parsed.title, authors=authors,
-                    published=parsed.published, **meta)]  # type: ignore[arg-type]
+                    published=parsed.published, notes=notes, **meta)]  # type: ignore[arg-type]
 
 
 def _unwrap_pdf_lines(text: str) -> str:
@@ -129,23 +154,26 @@ def _unwrap_pdf_lines(text: str) -> str:
     widths = sorted(len(line) for line in lines if line.strip())
     full = widths[int(len(widths) * 0.8)] if widths else 0
     paragraphs: list[str] = []
-    current = ""
+    # The paragraph so far as pieces, its last piece the last line, joined once when it
+    # ends: grown by concatenation it was copied at every line, quadratic on long ones.
+    current: list[str] = []
     for line in lines:
         line = line.strip()
         if not line:
             if current:
-                paragraphs.append(current)
-            current = ""
+                paragraphs.append("".join(current))
+            current = []
             continue
-        if current.endswith("-") and line[:1].islower():
-            current = current[:-1] + line
-        else:
-            current = f"{current} {line}".strip()
+        if current and current[-1].endswith("-") and line[:1].islower():
+            current[-1] = current[-1][:-1]  # a word hyphenated across lines
+        elif current:
+            current.append(" ")
+        current.append(line)
         if re.search(r"[.!?\"”’)]$", line) and len(line) < 0.75 * full:
-            paragraphs.append(current)
-            current = ""
+            paragraphs.append("".join(current))
+            current = []
     if current:
-        paragraphs.append(current)
+        paragraphs.append("".join(current))
     return "\n".join(paragraphs)
 
 

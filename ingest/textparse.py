@@ -31,8 +31,7 @@ _DATE_PATTERNS = [
     re.compile(r"\b(?P<year>(?:19|20)\d\d)-(?P<month>\d{2})-(?P<day>\d{2})(?!\d)"),
 ]
 
-_IMAGE_MARKUP = re.compile(r"!\[[^\]]*\]\([^)]*\)")
-_MD_LINK = re.compile(r"\[([^\]]+)\]\((?:[^)]*)\)")
+_ON_BEFORE = re.compile(r"\bon\s+(\w+day,?\s+)?$")  # "on <date>", in the 20 characters before
 _CREDIT = re.compile(
     r"(\(c\)|©|\bphoto(graph)?s?\s*(:|by\b)|\bcredit\s*:|\bimage\s*(:|by\b)|getty images|"
     r"\bap photo\b|/\s*(afp|reuters|anadolu|epa|ap)\b)",
@@ -71,7 +70,10 @@ def find_date(text: str, after_on: bool = False) -> date | None:
     best: tuple[int, date] | None = None
     for pattern in _DATE_PATTERNS:
         for match in pattern.finditer(text):
-            if after_on and not re.search(r"\bon\s+(\w+day,?\s+)?$", text[:match.start()][-20:]):
+            # Slice only the 20 characters before the match: copying all the text before
+            # every rejected match made a long lead full of dates quadratic.
+            start = match.start()
+            if after_on and not _ON_BEFORE.search(text[max(start - 20, 0):start]):
                 continue
             month = match.group("month")
             month_n = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
@@ -85,10 +87,46 @@ def find_date(text: str, after_on: bool = False) -> date | None:
     return best[1] if best else None
 
 
+def _sub_bracketed(line: str, opener: str, keep_text: bool) -> str:
+    """`opener` TEXT `](` URL `)` removed (or replaced by TEXT), in one pass.
+
+    Same matches as the regexes `!\\[[^\\]]*\\]\\([^)]*\\)` (images) and
+    `\\[([^\\]]+)\\]\\([^)]*\\)` → TEXT (links), but linear: with `re`, every unclosed
+    `![` or `[a](` rescanned the rest of the line, so one long hostile line took
+    quadratic time. Here the next `]` and `)` are found once and reused while valid.
+    """
+    out: list[str] = []
+    pos = 0  # line[pos:] is not copied yet
+    close_b = close_p = -1  # the first "]" / ")" at or after the last place searched
+    i = line.find(opener)
+    while i >= 0:
+        start = i + len(opener)
+        if close_b < start:
+            close_b = line.find("]", start)
+            if close_b < 0:
+                break  # no "]" from here on: no later opener can match either
+        if (keep_text and close_b == start) or not line.startswith("(", close_b + 1):
+            i = line.find(opener, i + 1)
+            continue
+        if close_p < close_b + 2:
+            close_p = line.find(")", close_b + 2)
+            if close_p < 0:
+                break  # no ")" after this "](": none after any later one either
+        out.append(line[pos:i])
+        if keep_text:
+            out.append(line[start:close_b])
+        pos = close_p + 1
+        i = line.find(opener, pos)
+    out.append(line[pos:])
+    return "".join(out)
+
+
 def clean_line(line: str, markdown: bool = False) -> str:
-    line = _IMAGE_MARKUP.sub("", line)
+    """One line without image markup (and, for Markdown, links, heading, list and bold
+    markers), whitespace collapsed."""
+    line = _sub_bracketed(line, "![", keep_text=False)
     if markdown:
-        line = _MD_LINK.sub(r"\1", line)
+        line = _sub_bracketed(line, "[", keep_text=True)
         line = re.sub(r"^\s{0,3}#{1,6}\s+", "", line)
         line = re.sub(r"^\s*[-*+]\s+", "", line)
         line = re.sub(r"(\*\*|__)(.+?)\1", r"\2", line)
@@ -115,8 +153,10 @@ def split_authors(names: str) -> list[str]:
 
 
 def parse_byline(line: str) -> list[str] | None:
+    if len(line) > 120:  # checked first: no regex work on a long paragraph
+        return None
     match = _BYLINE.match(line.strip())
-    if not match or len(line) > 120:
+    if not match:
         return None
     return split_authors(match.group("names"))
 

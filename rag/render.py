@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 CONTEXT_CHARS = 300  # characters of article text shown around a cited span, in all
 TextLookup = Callable[[str], str | None]  # article id -> the article's stored text
@@ -234,20 +234,73 @@ def question_html(question: str) -> str:
 
 
 # -- export -----------------------------------------------------------------
+#
+# The export is opened in Markdown viewers, which render links, images and raw HTML:
+# text from an article, a question or a model must stay text there. So every piece
+# of it is one line, HTML-escaped (no tag or entity can form) and has each character
+# CommonMark treats as markup backslash-escaped (no link, image, emphasis, code span,
+# table cell or strikethrough); a piece that starts a line cannot open a heading,
+# list, quote, fence or rule either. Readable punctuation (`.`, `?`, `'`, `(`, `:`)
+# is left alone: without an unescaped `[`/`]`, brackets and parentheses make nothing.
+
+_MD_ACTIVE = re.compile(r"([\\`*_\[\]#|~])")  # `<`, `>`, `&` become entities instead
+_MD_LINE_START = re.compile(r"^(\d{1,9})([.)])|^([-+=])")  # list items, rules, setext
+# A URL in an autolink (`<...>`) cannot be escaped, only percent-encoded: everything but
+# the unreserved and reserved characters (and `%`) is encoded, `'` too; never `<`, `>`,
+# spaces, quotes or backticks remain, so the autolink cannot be closed or left early.
+_URL_SAFE = "-._~:/?#[]@!$&()*+,;=%"
 
 
 def _md(value: object) -> str:
-    """Text for Markdown: HTML-escaped (a viewer renders the characters, runs nothing)."""
-    return html.escape(_one_line(value), quote=False)
+    """Text for Markdown that shows exactly its characters in any viewer (see above)."""
+    text = _one_line(value).replace("\x00", "\ufffd")  # what CommonMark makes of NUL
+    text = html.escape(text, quote=False)
+    text = _MD_ACTIVE.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: f"{m[1]}\\{m[2]}" if m[1] else f"\\{m[3]}", text)
+
+
+def _md_url(value: object) -> str | None:
+    """An http(s) URL percent-encoded for an autolink, or None for any other scheme
+    (javascript:, data:, ...) so that it is never made a link."""
+    url = _one_line(value)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    encoded = quote(urlunsplit(parts), safe=_URL_SAFE)
+    return re.sub(r"%(?![0-9A-Fa-f]{2})", "%25", encoded)  # a stray % is a literal one
+
+
+def _md_code(value: object) -> str:
+    """A code span that cannot be closed early: its backtick fence is longer than any run
+    of backticks inside, with the padding CommonMark strips again where one is needed.
+    The content is HTML-escaped too, so the file never holds a raw tag."""
+    text = html.escape(_one_line(value), quote=False)
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_number(value: object) -> str:
+    """A citation number or offset: an int as digits, anything else (API input) as text."""
+    try:
+        return str(int(value))  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return _md(value)
 
 
 def conversation_markdown(turns: Iterable[Mapping[str, Any]], title: str = "News RAG",
                           now: datetime | None = None) -> str:
     """Each turn (`{"question", "result"}`, result as `AnswerResult.to_json()`) as
     Markdown: the question, the answer with its [n] markers and flags, the mode, and
-    the numbered sources with the quoted span and its offsets."""
+    the numbered sources with the quoted span and its offsets. Turns may come from an
+    API client, so every field, numbers included, is escaped (see `_md`)."""
     now = now or datetime.now(UTC)
-    lines = [f"# {title} conversation", "",
+    lines = [f"# {_md(title)} conversation", "",
              f"Exported {now.strftime('%Y-%m-%d %H:%M UTC')}.", ""]
     for i, turn in enumerate(turns, 1):
         result = turn.get("result") or {}
@@ -258,7 +311,7 @@ def conversation_markdown(turns: Iterable[Mapping[str, Any]], title: str = "News
         else:
             out = []
             for s in sentences:
-                marks = "".join(f"[{n}]" for n in _get(s, "citations", []) or [])
+                marks = "".join(f"[{_md_number(n)}]" for n in _get(s, "citations", []) or [])
                 text = _md(_get(s, "text", "")) + (f" {marks}" if marks else "")
                 if not _get(s, "supported", False):
                     text += " *(⚠ unsupported)*"
@@ -273,13 +326,16 @@ def conversation_markdown(turns: Iterable[Mapping[str, Any]], title: str = "News
             lines += ["Sources:", ""]
             for c in citations:
                 meta = [x for x in (_md(_get(c, "outlet")), _md(_get(c, "published"))) if x]
-                where = (f"<{_get(c, 'url')}>" if _get(c, "url") and
-                         urlsplit(_get(c, "url")).scheme in ("http", "https")
-                         else f"`{_md(_get(c, 'path') or _get(c, 'url') or '')}`")
-                head = f"{_get(c, 'n')}. **{_md(_get(c, 'title')) or '(untitled)'}**"
+                url, path = _get(c, "url"), _get(c, "path")
+                link = _md_url(url) if url else None
+                where = (f"<{link}>" if link else _md(url) if url else _md_code(path))
+                head = f"{_md_number(_get(c, 'n'))}. **{_md(_get(c, 'title')) or '(untitled)'}**"
                 if meta:
                     head += " — " + ", ".join(meta)
-                head += f" — {where} — characters {_get(c, 'start')}–{_get(c, 'end')}"
+                if where:
+                    head += f" — {where}"
+                head += (f" — characters {_md_number(_get(c, 'start'))}–"
+                         f"{_md_number(_get(c, 'end'))}")
                 lines += [head, f"   > {_md(_get(c, 'quote', ''))}", ""]
     return "\n".join(lines).rstrip() + "\n"
 

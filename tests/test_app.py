@@ -189,7 +189,7 @@ def test_auth_setting_inline_file_and_errors(tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("# team\nalice:one\n\nbob:two\n")
     assert load_users(str(users)) == {"alice": User("alice", "one"), "bob": User("bob", "two")}
-    for bad in ("alice", "alice:", ":pw", "# only a comment", "alice:editor", "a:1,a:2"):
+    for bad in ("alice", "alice:", ":pw", "# only a comment", "a:1,a:2"):
         with pytest.raises(AuthError):
             parse_users(bad)
     with pytest.raises(AuthError, match="cannot read"):
