@@ -913,6 +913,11 @@ def _api(app: NewsApp) -> None:
 
     def export(turns: list[dict[str, Any]]) -> str:
         """Markdown of [{"question": ..., "result": <ask's answer>}, ...]."""
+        turns = list(turns or [])
+        if len(turns) > app.settings.max_history_turns + 1:
+            raise gr.Error(f"{len(turns)} turns given; a conversation holds at most "
+                           f"{app.settings.max_history_turns + 1} (RAG_MAX_HISTORY_TURNS)",
+                           print_exception=False)
         return render.conversation_markdown(turns)
 
     gr.api(ask, api_name="ask", concurrency_id="answer",

@@ -306,8 +306,7 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
     assert len(updates) >= 2  # the pending message, then the answer
     first = updates[0][0][-1]["content"][0]["text"]
     assert "rag-pending" in first
-    messages, _, export = updates[-1]
-    assert export["interactive"] is True  # the export button is enabled by an answer
+    messages = updates[-1][0]
     assert [m["role"] for m in messages] == ["user", "assistant"]
     html = messages[-1]["content"][0]["text"]
     assert 'class="rag-cite"' in html and "<mark>" in html and "rag-source" in html
@@ -321,11 +320,12 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
     # a follow-up in the same session: the conversation and the export grow
     job = server.client.submit("and why did they meet?", messages, [], [], "", "", "auto",
                                api_name="/chat")
-    messages, _, export = job.result(timeout=120)
+    messages = job.result(timeout=120)[0]
     assert len(messages) == 4
     turns.append({"question": "and why did they meet?", "result": got})
     assert "## 2. and why did they meet?" in _exported(server.app, turns)
-    assert server.client.predict(api_name="/new_chat")[0] == []
+    cleared = server.client.predict(api_name="/new_chat")  # the chatbot (buttons aren't sent)
+    assert cleared == [] or cleared[0] == []
 
 
 def test_filters_restrict_the_answer(server: SimpleNamespace) -> None:

@@ -403,3 +403,19 @@ def test_cli_json_with_real_server(store: ArticleStore, llm_server: Any,
         assert store.get_article(c["article_id"]).text[c["start"]:c["end"]] == c["quote"]
     cited = {n for s in data["sentences"] for n in s["citations"]}
     assert cited <= {c["n"] for c in data["citations"]}
+
+
+@pytest.mark.slow
+def test_real_server_answer_stops_at_the_wall_clock_deadline(store: ArticleStore,
+                                                             llm_server: Any) -> None:
+    """RAG_LLM_TIMEOUT bounds the whole call, not each read: a deadline shorter than the
+    model's answer ends it with a note and the extractive answer, and the server, whose
+    connection was cut, is free for the next question."""
+    settings = llm_settings(store, llm_server.base_url, llm_server.api_key, llm_server.model)
+    short = settings.model_copy(update={"llm_timeout": 0.5, "llm_max_tokens": 400})
+    cut = Engine(short, store).ask(QUESTION, mode="llm")
+    assert "did not finish within 0.5 s" in cut.notice
+    assert cut.mode == "extractive" and cut.citations
+    assert_citations_sound(cut, store)
+    after = Engine(settings, store).ask(QUESTION, mode="llm")
+    assert after.mode in ("llm", "extractive") and "did not finish" not in after.notice
