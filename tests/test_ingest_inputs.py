@@ -22,6 +22,7 @@ from pathlib import Path
 import pypdf
 import pytest
 from pypdf.errors import LimitReachedError
+from support import pdf_pages
 
 from ingest.pipeline import Report, Result, ingest
 from ingest.readers import read_markdown
@@ -134,40 +135,7 @@ JSONL_GOOD_LINE_3 = (
 
 def pdf_bytes(lines: list[str], title: str | None = None, author: str | None = None) -> bytes:
     """A minimal valid one-page PDF whose text is `lines` (Helvetica, one line each)."""
-
-    def literal(text: str) -> bytes:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        return b"(" + escaped.encode("latin-1") + b")"
-
-    ops = [b"BT", b"/F1 11 Tf", b"14 TL", b"72 760 Td"]
-    ops += [literal(line) + b" Tj T*" for line in lines]
-    ops.append(b"ET")
-    stream = b"\n".join(ops)
-    info = b""
-    if title:
-        info += b"/Title " + literal(title)
-    if author:
-        info += b" /Author " + literal(author)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        b"<< " + info + b" >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info %d 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, len(objects), xref)
-    return bytes(out)
+    return pdf_pages([lines], title, author)
 
 
 PDF_LINES = [

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import pdf_pages
 
 from ingest import readers
 from ingest.pipeline import read_source
@@ -19,44 +20,6 @@ from ingest.readers import SourceError, read_pdf
 from ingest.sources import Source
 from ingest.textparse import _sub_bracketed, find_date
 from rag.settings import get_settings
-
-
-def pdf_pages(pages: list[list[str]]) -> bytes:
-    """A minimal valid PDF with one page per item, each line of text on a line of its own
-    (the multi-page form of `pdf_bytes` in test_ingest_inputs.py)."""
-
-    def literal(text: str) -> bytes:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        return b"(" + escaped.encode("latin-1") + b")"
-
-    first_page = 4  # objects 1-3: catalog, page tree, font; then page + content per page
-    kids = b" ".join(b"%d 0 R" % (first_page + 2 * i) for i in range(len(pages)))
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, len(pages)),
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    for i, lines in enumerate(pages):
-        ops = [b"BT", b"/F1 11 Tf", b"14 TL", b"72 760 Td"]
-        ops += [literal(line) + b" Tj T*" for line in lines]
-        stream = b"\n".join([*ops, b"ET"])
-        objects += [
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>"
-            % (first_page + 2 * i + 1),
-            b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
-        ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref)
-    return bytes(out)
 
 
 def _report(pages: int) -> bytes:
