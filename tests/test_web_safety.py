@@ -153,6 +153,13 @@ def site(tmp_path_factory: pytest.TempPathFactory, drip: Drip) -> Iterator[Simpl
         demo.close()
 
 
+def _wait_for(condition: Any, limit: float = 30.0) -> None:
+    ends = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < ends, "timed out waiting"
+        time.sleep(0.05)
+
+
 def _titles(site: SimpleNamespace) -> list[str]:
     return sorted(r["title"] for r in site.ed.predict("", api_name="/library"))
 
@@ -286,10 +293,11 @@ def test_a_full_queue_answers_busy(site: SimpleNamespace, drip: Drip) -> None:
     try:
         clients = [Client(url, verbose=False, auth=("ed", "ed-pw-1")) for _ in range(3)]
         slow = [f"{drip.url}/slow"]
+        seen = drip.requests.count("/slow")
         first = clients[0].submit(slow, "", api_name="/add_urls")
-        time.sleep(1.0)  # the first holds the library lane
+        _wait_for(lambda: drip.requests.count("/slow") > seen)  # it holds the library lane
         second = clients[1].submit(slow, "", api_name="/add_urls")
-        time.sleep(1.0)  # the second waits in the queue: it is full
+        _wait_for(lambda: len(demo._queue) >= 1)  # it waits in the queue: the queue is full
         msg = _refusal(lambda: clients[2].predict(slow, "", api_name="/add_urls"))
         assert "try again" in msg.lower()  # gradio's own words: "Queue is full! Please..."
         first.result(timeout=60)
@@ -307,7 +315,7 @@ def test_llm_answers_stop_at_the_deadline_and_on_cancel(site: SimpleNamespace,
 
     settings = site.settings.model_copy(update={
         "llm_model": "drip", "openai_base_url": f"{drip.url}/v1", "openai_api_key": "k",
-        "llm_timeout": 3.0, "answer_concurrency": 2})
+        "llm_timeout": 8.0, "answer_concurrency": 2})
     engine = Engine(settings, site.app.store)
     news, demo, url = _start(settings, engine=engine)
     try:
@@ -316,8 +324,8 @@ def test_llm_answers_stop_at_the_deadline_and_on_cancel(site: SimpleNamespace,
         got = client.predict("Why did relations between Iran and Azerbaijan sour?",
                              mode="llm", api_name="/ask")
         took = time.monotonic() - started
-        assert "did not finish within 3 s" in got["notice"] and got["mode"] == "extractive"
-        assert took < 20, took  # not the 100 s the model would have taken
+        assert "did not finish within 8 s" in got["notice"] and got["mode"] == "extractive"
+        assert took < 40, took  # not the 100 s the model would have taken
         assert drip.disconnected.wait(10)  # and the model was told to stop
 
         # another user's question is answered while an LLM answer streams
