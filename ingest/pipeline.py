@@ -207,12 +207,13 @@ class Ingestor:
         return old_id
 
 
-def read_source(source: Source, settings: Settings, fmt: str | None = None
-                ) -> list[tuple[str, Article | SourceError]]:
-    """A source's articles, each with the label reports use (`file.jsonl:3` for a line)."""
+def read_source(source: Source, settings: Settings, fmt: str | None = None,
+                policy: FetchPolicy | None = None) -> list[tuple[str, Article | SourceError]]:
+    """A source's articles, each with the label reports use (`file.jsonl:3` for a line).
+    `policy`: the run's fetch policy (default: the one `settings` give)."""
     data, content_type, final_url = read_bytes(
         source, settings.max_file_bytes, settings.fetch_timeout,
-        FetchPolicy.from_settings(settings),
+        policy or FetchPolicy.from_settings(settings),
     )
     suffix = fmt or source.suffix or sniff_format(data, content_type)
     meta: dict[str, object] = {}
@@ -252,6 +253,7 @@ def ingest(
     """Add the sources named by `refs`. `local=False` (what a web user gave): only
     http(s) URLs are read; a path or `-` fails without the server's files being looked at."""
     started = time.perf_counter()
+    policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails the run here
     report = Report()
     report.recovered = store.recover()
     expanded: Expanded = expand(refs, local=local)
@@ -272,7 +274,7 @@ def ingest(
                desc="ingesting", leave=True)
     for source in bar:
         try:
-            items = read_source(source, settings, fmt)
+            items = read_source(source, settings, fmt, policy)
         except SourceError as exc:
             items = [(source.label, exc)]
         except OSError as exc:

@@ -93,23 +93,16 @@ def read_html(data: bytes, *, url: str | None = None, **meta: object) -> list[Ar
                     notes=notes, **meta)]  # type: ignore[arg-type]
 
 
-def read_pdf(data: bytes, *, max_pages: int | None = None, timeout: float | None = None,
-             **meta: object) -> list[Article]:
+def read_pdf(data: bytes, *, max_pages: int, timeout: float, **meta: object) -> list[Article]:
     """The text layer of the first `max_pages` pages, given up after `timeout` seconds.
 
-    Both limits (RAG_PDF_MAX_PAGES, RAG_PDF_TIMEOUT; the settings' values when not
-    given) exist because anyone who can upload can send a PDF of thousands of pages or
-    one built to be slow to extract. The time is checked between pages: pypdf cannot be
-    interrupted inside one.
+    Both limits (RAG_PDF_MAX_PAGES, RAG_PDF_TIMEOUT; `read_source` passes them) exist
+    because anyone who can upload can send a PDF of thousands of pages or one built to be
+    slow to extract. The time is checked between pages: pypdf cannot be interrupted
+    inside one.
     """
     from pypdf import PdfReader
 
-    if max_pages is None or timeout is None:
-        from rag.settings import get_settings
-
-        settings = get_settings()
-        max_pages = settings.pdf_max_pages if max_pages is None else max_pages
-        timeout = settings.pdf_timeout if timeout is None else timeout
     started = time.monotonic()
     notes: list[str] = []
     try:

@@ -14,6 +14,11 @@ from ingest.readers import SUPPORTED, SourceError
 _NOT_ARTICLES = ("readme", "license", "licence", "changelog", "contributing", "notice")
 
 
+def is_url(ref: str) -> bool:
+    """A ref that names a web page (http or https), not a path."""
+    return ref.lower().startswith(("http://", "https://"))
+
+
 @dataclass
 class Source:
     kind: str  # "file", "url" or "stdin"
@@ -45,12 +50,12 @@ def expand(refs: list[str], local: bool = True) -> Expanded:
             out.sources.append(source)
 
     for ref in refs:
-        if not local and not ref.lower().startswith(("http://", "https://")):
+        if is_url(ref):
+            add(Source("url", ref, ref))
+        elif not local:
             out.refused.append(ref)
         elif ref == "-":
             add(Source("stdin", "-", "<stdin>"))
-        elif ref.lower().startswith(("http://", "https://")):
-            add(Source("url", ref, ref))
         else:
             path = Path(ref).expanduser()
             if path.is_dir():
