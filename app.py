@@ -40,6 +40,7 @@ import gradio as gr
 
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import STATUSES, Report, Result, ingest
+from ingest.sources import is_url
 from rag import render
 from rag.auth import (
     EDITOR,
@@ -68,7 +69,7 @@ LIBRARY_COLUMNS = ["Title", "Published", "Outlet", "Chunks", "Source", "ID"]
 FORMATS = "txt, md, html, pdf, jsonl"
 logger = logging.getLogger("newsrag.app")
 EXPORT_MAX_AGE = 3600.0  # seconds an export file is kept for its download
-UNEXPECTED = "something went wrong on the server (the details are in its log)"
+UNEXPECTED = "something went wrong on the server (the details are in its log)."
 EMPTY_LIBRARY = (
     "Your library is empty, so there is nothing to answer from yet.\n"
     "Add articles in the Library tab: upload files (" + FORMATS + "), give a URL, or paste "
@@ -141,9 +142,13 @@ class NewsApp:
                            "reader.", print_exception=False)
 
     def check_question(self, question: str | None) -> str:
+        """The question with its whitespace collapsed, refused over the length limit (raw
+        text over four times the limit is refused before any work on it)."""
         limit = self.settings.max_question_chars
         question = question or ""
-        if len(question) > limit * 4 or len(question := " ".join(question.split())) > limit:
+        if len(question) <= limit * 4:
+            question = " ".join(question.split())
+        if len(question) > limit:
             raise ValueError(f"the question is {len(question):,} characters long; the limit is "
                              f"{limit:,} (RAG_MAX_QUESTION_CHARS)")
         return question
@@ -219,6 +224,15 @@ class NewsApp:
             text = text.replace(where, "<data folder>")
         return text
 
+    def error_line(self, exc: Exception, doing: str) -> str:
+        """What a web user is told of a failure: our own one-line reasons (ValueError,
+        StoreError) without server paths; of anything else only that it happened, with
+        the traceback in the server's log."""
+        if isinstance(exc, ValueError | StoreError):
+            return self.redact(str(exc))
+        logger.error("%s failed", doing, exc_info=exc)
+        return UNEXPECTED
+
     # -- chat --------------------------------------------------------------
 
     def article_text(self, article_id: str) -> str | None:
@@ -287,15 +301,9 @@ class NewsApp:
                     text += event
                     messages[-1]["content"] = render.streaming_html(text)
                     yield messages, turns, "", gr.skip()
-        except (ValueError, StoreError) as exc:
-            messages[-1]["content"] = render.message_html(
-                f"Could not answer: {self.redact(str(exc))}", "error")
-            yield messages, turns, "", gr.skip()
-            return
-        except Exception:  # never leave the chat on "Searching…"; never show internals
-            logger.exception("answering %r failed", question[:200])
-            messages[-1]["content"] = render.message_html(f"Could not answer: {UNEXPECTED}.",
-                                                          "error")
+        except Exception as exc:  # never leave the chat on "Searching…"; never show internals
+            line = self.error_line(exc, f"answering {question[:200]!r}")
+            messages[-1]["content"] = render.message_html(f"Could not answer: {line}", "error")
             yield messages, turns, "", gr.skip()
             return
         assert result is not None
@@ -499,9 +507,9 @@ class NewsApp:
             try:
                 box["report"] = self.run_ingest(refs, names, outlet, on_line=lines.put,
                                                 local=local)
-            except Exception:  # a broken store: say so instead of hanging the UI
-                logger.exception("ingest of %d source(s) stopped", len(refs))
-                box["error"] = f"ingest stopped: {UNEXPECTED}"
+            except Exception as exc:  # a broken store: say so instead of hanging the UI
+                box["error"] = "ingest stopped: " + self.error_line(
+                    exc, f"ingest of {len(refs)} source(s)")
 
         worker = threading.Thread(target=work, daemon=True)
         worker.start()
@@ -541,8 +549,9 @@ HISTORY_TURN_CHARS = 20_000  # an answer with its [n] markers is a few thousand 
 
 
 def is_web_url(ref: str) -> bool:
-    parts = urlsplit(ref.strip())
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    """An http(s) URL, as ingest reads it, that also names a host."""
+    ref = ref.strip()
+    return is_url(ref) and bool(urlsplit(ref).hostname)
 
 
 def forget_gradio_upload(path: Path) -> None:
@@ -880,11 +889,9 @@ def _api(app: NewsApp) -> None:
             for event in app.answer(question, turns, filters, mode):
                 if isinstance(event, AnswerResult):
                     result = event
-        except (ValueError, StoreError) as exc:
-            raise gr.Error(app.redact(str(exc)), print_exception=False) from None
-        except Exception:
-            logger.exception("answering %r failed", str(question)[:200])
-            raise gr.Error(f"Could not answer: {UNEXPECTED}.", print_exception=False) from None
+        except Exception as exc:
+            line = app.error_line(exc, f"answering {str(question)[:200]!r}")
+            raise gr.Error(line, print_exception=False) from None
         assert result is not None
         return api_json(result)
 
