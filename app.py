@@ -20,6 +20,7 @@ import contextlib
 import functools
 import hashlib
 import io
+import json
 import logging
 import os
 import queue
@@ -70,6 +71,12 @@ FORMATS = "txt, md, html, pdf, jsonl"
 logger = logging.getLogger("newsrag.app")
 EXPORT_MAX_AGE = 3600.0  # seconds an export file is kept for its download
 UNEXPECTED = "something went wrong on the server (the details are in its log)."
+# Bounds on what one web request may carry (the user-facing ones are settings).
+HISTORY_TURN_CHARS = 20_000  # an answer with its [n] markers is a few thousand at most
+FIELD_CHARS = 1000  # a headline, outlet, search or id: far above any real one
+URL_CHARS = 2048  # what browsers and servers commonly accept
+FILTER_ITEMS = 1000  # articles or outlets picked as a filter
+EXPORT_CHARS = 2_000_000  # the turns /export takes, as JSON: ~100 times a long conversation
 EMPTY_LIBRARY = (
     "Your library is empty, so there is nothing to answer from yet.\n"
     "Add articles in the Library tab: upload files (" + FORMATS + "), give a URL, or paste "
@@ -181,6 +188,14 @@ class NewsApp:
                            print_exception=False)
         return text
 
+    def check_field(self, value: str | None, what: str, limit: int = FIELD_CHARS) -> str:
+        """A short field (headline, outlet, search, id, URL), refused over its limit."""
+        value = value or ""
+        if len(value) > limit:
+            raise gr.Error(f"The {what} is {len(value):,} characters long; the limit is "
+                           f"{limit:,}.", print_exception=False)
+        return value
+
     def web_urls(self, urls: list[str]) -> list[str]:
         """The URLs a web user asked for: http(s) only, never server paths or stdin."""
         urls = [u.strip() for u in urls if u and u.strip()]
@@ -194,6 +209,8 @@ class NewsApp:
         if len(urls) > self.settings.max_urls:
             raise gr.Error(f"{len(urls)} URLs given; the limit is {self.settings.max_urls} a "
                            "request (RAG_MAX_URLS).", print_exception=False)
+        for url in urls:
+            self.check_field(url, "URL", URL_CHARS)
         return urls
 
     # -- what web users see of server paths ---------------------------------
@@ -228,6 +245,8 @@ class NewsApp:
         """What a web user is told of a failure: our own one-line reasons (ValueError,
         StoreError) without server paths; of anything else only that it happened, with
         the traceback in the server's log."""
+        if isinstance(exc, gr.Error):
+            return self.redact(str(exc.message))
         if isinstance(exc, ValueError | StoreError):
             return self.redact(str(exc))
         logger.error("%s failed", doing, exc_info=exc)
@@ -241,6 +260,11 @@ class NewsApp:
 
     def filters(self, article_ids: list[str] | None, outlets: list[str] | None,
                 date_from: Any, date_to: Any) -> Filters:
+        for what, items in (("articles", article_ids), ("outlets", outlets)):
+            if len(items or []) > FILTER_ITEMS or any(len(str(i)) > FIELD_CHARS
+                                                      for i in items or []):
+                raise ValueError(f"the {what} filter is too large (at most {FILTER_ITEMS} "
+                                 f"items of {FIELD_CHARS:,} characters)")
         start, end = parse_date(date_from), parse_date(date_to)
         if start and end and start > end:
             raise ValueError(f"the date range is empty: {start} is after {end}")
@@ -340,7 +364,7 @@ class NewsApp:
     def library_rows(self, query: str = "", articles: list[StoredArticle] | None = None
                      ) -> list[list[Any]]:
         """Rows of the library table matching every word of `query`."""
-        words = (query or "").casefold().split()
+        words = self.check_field(query, "search").casefold().split()
         rows = []
         for a in self.articles() if articles is None else articles:
             source = a.url or self.source_name(a.paths[0] if a.paths else "")
@@ -435,7 +459,7 @@ class NewsApp:
     def save_text(self, text: str, title: str = "") -> str:
         """Pasted text as a .txt file (the first line is the headline, as with the CLI)."""
         body = text.strip()
-        if title.strip():
+        if self.check_field(title, "headline").strip():
             body = f"{' '.join(title.split())}\n\n{body}"
         data = io.BytesIO((body + "\n").encode("utf-8"))
         return self._keep(data.read, "pasted.txt")
@@ -445,6 +469,7 @@ class NewsApp:
                    ) -> dict[str, Any]:
         """Ingest with the pipeline the CLI uses; one log line per result, CLI wording.
         `local=False`: the refs are URLs a web user gave, never read as server paths."""
+        self.check_field(outlet, "outlet")
         lines: list[str] = []
 
         def shown(source: str) -> str:
@@ -535,6 +560,7 @@ class NewsApp:
     def remove(self, article_id: str | None) -> str:
         if not article_id:
             return "Pick an article to remove."
+        self.check_field(article_id, "article id")
         article = self.store.get_article(article_id)
         if article is None or not self.store.remove_article(article_id):
             return f"No article with id {article_id}."
@@ -543,9 +569,6 @@ class NewsApp:
         if self._has_chunks():
             self.engine.keyword.ensure()
         return f"Removed {article.id}: {' '.join(article.title.split())}"
-
-
-HISTORY_TURN_CHARS = 20_000  # an answer with its [n] markers is a few thousand at most
 
 
 def is_web_url(ref: str) -> bool:
@@ -717,7 +740,8 @@ def _library_tab(app: NewsApp) -> dict[str, Any]:
     lib: dict[str, Any] = {}
     with gr.Row():
         lib["search"] = gr.Textbox(label="Search the library", scale=4, elem_id="library-search",
-                                   placeholder="words of a title, outlet, date or id")
+                                   placeholder="words of a title, outlet, date or id",
+                                   max_length=FIELD_CHARS)
         lib["refresh"] = gr.Button("Refresh", scale=1)
     lib["count"] = gr.Markdown(app.library_count(), elem_id="library-count")
     lib["table"] = gr.Dataframe(
@@ -748,13 +772,13 @@ def _library_tab(app: NewsApp) -> dict[str, Any]:
                 with gr.Tab("Paste"):
                     lib["paste_title"] = gr.Textbox(
                         label="Headline (optional: else the first line is the headline)",
-                        elem_id="paste-title", max_length=1000)
+                        elem_id="paste-title", max_length=FIELD_CHARS)
                     lib["paste"] = gr.Textbox(label="Article text", lines=8, elem_id="paste",
                                               max_length=app.settings.max_paste_chars)
                     lib["add_text"] = gr.Button("Add text", variant="primary",
                                                 elem_id="add-text")
             lib["outlet"] = gr.Textbox(label="Outlet (for articles that don't name one)",
-                                       elem_id="outlet", max_length=200)
+                                       elem_id="outlet", max_length=FIELD_CHARS)
             lib["log"] = gr.Textbox(label="Ingest log", lines=6, max_lines=20,
                                     interactive=False, elem_id="ingest-log")
         with gr.Column(scale=2) as lib["remove_tools"]:
@@ -924,6 +948,9 @@ def _api(app: NewsApp) -> None:
         if len(turns) > app.settings.max_history_turns + 1:
             raise gr.Error(f"{len(turns)} turns given; a conversation holds at most "
                            f"{app.settings.max_history_turns + 1} (RAG_MAX_HISTORY_TURNS)",
+                           print_exception=False)
+        if len(json.dumps(turns, default=str)) > EXPORT_CHARS:
+            raise gr.Error(f"the turns are over {EXPORT_CHARS:,} characters as JSON",
                            print_exception=False)
         return render.conversation_markdown(turns)
 

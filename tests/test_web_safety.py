@@ -286,6 +286,32 @@ def test_oversized_paste_question_history_and_url_lists_are_refused(
     assert "RAG_MAX_QUESTION_CHARS" in chat[-1]["content"][0]["text"]
 
 
+def test_short_fields_filters_and_exports_are_bounded(site: SimpleNamespace) -> None:
+    import app
+
+    long = "x" * (app.FIELD_CHARS + 1)
+    before = _titles(site)
+    for call, what in (
+        (lambda: site.ed.predict(long, api_name="/library"), "search"),
+        (lambda: site.ed.predict("Headline\n\nBody text of a short article here.", long, "",
+                                 api_name="/add_text"), "headline"),
+        (lambda: site.ed.predict("Headline\n\nBody text of a short article here.", "", long,
+                                 api_name="/add_text"), "outlet"),
+        (lambda: site.ed.predict(long, api_name="/remove"), "article id"),
+        (lambda: site.ed.predict(["https://example.org/" + "a" * app.URL_CHARS], "",
+                                 api_name="/add_urls"), "URL"),
+    ):
+        assert f"The {what} is {len(long) if what != 'URL' else app.URL_CHARS + 20:,}" \
+            in _refusal(call)
+    assert _titles(site) == before
+    for kw in ({"article_ids": ["a"] * (app.FILTER_ITEMS + 1)}, {"outlets": [long]}):
+        msg = _refusal(lambda kw=kw: site.ed.predict("When did they meet?", api_name="/ask",
+                                                     **kw))
+        assert "filter is too large" in msg
+    turn = {"question": "q", "result": {"answer": "y" * app.EXPORT_CHARS}}
+    assert "characters as JSON" in _refusal(lambda: site.ed.predict([turn], api_name="/export"))
+
+
 def test_a_full_queue_answers_busy(site: SimpleNamespace, drip: Drip) -> None:
     settings = site.settings.model_copy(update={"queue_max": 1, "fetch_allow": "127.0.0.1",
                                                 "fetch_timeout": 6})
