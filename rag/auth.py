@@ -42,10 +42,6 @@ class User:
     password: str
     role: str = DEFAULT_ROLE
 
-    @property
-    def can_edit(self) -> bool:
-        return self.role == EDITOR
-
 
 def _parse_entry(entry: str, where: str, number: int) -> User:
     user, sep, rest = entry.partition(":")
@@ -119,6 +115,9 @@ def role_of(users: dict[str, User] | None, username: str | None) -> str:
 # -- throttling failed logins ------------------------------------------------------
 
 
+STALE_SWEEP_KEYS = 10_000  # keys held before stale ones are swept
+
+
 class LoginThrottle:
     """Sliding-window counts of login attempts per key (a user name or a client address).
 
@@ -154,9 +153,18 @@ class LoginThrottle:
     def attempt(self, keys: list[str]) -> float:
         now = self.clock()
         with self._lock:
+            if len(self._failures) >= STALE_SWEEP_KEYS:
+                self._forget_stale(now)
             for key in keys:
                 self._recent(key, now).append(now)
         return now
+
+    def _forget_stale(self, now: float) -> None:
+        """Drop keys with no failure in the window: names sprayed by a guesser would
+        otherwise stay in memory for good."""
+        for key in [k for k, times in self._failures.items()
+                    if not times or times[-1] <= now - self.window]:
+            del self._failures[key]
 
     def forgive(self, key: str, stamp: float) -> None:
         with self._lock:

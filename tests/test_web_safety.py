@@ -404,6 +404,20 @@ def test_login_throttle_window_and_success_forgives() -> None:
     assert throttle.retry_after(keys) == 0  # the first failure has left the window
 
 
+def test_login_throttle_forgets_names_whose_failures_left_the_window(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.auth
+
+    monkeypatch.setattr(rag.auth, "STALE_SWEEP_KEYS", 50)
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=2, window=10, clock=lambda: now[0])
+    for i in range(50):  # a guesser spraying user names
+        throttle.attempt([f"user:{i}"])
+    now[0] = 11.0
+    throttle.attempt(["user:late"])
+    assert list(throttle._failures) == ["user:late"]
+
+
 def test_users_file_is_one_entry_a_line_with_roles(tmp_path: Path) -> None:
     users_file = tmp_path / "users"
     users_file.write_text("# newsroom\nalice:pa,ss:word\nbob:hunter2:editor\ncarol:x:y:reader\n")
