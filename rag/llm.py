@@ -182,8 +182,6 @@ class LLMAnswerer:
                 if kind == "end":
                     return
                 if kind == "error":
-                    if stop.is_set():
-                        return
                     raise LLMError(describe_error(value, self.settings)) from value
                 if written + len(value) > self.max_chars:
                     logger.info("LLM answer cut at %d characters (RAG_LLM_MAX_TOKENS)", written)

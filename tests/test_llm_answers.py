@@ -419,3 +419,27 @@ def test_real_server_answer_stops_at_the_wall_clock_deadline(store: ArticleStore
     assert_citations_sound(cut, store)
     after = Engine(settings, store).ask(QUESTION, mode="llm")
     assert after.mode in ("llm", "extractive") and "did not finish" not in after.notice
+
+
+def test_a_model_that_ignores_max_tokens_is_cut_at_the_length_cap(store: ArticleStore) -> None:
+    """A server may ignore max_tokens: the answerer stops reading at its own cap and
+    closes the model's stream."""
+    closed: list[bool] = []
+
+    class Endless:
+        def stream_chat(self, messages: list[Any]) -> Iterator[SimpleNamespace]:
+            try:
+                for _ in range(10_000):  # 50,000 characters, far past any cap
+                    yield SimpleNamespace(delta="word ")
+            finally:
+                closed.append(True)
+
+    settings = llm_settings(store, "http://127.0.0.1:9/v1").model_copy(
+        update={"llm_max_tokens": 16})
+    answerer = LLMAnswerer(settings, llm=Endless())  # type: ignore[arg-type]
+    text = "".join(answerer.stream("why?", []))
+    assert len(text) == answerer.max_chars == 16 * 8
+    deadline = time.monotonic() + 10
+    while not closed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert closed  # the worker closed the stream after the reader stopped
