@@ -37,8 +37,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for batch in (10, 64):
-            settings = base.model_copy(update={"data_dir": Path(tmp) / f"b{batch}",
-                                               "embed_batch_size": batch})
+            settings = base.override(data_dir=Path(tmp) / f"b{batch}", embed_batch_size=batch)
             store = ArticleStore(settings)
             store.embed(["warm up"])  # model load is not part of the figure
             t0 = time.perf_counter()

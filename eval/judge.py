@@ -5,6 +5,7 @@ Only with a model configured; otherwise the report says "skipped: no judge".
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from tqdm import tqdm
@@ -14,6 +15,8 @@ from rag.llm import build_llm, describe_error, llm_configured
 from rag.settings import Settings
 
 NO_JUDGE = "skipped: no judge"
+
+logger = logging.getLogger(__name__)
 
 
 def judge(items: list[QAItem], records: list[dict[str, Any]], settings: Settings,
@@ -53,8 +56,9 @@ def judge(items: list[QAItem], records: list[dict[str, Any]], settings: Settings
                 scores["correctness"] = (got.score or 0.0) / 5.0
         except Exception as exc:  # the judge failing must not lose the deterministic report
             failures += 1
-            if failures == 1:
-                print(f"judge: {describe_error(exc, settings)}")
+            if failures == 1:  # the report counts the rest
+                logger.warning("judge: %s", describe_error(exc, settings))
+            logger.debug("judging %s (%s) failed", record["id"], record["config"], exc_info=True)
             continue
         out[(record["id"], record["config"])] = scores
     note = f"judge failed on {failures} answers" if failures else None

@@ -43,11 +43,10 @@ def eval_settings(base: Settings, corpus: Path, data_dir: Path | None,
     """The evaluation store: its own folder and a collection named after the corpus, so
     evaluating never touches the user's library and another corpus never mixes in."""
     corpus_key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:8]
-    update: dict[str, Any] = {
-        "data_dir": (data_dir or base.data_dir / "eval").resolve(),
-        "collection": collection or f"eval-{corpus.resolve().name[:30]}-{corpus_key}",
-    }
-    return Settings.model_validate({**base.model_dump(), **update})
+    return base.override(
+        data_dir=(data_dir or base.data_dir / "eval").resolve(),
+        collection=collection or f"eval-{corpus.resolve().name[:30]}-{corpus_key}",
+    )
 
 
 def prepare_store(settings: Settings, corpus: Path, do_ingest: bool = True,
@@ -57,7 +56,7 @@ def prepare_store(settings: Settings, corpus: Path, do_ingest: bool = True,
         report = ingest([str(corpus)], store, settings, progress=progress)
         if progress:
             print(f"evaluation store: {report.summary().splitlines()[0]}")
-    if not store.exists or store.chunks.count() == 0:
+    if not store.has_chunks():
         raise RuntimeError(f"the evaluation store {settings.collection!r} is empty")
     return store
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from ingest.fetch import FetchPolicy
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     # SUPPRESS: an option given before the command must survive the subparser's defaults.
     common.add_argument("--data-dir", default=argparse.SUPPRESS,
-                        help="store folder (default: RAG_DATA_DIR or ./data)")
+                        help="store folder (default: RAG_DATA_DIR or the project's data/)")
     common.add_argument("--collection", default=argparse.SUPPRESS,
                         help="collection name (default: RAG_COLLECTION or 'articles')")
     parser = argparse.ArgumentParser(
@@ -39,12 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--outlet", help="outlet/source name for articles that do not say")
     add.add_argument("--format", choices=["txt", "md", "html", "pdf", "jsonl"],
                      help="read every source as this format (default: by extension or content)")
-    add.add_argument("--max-file-mb", type=float, help="skip sources larger than this")
+    add.add_argument("--max-file-mb", type=float,
+                     help="a larger source fails with the reason (default: RAG_MAX_FILE_MB "
+                          "or 20)")
     add.add_argument("--allow-private", action="store_true",
                      help="let URLs reach private, loopback and other non-public addresses "
                           "(default: refused; RAG_FETCH_ALLOW opts in chosen networks)")
     add.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add.add_argument("-v", "--verbose", action="store_true", help="a line for every article")
+    add.add_argument("-v", "--verbose", action="store_true",
+                     help="a line for every article, and diagnostics (why a URL was refused, "
+                          "tracebacks of unexpected errors) on stderr")
     for name, helptext in (("list", "list stored articles"), ("stats", "store statistics")):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -73,19 +79,24 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    update: dict[str, Any] = {}
-    if getattr(args, "data_dir", None):
-        from pathlib import Path
+    """The environment's settings with the options given on top (an option left out, or
+    given empty, keeps the environment's value)."""
+    data_dir = getattr(args, "data_dir", None)
+    return get_settings().override(
+        data_dir=Path(data_dir).expanduser().resolve() if data_dir else None,
+        collection=getattr(args, "collection", None) or None,
+        max_file_mb=getattr(args, "max_file_mb", None) or None,
+        fetch_allow_private=True if getattr(args, "allow_private", False) else None,
+    )
 
-        update["data_dir"] = Path(args.data_dir).expanduser().resolve()
-    if getattr(args, "collection", None):
-        update["collection"] = args.collection
-    if getattr(args, "max_file_mb", None):
-        update["max_file_mb"] = args.max_file_mb
-    if getattr(args, "allow_private", False):
-        update["fetch_allow_private"] = True
-    settings = get_settings()
-    return Settings.model_validate({**settings.model_dump(), **update}) if update else settings
+
+def configure_logging(verbose: bool) -> None:
+    """Diagnostics go to stderr through `logging`: warnings always, our own debug
+    records with -v (the report lines and summary are printed, not logged)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        for name in ("ingest", "rag"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_usage(sys.stderr)
         return 2
+    configure_logging(getattr(args, "verbose", False))
     from pydantic import ValidationError
 
     from rag.embeddings import EmbeddingConfigError
@@ -128,9 +140,12 @@ def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     fmt = f".{args.format}" if args.format else None
-    report = ingest(args.sources, store, settings, outlet=args.outlet, fmt=fmt,
-                    progress=not args.quiet and sys.stderr.isatty() or args.verbose,
-                    on_result=show)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        report = ingest(args.sources, store, settings, outlet=args.outlet, fmt=fmt,
+                        progress=not args.quiet and sys.stderr.isatty() or args.verbose,
+                        on_result=show)
     print(report.summary())
     return 1 if report.failed else 0
 

@@ -8,9 +8,11 @@ path used to hold is then replaced (its chunks removed), never left as an orphan
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from tqdm import tqdm
 
@@ -19,9 +21,12 @@ from ingest.fetch import FetchPolicy
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
 from rag.keyword import KeywordIndex
-from rag.models import Article, Chunk, StoredArticle, strip_tracking
+from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
 from rag.settings import Settings
 from rag.store import ArticleStore, StoreError
+from rag.streams import Streamed
+
+logger = logging.getLogger(__name__)
 
 STATUSES = ("added", "updated", "unchanged", "failed")
 
@@ -178,6 +183,7 @@ class Ingestor:
             self.on_done(p.result)
 
     def _fail(self, result: Result, exc: Exception) -> None:
+        logger.debug("%s failed", result.source, exc_info=exc)
         result.status, result.reason = "failed", _unexpected(exc)
         self.on_done(result)
 
@@ -223,7 +229,7 @@ def read_source(source: Source, settings: Settings, fmt: str | None = None,
         items = []
         for number, item in iter_jsonl(data):
             if isinstance(item, Article) and "path" in meta:
-                item.path = f"{source.ref}#L{number}" if not item.url else None
+                item.path = line_ref(source.ref, number) if not item.url else None
             items.append((f"{source.label}:{number}", item))
         return items
     reader = READERS.get(suffix)
@@ -239,6 +245,29 @@ def read_source(source: Source, settings: Settings, fmt: str | None = None,
     return [(source.label, a) for a in reader(data, **meta)]
 
 
+def ingest_stream(
+    refs: list[str],
+    store: ArticleStore,
+    settings: Settings,
+    *,
+    outlet: str | None = None,
+    fmt: str | None = None,
+    progress: bool = True,
+    local: bool = True,
+) -> Streamed[Result, Report]:
+    """Add the sources named by `refs`, yielding each result as soon as it is final;
+    `.result` is the report. `local=False` (what a web user gave): only http(s) URLs are
+    read; a path or `-` fails without the server's files being looked at.
+
+    New articles are embedded in pools, so their results come when a pool is written
+    (after the source that filled it, or at the end), always in the order they became
+    final. Closing the stream stops between sources: articles already written stay (and
+    are indexed for keyword search), those still waiting for a pool are dropped.
+    """
+    policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails here, not later
+    return Streamed(_ingest(refs, store, settings, policy, outlet, fmt, progress, local))
+
+
 def ingest(
     refs: list[str],
     store: ArticleStore,
@@ -250,60 +279,114 @@ def ingest(
     on_result: Callable[[Result], None] | None = None,
     local: bool = True,
 ) -> Report:
-    """Add the sources named by `refs`. `local=False` (what a web user gave): only
-    http(s) URLs are read; a path or `-` fails without the server's files being looked at."""
+    """`ingest_stream` run to the end, `on_result` called with each result as it comes."""
+    stream = ingest_stream(refs, store, settings, outlet=outlet, fmt=fmt, progress=progress,
+                           local=local)
+    try:
+        for result in stream:
+            if on_result:
+                on_result(result)
+    finally:
+        stream.close()  # `on_result` raised: stop now, not whenever the stream is collected
+    return stream.result
+
+
+def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: FetchPolicy,
+            outlet: str | None, fmt: str | None, progress: bool, local: bool
+            ) -> Generator[Result, None, Report]:
+    """The work behind `ingest_stream`: yields results between sources, returns the report."""
     started = time.perf_counter()
-    policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails the run here
     report = Report()
     report.recovered = store.recover()
     expanded: Expanded = expand(refs, local=local)
     report.skipped = expanded.skipped
+    final: list[Result] = []  # final since the last yield
 
     def done(result: Result) -> None:
         report.results.append(result)
-        if on_result:
-            on_result(result)
+        final.append(result)
 
-    for refused in expanded.refused:
-        done(Result(refused, "failed", reason="not an http(s) URL"))
-    for missing in expanded.missing:
-        done(Result(missing, "failed", reason="no such file, folder or URL"))
+    outcome = "failed"  # "done", or "closed" by the consumer; "failed": an exception
+    bar: tqdm | None = None
+    try:
+        for refused in expanded.refused:
+            done(Result(refused, "failed", reason="not an http(s) URL"))
+        for missing in expanded.missing:
+            done(Result(missing, "failed", reason="no such file, folder or URL"))
+        yield from _take(final)
 
-    ingestor = Ingestor(store, settings, outlet, on_done=done)
-    bar = tqdm(expanded.sources, unit="src", disable=not progress, dynamic_ncols=True,
-               desc="ingesting", leave=True)
-    for source in bar:
-        try:
-            items = read_source(source, settings, fmt, policy)
-        except SourceError as exc:
-            items = [(source.label, exc)]
-        except OSError as exc:
-            items = [(source.label, SourceError(f"cannot read ({exc.strerror or exc})"))]
-        except Exception as exc:  # a library choking on odd input must not sink the batch
-            items = [(source.label, SourceError(_unexpected(exc)))]
-        for label, item in items:
-            if isinstance(item, SourceError):
-                done(Result(label, "failed", reason=str(item)))
-                continue
-            try:
-                ingestor.add(item, label)
-            except SourceError as exc:
-                done(Result(label, "failed", reason=str(exc)))
-            except StoreError:
-                raise  # the store itself is unusable: stop, every source would fail
-            except Exception as exc:
-                done(Result(label, "failed", reason=_unexpected(exc)))
-        elapsed = max(time.perf_counter() - started, 1e-6)
-        chunks_done = report.chunks_written
-        bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
-                        failed=report.count("failed"), refresh=False)
-    ingestor.flush()
-    if any(r.status in ("added", "updated") for r in report.results) or report.recovered:
-        KeywordIndex(store).refresh()  # the first question after ingest should not wait
-    bar.close()
+        ingestor = Ingestor(store, settings, outlet, on_done=done)
+        bar = tqdm(expanded.sources, unit="src", disable=not progress, dynamic_ncols=True,
+                   desc="ingesting", leave=True)
+        for source in bar:
+            yield from _then_results(
+                partial(_add_source, ingestor, source, settings, fmt, policy, done), final
+            )
+            elapsed = max(time.perf_counter() - started, 1e-6)
+            chunks_done = report.chunks_written
+            bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
+                            failed=report.count("failed"), refresh=False)
+        yield from _then_results(ingestor.flush, final)
+        outcome = "done"
+    except GeneratorExit:
+        outcome = "closed"
+        raise
+    finally:
+        # Not after a failure: the store may be unusable, and the index is only a warm-up
+        # (a stale one is rebuilt by the next search).
+        wrote = any(r.status in ("added", "updated") for r in report.results)
+        if outcome != "failed" and (wrote or report.recovered):
+            KeywordIndex(store).refresh()  # the first question after ingest should not wait
+        if bar is not None:
+            bar.close()
     report.seconds = time.perf_counter() - started
     return report
 
+
+def _take(final: list[Result]) -> list[Result]:
+    """The results collected so far, leaving the list empty for the next ones."""
+    taken = final[:]
+    final.clear()
+    return taken
+
+
+def _then_results(step: Callable[[], None], final: list[Result]) -> Iterator[Result]:
+    """Run `step`, then yield the results it made final: also when it raised part-way
+    (the store failed, Ctrl-C), as a consumer saw each of those before the error."""
+    try:
+        step()
+    except BaseException:
+        yield from _take(final)
+        raise
+    yield from _take(final)
+
+
+def _add_source(ingestor: Ingestor, source: Source, settings: Settings, fmt: str | None,
+                policy: FetchPolicy, done: Callable[[Result], None]) -> None:
+    """Read one source and hand its articles to `ingestor`; a bad source or article fails
+    alone (`done` gets a failed result), only an unusable store stops the run."""
+    try:
+        items = read_source(source, settings, fmt, policy)
+    except SourceError as exc:
+        items = [(source.label, exc)]
+    except OSError as exc:
+        items = [(source.label, SourceError(f"cannot read ({exc.strerror or exc})"))]
+    except Exception as exc:  # a library choking on odd input must not sink the batch
+        logger.debug("reading %s failed", source.label, exc_info=True)
+        items = [(source.label, SourceError(_unexpected(exc)))]
+    for label, item in items:
+        if isinstance(item, SourceError):
+            done(Result(label, "failed", reason=str(item)))
+            continue
+        try:
+            ingestor.add(item, label)
+        except SourceError as exc:
+            done(Result(label, "failed", reason=str(exc)))
+        except StoreError:
+            raise  # the store itself is unusable: stop, every source would fail
+        except Exception as exc:
+            logger.debug("adding %s failed", label, exc_info=True)
+            done(Result(label, "failed", reason=_unexpected(exc)))
 
 
 def _unexpected(exc: Exception) -> str:

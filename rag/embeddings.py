@@ -101,7 +101,7 @@ class LlamaIndexEmbeddingFunction(EmbeddingFunction[Documents]):
         if self.model is None:
             from rag.settings import get_settings
 
-            settings = get_settings().model_copy(update={"embed_model": self._embed_model})
+            settings = get_settings().override(embed_model=self._embed_model)
             self.model = get_embed_model(settings)
         vectors = self.model.get_text_embedding_batch(list(input))
         return [np.asarray(v, dtype=np.float32) for v in vectors]

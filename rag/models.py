@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -43,6 +44,23 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(normalise_text(text).encode("utf-8")).hexdigest()
 
 
+_LINE_REF = re.compile(r"(.*)#L(\d+)", re.DOTALL)
+
+
+def line_ref(file: str, line: int) -> str:
+    """How an article on line `line` of a .jsonl file is stored as a path: `file.jsonl#L<n>`.
+
+    One line of a feed is one article, so the file's path alone cannot name it.
+    """
+    return f"{file}#L{line}"
+
+
+def split_line_ref(ref: str) -> tuple[str, int | None]:
+    """`file.jsonl#L3` -> (`file.jsonl`, 3); any other path -> (path, None)."""
+    match = _LINE_REF.fullmatch(ref)
+    return (match.group(1), int(match.group(2))) if match else (ref, None)
+
+
 def article_id_for(text: str, url: str | None) -> str:
     """Stable id: the canonical URL when there is one, else the normalised text."""
     key = "url:" + canonical_url(url) if url else "text:" + text_hash(text)
@@ -60,11 +78,23 @@ class Article:
     outlet: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the ingest summary
 
-    @property
+    # `id` and `version` hash the whole text, and ingest asks for them many times per
+    # article: they are cached, and any assignment (ingest sets `outlet` and `url` after
+    # reading) drops the cache. Lists changed in place (`authors.append`) are not seen.
+    _DERIVED = ("id", "version")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._DERIVED:
+            raise AttributeError(f"Article.{name} is derived from the other fields")
+        super().__setattr__(name, value)
+        for derived in self._DERIVED:
+            self.__dict__.pop(derived, None)
+
+    @cached_property
     def id(self) -> str:
         return article_id_for(self.text, self.url)
 
-    @property
+    @cached_property
     def version(self) -> str:
         """Changes whenever anything that ends up in the chunks changes.
 

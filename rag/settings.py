@@ -1,7 +1,7 @@
 """The one typed settings object: environment variables, optionally a `.env` file.
 
 Every module asks `get_settings()`; nothing else reads the environment. CLI flags
-override fields by building a copy with `settings.model_copy(update=...)`.
+override fields with `settings.override(...)`, a copy validated like the environment.
 """
 
 from __future__ import annotations
@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.types import AnswerMode, RetrievalMode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -102,8 +105,8 @@ class Settings(BaseSettings):
     llm_context_window: int = Field(default=4096, ge=512)
 
     # Answering
-    answer_mode: str = Field(default="auto", pattern="^(auto|extractive|llm)$")
-    retrieval_mode: str = Field(default="hybrid", pattern="^(hybrid|dense|bm25)$")
+    answer_mode: AnswerMode = Field(default=AnswerMode.AUTO)
+    retrieval_mode: RetrievalMode = Field(default=RetrievalMode.HYBRID)
     top_k: int = Field(default=8, ge=1, le=50)
 
     # App
@@ -133,6 +136,13 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS")
         return self
+
+    def override(self, **update: Any) -> Settings:
+        """A copy with some fields changed (None: keep), validated as the environment is."""
+        update = {k: v for k, v in update.items() if v is not None}
+        if not update:
+            return self
+        return type(self).model_validate({**self.model_dump(), **update})
 
     @property
     def max_file_bytes(self) -> int:

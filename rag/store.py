@@ -27,7 +27,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
 
 from rag.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
-from rag.models import Article, Chunk, StoredArticle, canonical_url
+from rag.models import Article, Chunk, StoredArticle, canonical_url, split_line_ref
 from rag.settings import Settings
 
 ARTICLES_SUFFIX = "-articles"
@@ -148,6 +148,10 @@ class ArticleStore:
             raise StoreError(self.empty_message())
         return self._articles
 
+    def has_chunks(self) -> bool:
+        """Whether there is anything to answer from (the one emptiness check)."""
+        return self.exists and self.chunks.count() > 0
+
     def empty_message(self) -> str:
         return (
             f"the collection {self.name!r} in {self.location} has no articles yet; add some with "
@@ -241,15 +245,16 @@ class ArticleStore:
 
     def resolve_all(self, ref: str) -> list[StoredArticle]:
         """Every article `ref` names: one by id or URL; by a path, each article that file
-        holds (a .jsonl file holds one per line, stored as `file.jsonl#L<n>`)."""
+        holds (a .jsonl file holds one per line, stored as `file.jsonl#L<n>`: `line_ref`)."""
         one = self.resolve(ref)
         found = {one.id: one} if one else {}
         if self.exists and not ref.startswith(("http://", "https://")):
             from pathlib import Path
 
-            prefix = str(Path(ref).expanduser().resolve()) + "#L"
+            file = str(Path(ref).expanduser().resolve())
             for article in self.list_articles():
-                if any(p.startswith(prefix) for p in article.paths):
+                if any(line is not None and name == file
+                       for name, line in map(split_line_ref, article.paths)):
                     found.setdefault(article.id, article)
         return list(found.values())
 

