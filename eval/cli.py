@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dataset", type=Path, required=True, help="JSONL question set")
     run.add_argument("--corpus", type=Path, required=True,
                      help="folder the dataset's `source` paths are relative to")
-    run.add_argument("--data-dir", type=Path, help="evaluation store (default: ./data/eval)")
+    run.add_argument("--data-dir", type=Path,
+                     help="evaluation store (default: eval/ inside RAG_DATA_DIR or the "
+                          "project's data/)")
     run.add_argument("--collection", help="collection (default: named after the corpus)")
     run.add_argument("--no-ingest", action="store_true",
                      help="use the evaluation store as it is, without ingesting the corpus")
@@ -33,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.add_argument("--out", type=Path, help="output folder (default: eval/out/<time>)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    cmp_ = sub.add_parser("compare", help="what got better and worse between two reports")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="diagnostics (debug records of ingest, answering and judging) on stderr")
+    cmp_ = sub.add_parser("compare", help="what got better and worse between two reports, "
+                                          "and which answers changed (from the records.jsonl "
+                                          "beside each report)")
     cmp_.add_argument("old", type=Path)
     cmp_.add_argument("new", type=Path)
     gen = sub.add_parser("generate", help="make the seeded inverse-cloze retrieval set")
@@ -44,13 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(verbose: bool) -> None:
+    """Diagnostics go to stderr through `logging`: warnings always, our own debug
+    records with -v (tables, summaries and `error:` lines are printed, not logged)."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if verbose:
+        for name in ("eval", "ingest", "rag"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
     try:
         if args.command == "compare":
             old = json.loads(args.old.read_text())
             new = json.loads(args.new.read_text())
             print(report.compare(old, new))
+            records = report.read_records(args.old), report.read_records(args.new)
+            if records[0] is not None and records[1] is not None:
+                print(report.compare_answers(*records))
             return 0
         if args.command == "generate":
             items = qa.generate_cloze(args.corpus, args.n, args.seed)

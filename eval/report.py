@@ -112,3 +112,45 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> str:
     if missing:
         lines.append(f"(configurations in only one report: {', '.join(missing)})")
     return "\n".join(lines)
+
+
+# What an answer is, for comparing two runs: everything but timings (and the spelling
+# of a source file's key, `path` before the answer had one JSON form, `file_path` since).
+_ANSWER_KEYS = ("standalone_question", "answer", "refused", "mode", "model", "notice",
+                "sentences", "citations")
+
+
+def _answer_form(result: dict[str, Any]) -> dict[str, Any]:
+    form = {k: result.get(k) for k in _ANSWER_KEYS}
+    form["citations"] = [{("file_path" if k == "path" else k): v for k, v in c.items()}
+                         for c in result.get("citations") or []]
+    form["retrieved"] = [p.get("chunk_id") for p in result.get("retrieved") or []]
+    return form
+
+
+def compare_answers(old: list[dict[str, Any]], new: list[dict[str, Any]], most: int = 10
+                    ) -> str:
+    """Per configuration: how many questions got the very same answer (text, sentences,
+    citations, retrieved passages) in both runs, and which did not."""
+    before = {(r["config"], r["id"]): _answer_form(r["result"]) for r in old}
+    after = {(r["config"], r["id"]): _answer_form(r["result"]) for r in new}
+    lines = []
+    for config in dict.fromkeys(c for c, _ in after):
+        keys = [k for k in after if k[0] == config and k in before]
+        changed = [k[1] for k in keys if before[k] != after[k]]
+        line = f"{config}: answers {len(keys) - len(changed)} identical, {len(changed)} changed"
+        if changed:
+            line += " (" + ", ".join(changed[:most]) + (" …" if len(changed) > most else "") + ")"
+        lines.append(line)
+    only = len(set(before) ^ set(after))
+    if only:
+        lines.append(f"({only} question(s) in only one run)")
+    return "\n".join(lines)
+
+
+def read_records(report_json: Path) -> list[dict[str, Any]] | None:
+    """The records.jsonl written beside a report.json, if it is there."""
+    path = report_json.with_name("records.jsonl")
+    if not path.is_file():
+        return None
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

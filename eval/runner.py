@@ -16,20 +16,21 @@ from rag.engine import Engine
 from rag.llm import llm_configured
 from rag.settings import Settings
 from rag.store import ArticleStore
+from rag.types import AnswerMode, RetrievalMode
 
 
 @dataclass(frozen=True)
 class Config:
     name: str
-    retrieval: str  # hybrid | dense | bm25
-    mode: str  # extractive | llm
+    retrieval: RetrievalMode
+    mode: AnswerMode
 
 
 CONFIGS = {
-    "hybrid": Config("hybrid", "hybrid", "extractive"),
-    "dense": Config("dense", "dense", "extractive"),
-    "bm25": Config("bm25", "bm25", "extractive"),
-    "llm": Config("llm", "hybrid", "llm"),
+    "hybrid": Config("hybrid", RetrievalMode.HYBRID, AnswerMode.EXTRACTIVE),
+    "dense": Config("dense", RetrievalMode.DENSE, AnswerMode.EXTRACTIVE),
+    "bm25": Config("bm25", RetrievalMode.BM25, AnswerMode.EXTRACTIVE),
+    "llm": Config("llm", RetrievalMode.HYBRID, AnswerMode.LLM),
 }
 DEFAULT_CONFIGS = ("hybrid", "dense", "bm25")
 

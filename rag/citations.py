@@ -9,60 +9,33 @@ double: invented figures are the commonest unsupported claim.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rag.retrieval import Passage
 from rag.text import content_terms, numbers, sentence_spans
+from rag.types import AnswerSentence, Checked, Citation, Claim, Passage, Span
 
 SUPPORT_THRESHOLD = 0.5
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
-@dataclass
-class Citation:
-    n: int
-    article_id: str
-    title: str
-    url: str | None
-    path: str | None
-    published: str | None
-    chunk_id: str
-    start: int  # span of the supporting text in the article
-    end: int
-    quote: str
-    outlet: str | None = None
-
-
-@dataclass
-class AnswerSentence:
-    text: str
-    citations: list[int] = field(default_factory=list)
-    supported: bool = False
-    score: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def split_cited_sentences(answer: str) -> list[AnswerSentence]:
-    """An answer text with `[n]` markers to sentences, each with the numbers it cites.
+def split_cited_sentences(answer: str) -> list[Claim]:
+    """An answer text with `[n]` markers to claims, each with the passage numbers it cites.
 
     A marker right after a sentence's end (`... end. [2]`) belongs to that sentence.
     """
     # Attach markers that follow the full stop to the sentence before it.
     text = re.sub(r"([.!?][\"”’)]?)(\s*)((?:\[\d+(?:\s*,\s*\d+)*\]\s*)+)",
                   lambda m: " " + m.group(3).strip() + m.group(1) + " ", answer)
-    out: list[AnswerSentence] = []
+    out: list[Claim] = []
     for start, end in sentence_spans(text):
         raw = text[start:end]
         cites = [int(n) for group in _CITE.findall(raw) for n in re.split(r"\s*,\s*", group)]
         clean = " ".join(_CITE.sub("", raw).split())
         clean = re.sub(r"\s+([.,;:!?])", r"\1", clean)
         if clean:
-            out.append(AnswerSentence(clean, list(dict.fromkeys(cites))))
+            out.append(Claim(text=clean, passages=list(dict.fromkeys(cites))))
     return out
 
 
@@ -121,42 +94,52 @@ def _missing_numbers(sentence: str, passage: str) -> bool:
 
 
 def verify(
-    sentences: list[AnswerSentence],
+    claims: list[Claim],
     passages: list[Passage],
     scorer: SupportScorer,
     threshold: float = SUPPORT_THRESHOLD,
-) -> list[Citation]:
-    """Drop citations to passages that were not given, score the rest, and resolve each
-    to the span that supports its sentence.
-
-    Sentence `[n]` markers arrive as passage numbers; they leave as citation numbers,
-    one per distinct span, so two claims from one passage each open their own quote.
-    """
-    citations: list[Citation] = []
-    index: dict[tuple[str, int, int], int] = {}
-    for sentence in sentences:
-        cited: list[int] = []
+) -> list[Checked]:
+    """Each claim with the span of each cited passage that supports it best, and its
+    best score. Citations of passages that were not given are dropped."""
+    checked: list[Checked] = []
+    for claim in claims:
+        spans: list[Span] = []
         best_score = 0.0
-        for n in dict.fromkeys(sentence.citations):
+        for n in dict.fromkeys(claim.passages):
             if not 1 <= n <= len(passages):
                 continue  # the answerer was never given such a passage
-            passage = passages[n - 1]
-            score, start, end = scorer.best_span(sentence.text, passage)
+            score, start, end = scorer.best_span(claim.text, passages[n - 1])
             best_score = max(best_score, score)
-            key = (passage.chunk_id, start, end)
-            if key not in index:
+            spans.append(Span(passage=n - 1, start=start, end=end))
+        checked.append(Checked(text=claim.text, spans=spans, score=round(best_score, 3),
+                               supported=bool(spans) and best_score >= threshold))
+    return checked
+
+
+def number_citations(checked: list[Checked], passages: list[Passage]
+                     ) -> tuple[list[AnswerSentence], list[Citation]]:
+    """Citations numbered 1, 2, 3... in order of first use, one per distinct span (two
+    claims from one passage each open their own quote), and the sentences citing them."""
+    citations: list[Citation] = []
+    number: dict[tuple[str, int, int], int] = {}
+    sentences: list[AnswerSentence] = []
+    for claim in checked:
+        cited: list[int] = []
+        for span in claim.spans:
+            passage = passages[span.passage]
+            key = (passage.chunk_id, span.start, span.end)
+            if key not in number:
+                number[key] = len(citations) + 1
                 citations.append(Citation(
-                    n=len(citations) + 1, article_id=passage.article_id, title=passage.title,
+                    n=number[key], article_id=passage.article_id, title=passage.title,
                     url=passage.url, path=passage.path, published=passage.published,
-                    chunk_id=passage.chunk_id, start=start, end=end,
-                    quote=_quote(passage, start, end), outlet=passage.outlet,
+                    chunk_id=passage.chunk_id, start=span.start, end=span.end,
+                    quote=_quote(passage, span.start, span.end), outlet=passage.outlet,
                 ))
-                index[key] = len(citations)
-            cited.append(index[key])
-        sentence.citations = cited
-        sentence.score = round(best_score, 3)
-        sentence.supported = bool(cited) and best_score >= threshold
-    return citations
+            cited.append(number[key])
+        sentences.append(AnswerSentence(text=claim.text, citations=cited,
+                                        supported=claim.supported, score=claim.score))
+    return sentences, citations
 
 
 def _quote(passage: Passage, start: int, end: int) -> str:

@@ -7,9 +7,9 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from rag.settings import Settings, get_settings
+from rag.types import AnswerMode, RetrievalMode, choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,11 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
-    ask.add_argument("--mode", choices=["auto", "extractive", "llm"],
+    ask.add_argument("--mode", choices=choices(AnswerMode),
                      help="answerer (default: RAG_ANSWER_MODE or auto = LLM when configured)")
-    ask.add_argument("--retrieval", choices=["hybrid", "dense", "bm25"],
-                     help="retrieval mode (default: hybrid)")
-    ask.add_argument("--top-k", type=int, help="passages to retrieve (default: 5)")
+    ask.add_argument("--retrieval", choices=choices(RetrievalMode),
+                     help="retrieval mode (default: RAG_RETRIEVAL_MODE or hybrid)")
+    ask.add_argument("--top-k", type=int, help="passages to retrieve (default: RAG_TOP_K or 8)")
     ask.add_argument("--data-dir", help="store folder (default: RAG_DATA_DIR or ./data)")
     ask.add_argument("--collection", help="collection name (default: articles)")
     ask.add_argument("--history", help="JSON file of earlier turns: "
@@ -40,15 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    update: dict[str, Any] = {}
-    if args.data_dir:
-        update["data_dir"] = Path(args.data_dir).expanduser().resolve()
-    if args.collection:
-        update["collection"] = args.collection
-    if args.top_k:
-        update["top_k"] = args.top_k
-    base = get_settings()
-    return Settings.model_validate({**base.model_dump(), **update}) if update else base
+    return get_settings().override(
+        data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None,
+        collection=args.collection or None, top_k=args.top_k or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,33 +58,30 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         history = json.loads(Path(args.history).read_text()) if args.history else None
         engine = Engine(settings)
-        if not engine.store.exists or engine.store.chunks.count() == 0:
+        if not engine.store.has_chunks():
             print(f"error: {engine.store.empty_message()}", file=sys.stderr)
             return 1
         filters = Filters(article_ids=args.article, outlets=args.outlet,
                           date_from=args.since, date_to=args.until)
-        result = None
-        for event in engine.stream(args.question, history=history, filters=filters,
-                                   mode=args.mode, retrieval=args.retrieval):
-            if isinstance(event, str):
-                if not args.json:
-                    print(event, end="", flush=True)
-            else:
-                result = event
+        stream = engine.stream(args.question, history=history, filters=filters,
+                               mode=args.mode, retrieval=args.retrieval)
+        for delta in stream:
+            if not args.json:
+                print(delta, end="", flush=True)
+        result = stream.result
     except ValidationError as exc:
         print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
         return 1
     except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    assert result is not None
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return 0
     print()
-    if result.mode == "llm":  # the streamed text had the model's numbering
+    if result.mode == AnswerMode.LLM:  # the streamed text had the model's numbering
         print(f"\n{result.answer}")
     flagged = [s for s in result.sentences if not s.supported]
     if flagged and not result.refused:

@@ -8,9 +8,11 @@ happened to Iran-Azerbaijan relations?" becomes a question about those relations
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from rag.text import STOPWORDS
+from rag.types import Turn
 
 _FOLLOW_UP_START = re.compile(
     r"^(and|but|so|also|then|what about|how about|why|why not|how come|how so|really|"
@@ -63,3 +65,18 @@ def rewrite(question: str, history: list[dict[str, Any]] | None) -> str:
     if re.fullmatch(r"(why|why not|how come|how so|really)", core, re.I):
         return f"{previous.rstrip(' ?')}? {core.capitalize()}?"
     return f"{core[:1].upper()}{core[1:]}? (about: {' '.join(dict.fromkeys(carried))})"
+
+
+def history_of(turns: Iterable[Turn]) -> list[dict[str, str]]:
+    """A conversation's turns as the engine takes history: user questions (with the
+    standalone form the engine made of them, so follow-ups of follow-ups chain) and
+    plain answer text."""
+    history: list[dict[str, str]] = []
+    for turn in turns:
+        user = {"role": "user", "content": turn.question}
+        if turn.result.standalone_question:
+            user["standalone"] = turn.result.standalone_question
+        history.append(user)
+        if turn.result.answer:
+            history.append({"role": "assistant", "content": turn.result.answer})
+    return history

@@ -1,49 +1,50 @@
 """Question in, checked answer out: the one code path the CLI, the app and eval share.
 
     engine = Engine(settings)
-    result = engine.ask("why did relations sour?", history=[...], filters=Filters(...))
-    for event in engine.stream(...): ...   # str deltas, then the AnswerResult
+    answer = engine.ask("why did relations sour?", history=[...], filters=Filters(...))
+    stream = engine.stream(...)            # an AnswerStream
+    for delta in stream: ...               # text as it is written
+    stream.result                          # the Answer
+
+The steps, each a function or object of its own: condense (a follow-up to a
+standalone question) -> retrieve (`Retriever`) -> draft (the first answerer in the
+chain whose draft stands) -> verify (`rag.citations.verify`) -> assemble (citation
+numbers assigned once, the `Answer`).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from rag.citations import AnswerSentence, Citation, SupportScorer, split_cited_sentences, verify
+from rag.answerers import Answerer, ExtractiveAnswerer
+from rag.citations import SupportScorer, number_citations, verify
 from rag.conversation import rewrite, user_turns
-from rag.extractive import REFUSAL, Draft, ExtractiveAnswerer, bm25_idf, bm25_known
 from rag.keyword import KeywordIndex
 from rag.llm import LLMAnswerer, LLMError, llm_configured
-from rag.retrieval import Filters, Passage, Retriever
+from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.store import ArticleStore
+from rag.streams import Streamed
 from rag.text import content_terms
+from rag.types import (
+    REFUSAL,
+    Answer,
+    AnswerMode,
+    Checked,
+    Draft,
+    Passage,
+    RetrievalMode,
+    Retrieved,
+    answer_text,
+)
 
-ANSWER_MODES = ("auto", "extractive", "llm")
-_REFUSAL_TEXT = re.compile(r"\b(articles?|passages?|sources?)\s+(do(es)?n[o'’]t|do not|does not)"
-                           r" (say|mention|answer|contain|provide)", re.I)
-
-
-@dataclass
-class AnswerResult:
-    question: str
-    standalone_question: str
-    answer: str
-    refused: bool
-    mode: str  # "extractive" or "llm"
-    model: str | None
-    citations: list[Citation] = field(default_factory=list)
-    sentences: list[AnswerSentence] = field(default_factory=list)
-    retrieved: list[dict[str, Any]] = field(default_factory=list)
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    notice: str = ""  # e.g. why an LLM answer fell back to the extractive one
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+AnswerStream = Streamed[str, Answer]
+NO_LLM = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
+UNSUPPORTED = ("the model's answer was not supported by the articles; showing the extractive "
+               "answer instead")
 
 
 class Engine:
@@ -52,12 +53,14 @@ class Engine:
         self.settings = settings
         self.store = store or ArticleStore(settings)
         self.keyword = KeywordIndex(self.store)
-        self._retrievers: dict[str, Retriever] = {}
+        self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
+        self.extractive = ExtractiveAnswerer(self.store, self.keyword)
 
     # -- parts -------------------------------------------------------------
 
-    def retriever(self, mode: str) -> Retriever:
+    def retriever(self, mode: RetrievalMode | str | None = None) -> Retriever:
+        mode = RetrievalMode(mode or self.settings.retrieval_mode)
         if mode not in self._retrievers:
             self._retrievers[mode] = Retriever(self.store, mode, self.keyword)
         return self._retrievers[mode]
@@ -67,141 +70,147 @@ class Engine:
             self._llm = LLMAnswerer(self.settings)
         return self._llm
 
-    def resolve_mode(self, mode: str | None) -> str:
-        mode = mode or self.settings.answer_mode
-        if mode not in ANSWER_MODES:
-            raise ValueError(f"answer mode must be one of {', '.join(ANSWER_MODES)}")
-        if mode == "auto":
-            return "llm" if llm_configured(self.settings) or self._llm else "extractive"
+    def resolve_mode(self, mode: AnswerMode | str | None) -> AnswerMode:
+        try:
+            mode = AnswerMode(mode or self.settings.answer_mode)
+        except ValueError:
+            raise ValueError("answer mode must be one of "
+                             + ", ".join(m.value for m in AnswerMode)) from None
+        if mode == AnswerMode.AUTO:
+            configured = llm_configured(self.settings) or self._llm is not None
+            return AnswerMode.LLM if configured else AnswerMode.EXTRACTIVE
         return mode
 
-    def extractive(self) -> ExtractiveAnswerer:
-        bm25 = self.keyword.ensure()
-        if bm25 is None:
-            return ExtractiveAnswerer(self.store.embed_model)
-        return ExtractiveAnswerer(self.store.embed_model, idf=bm25_idf(bm25.bm25),
-                                  known=bm25_known(bm25.bm25))
+    def answerers(self, mode: AnswerMode | str | None = None) -> tuple[list[Answerer], str]:
+        """The fallback chain for a mode (the LLM, then the extractive answerer), and a
+        notice when the mode asked for an LLM that is not configured."""
+        if self.resolve_mode(mode) == AnswerMode.LLM:
+            llm = self.llm()
+            if llm is None:
+                return [self.extractive], NO_LLM
+            return [llm, self.extractive], ""
+        return [self.extractive], ""
 
     # -- asking ------------------------------------------------------------
 
-    def ask(self, question: str, **kwargs: Any) -> AnswerResult:
-        result = None
-        for event in self.stream(question, **kwargs):
-            if isinstance(event, AnswerResult):
-                result = event
-        assert result is not None
-        return result
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        return self.stream(question, **kwargs).result
 
     def stream(
         self,
         question: str,
         history: list[dict[str, Any]] | None = None,
         filters: Filters | None = None,
-        mode: str | None = None,
+        mode: AnswerMode | str | None = None,
         top_k: int | None = None,
-        retrieval: str | None = None,
-    ) -> Iterator[str | AnswerResult]:
-        """Yields answer text as it is written (LLM mode: token deltas), then the result."""
+        retrieval: RetrievalMode | str | None = None,
+    ) -> AnswerStream:
+        """Iterate for the answer's text as it is written (an LLM's own deltas; an
+        extractive answer in one piece once checked); `.result` is the `Answer`.
+        Nothing runs until it is iterated."""
+        return Streamed(self._answer(question, history, filters, mode, top_k, retrieval))
+
+    def _answer(self, question: str, history: list[dict[str, Any]] | None,
+                filters: Filters | None, mode: AnswerMode | str | None, top_k: int | None,
+                retrieval: RetrievalMode | str | None) -> Generator[str, None, Answer]:
         question = " ".join((question or "").split())
         if not question:
             raise ValueError("the question is empty")
-        mode = self.resolve_mode(mode)
-        top_k = top_k or self.settings.top_k
+        chain, notice = self.answerers(mode)
+        notices = [notice] if notice else []
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        notice = ""
 
-        llm = self.llm() if mode == "llm" else None
-        if mode == "llm" and llm is None:
-            notice = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
-            mode = "extractive"
-        standalone = rewrite(question, history)
-        if llm is not None and history:
-            try:
-                condensed = llm.condense(question, history)
-            except LLMError as exc:
-                notice = f"{exc}; answered without the LLM"
-                llm, mode = None, "extractive"
-            else:
-                # A weak model may answer instead of rewriting ("The answer to this question
-                # is:"); retrieving with that would fetch unrelated passages.
-                if _plausible_rewrite(condensed, question, history):
-                    standalone = condensed
+        try:
+            standalone = condense(question, history, chain[0])
+        except LLMError as exc:
+            notices.append(f"{exc}; answered without the LLM")
+            chain = chain[1:]
+            standalone = rewrite(question, history)
         timings["condense"] = _ms(started)
 
-        t0 = time.perf_counter()
-        passages = self.retriever(retrieval or self.settings.retrieval_mode).retrieve(
-            standalone, top_k=top_k, filters=filters)
-        timings["retrieve"] = _ms(t0)
+        with _timed(timings, "retrieve"):
+            passages = self.retriever(retrieval).retrieve(
+                standalone, top_k=top_k or self.settings.top_k, filters=filters)
 
-        t0 = time.perf_counter()
-        draft: Draft | None = None
-        answer_text = ""
-        parts: list[str] = []
-        if not passages:
-            draft = Draft(refused=True)
-            if not self.store.exists or self.store.chunks.count() == 0:
-                draft.notice = self.store.empty_message()
-        elif llm is not None:
-            try:
-                for delta in llm.stream(standalone, passages):
-                    parts.append(delta)
-                    yield delta
-                answer_text = "".join(parts)
-            except LLMError as exc:
-                notice = f"{exc}; showing the extractive answer instead"
-                llm, mode = None, "extractive"
-        if draft is None and llm is None:
-            draft = self.extractive().answer(standalone, passages)
-        timings["answer"] = _ms(t0)
-
-        t0 = time.perf_counter()
         scorer = SupportScorer(self.store.embed_model if passages else None)
-        if draft is None and llm is not None:
-            draft = self._check_llm_answer(answer_text, passages, scorer)
-            if draft is None:
-                notice = ("the model's answer was not supported by the articles; showing the "
-                          "extractive answer instead")
-                mode = "extractive"
-        streamed = mode == "llm"  # the model's text went out as it was written, and stands
-        if draft is None:
-            draft = self.extractive().answer(standalone, passages)
-        if draft.citations is None:  # a model's answer was verified when it was checked
-            draft.citations = verify(draft.sentences, passages, scorer) if not draft.refused else []
-        citations = _renumber(draft.sentences, draft.citations)
-        if not streamed:
+        written: list[str] = []
+        model: str | None = None
+        for answerer in chain:
+            with _timed(timings, "answer"):
+                if not passages:
+                    draft = self._nothing_found()
+                else:
+                    try:
+                        draft = yield from _recording(answerer.draft(standalone, passages),
+                                                      written)
+                    except LLMError as exc:
+                        notices.append(f"{exc}; showing the extractive answer instead")
+                        continue
+                model = answerer.model or model  # the model that wrote text
+            with _timed(timings, "verify"):
+                checked = check(draft, passages, scorer)
+            if answerer is not chain[-1] and not stands(draft, checked, answerer):
+                notices.append(UNSUPPORTED)
+                continue
+            break
+        with _timed(timings, "verify"):
+            answer = assemble(question, standalone, draft, checked, passages, answerer.mode,
+                              model, [*notices, draft.notice])
+        if not answerer.streams_text:
             # After a rejected or broken-off model answer, the replacement goes out too.
-            yield ("\n\n" if parts else "") + draft.text
-        timings["verify"] = _ms(t0)
+            yield ("\n\n" if written else "") + answer.answer
         timings["total"] = _ms(started)
-        yield AnswerResult(
-            question=question,
-            standalone_question=standalone,
-            answer=draft.text,
-            refused=draft.refused,
-            mode=mode,
-            model=llm.model if llm is not None else None,  # the model that wrote text
-            citations=citations,
-            sentences=draft.sentences,
-            retrieved=[_retrieved(p) for p in passages],
-            timings_ms=timings,
-            notice="; ".join(x for x in (notice, draft.notice) if x),
-        )
+        return answer.model_copy(update={"timings_ms": timings})
 
-    @staticmethod
-    def _check_llm_answer(text: str, passages: list[Passage], scorer: SupportScorer
-                          ) -> Draft | None:
-        """The model's answer as a draft, or None when nothing in it is supported."""
-        sentences = split_cited_sentences(text)
-        if not sentences or (_REFUSAL_TEXT.search(text) and len(sentences) <= 2
-                             and not any(s.citations for s in sentences)):
-            return Draft(refused=True)
-        # Verified once: it rewrites the sentences' passage numbers into citation numbers,
-        # so verifying them again would read those as passage numbers.
-        citations = verify(sentences, passages, scorer)
-        if not any(s.supported for s in sentences):
-            return None
-        return Draft(sentences=sentences, citations=citations)
+    def _nothing_found(self) -> Draft:
+        """No passage matched: refused, saying so when the library is empty."""
+        return Draft(refused=True,
+                     notice="" if self.store.has_chunks() else self.store.empty_message())
+
+
+# -- the steps ----------------------------------------------------------------
+
+
+def condense(question: str, history: list[dict[str, Any]] | None, answerer: Answerer) -> str:
+    """The question as retrieval should see it: a follow-up carries the earlier turn's
+    subject (rule-based), or the answerer's rewrite when it has a plausible one.
+    Raises LLMError when a model's rewrite fails."""
+    standalone = rewrite(question, history)
+    if not history:
+        return standalone
+    condensed = answerer.condense(question, history)
+    # A weak model may answer instead of rewriting ("The answer to this question is:");
+    # retrieving with that would fetch unrelated passages.
+    if condensed and _plausible_rewrite(condensed, question, history):
+        return condensed
+    return standalone
+
+
+def check(draft: Draft, passages: list[Passage], scorer: SupportScorer) -> list[Checked]:
+    """Verify each claim of a draft against the passages it cites."""
+    return [] if draft.refused else verify(draft.claims, passages, scorer)
+
+
+def stands(draft: Draft, checked: list[Checked], answerer: Answerer) -> bool:
+    """Whether a draft is shown: one that must be supported needs a supported sentence
+    (a refusal stands: the articles may indeed not say)."""
+    return (draft.refused or not answerer.must_be_supported
+            or any(c.supported for c in checked))
+
+
+def assemble(question: str, standalone: str, draft: Draft, checked: list[Checked],
+             passages: list[Passage], mode: AnswerMode, model: str | None,
+             notices: list[str]) -> Answer:
+    """The answer: citations numbered once, in order of first use."""
+    sentences, citations = number_citations(checked, passages)
+    return Answer(
+        question=question, standalone_question=standalone,
+        answer=REFUSAL if draft.refused else answer_text(sentences), refused=draft.refused,
+        mode=mode, model=model, citations=citations, sentences=sentences,
+        retrieved=[_retrieved(p) for p in passages],
+        notice="; ".join(x for x in notices if x),
+    )
 
 
 def _plausible_rewrite(condensed: str, question: str, history: list[dict[str, Any]]) -> bool:
@@ -210,30 +219,37 @@ def _plausible_rewrite(condensed: str, question: str, history: list[dict[str, An
     return "?" in condensed and bool(set(content_terms(condensed)) & set(content_terms(asked)))
 
 
-def _renumber(sentences: list[AnswerSentence], citations: list[Citation]) -> list[Citation]:
-    """Number citations 1, 2, 3... in order of first use, whatever passage they came from."""
-    by_old = {c.n: c for c in citations}
-    mapping: dict[int, int] = {}
-    for sentence in sentences:
-        for n in sentence.citations:
-            if n in by_old and n not in mapping:
-                mapping[n] = len(mapping) + 1
-        sentence.citations = [mapping[n] for n in sentence.citations if n in mapping]
-    out = []
-    for old, new in sorted(mapping.items(), key=lambda kv: kv[1]):
-        citation = by_old[old]
-        citation.n = new
-        out.append(citation)
-    return out
+def _recording(gen: Generator[str, None, Draft], sink: list[str]
+               ) -> Generator[str, None, Draft]:
+    """Relays a draft's text, noting what went out; closing this closes the draft."""
+    try:
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            sink.append(item)
+            yield item
+    finally:
+        gen.close()
 
 
-def _retrieved(p: Passage) -> dict[str, Any]:
-    return {"chunk_id": p.chunk_id, "article_id": p.article_id, "path": p.path, "url": p.url,
-            "title": p.title, "score": round(p.score, 4), "start": p.start, "end": p.end}
+def _retrieved(p: Passage) -> Retrieved:
+    return Retrieved(chunk_id=p.chunk_id, article_id=p.article_id, path=p.path, url=p.url,
+                     title=p.title, score=round(p.score, 4), start=p.start, end=p.end)
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = round(timings.get(step, 0.0) + _ms(t0), 1)
 
 
 def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 1)
 
 
-__all__ = ["REFUSAL", "AnswerResult", "Engine", "Filters"]
+__all__ = ["REFUSAL", "Answer", "AnswerStream", "Engine", "Filters"]

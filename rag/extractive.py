@@ -13,16 +13,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from rag.citations import AnswerSentence, Citation
 from rag.expansion import related_stems
-from rag.retrieval import Passage
 from rag.text import content_terms, numbers, sentence_spans
-
-REFUSAL = "The articles don't say. None of the retrieved passages answers this question."
+from rag.types import Claim, Draft, Passage
 
 _CAUSE = re.compile(
     r"\b(because|due to|driven|after|as a result|amid|led to|leading to|caused|causing|"
@@ -62,24 +59,6 @@ def question_type(question: str) -> str:
 
 
 @dataclass
-class Draft:
-    """An answer: its sentences cite passage numbers (1-based) until it is verified;
-    `verify` then sets `citations` and renumbers the sentences to point into it."""
-
-    sentences: list[AnswerSentence] = field(default_factory=list)
-    refused: bool = False
-    notice: str = ""
-    citations: list[Citation] | None = None  # None: not verified yet
-
-    @property
-    def text(self) -> str:
-        if self.refused:
-            return REFUSAL
-        return " ".join(f"{s.text} {''.join(f'[{n}]' for n in s.citations)}".strip()
-                        for s in self.sentences)
-
-
-@dataclass
 class _Candidate:
     passage: int  # index into passages
     start: int  # offsets in the passage text
@@ -90,7 +69,7 @@ class _Candidate:
     score: float = 0.0
 
 
-class ExtractiveAnswerer:
+class SentencePicker:
     # An answer needs a sentence that covers most of the question's weighted words
     # (in the sentence or its passage), or one very close in meaning. Calibrated on
     # answerable and unanswerable questions over the seed and BBC articles.
@@ -146,7 +125,7 @@ class ExtractiveAnswerer:
             rank_of_passage.setdefault(passages[cand.passage].article_id, i)
         chosen.sort(key=lambda c: (rank_of_passage[passages[c.passage].article_id],
                                    passages[c.passage].start + c.start))
-        return Draft(sentences=[AnswerSentence(c.text, [c.passage + 1]) for c in chosen])
+        return Draft(claims=[Claim(text=c.text, passages=[c.passage + 1]) for c in chosen])
 
     def _candidates(self, passages: list[Passage]) -> list[_Candidate]:
         seen: set[str] = set()

@@ -8,16 +8,23 @@ at once, so the first question after them is not slowed either.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
 
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import QueryBundle
 from llama_index.retrievers.bm25 import BM25Retriever
 
+from rag.expansion import expand_query
+from rag.nodes import chunk_node
 from rag.store import ArticleStore
 
 _STAMP = "newsrag_stamp.json"
+# bm25s sets its own logger to DEBUG, so "Building index from IDs objects" would reach
+# every console; its warnings still do.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class KeywordIndex:
@@ -64,8 +71,6 @@ class KeywordIndex:
             return None
 
     def _build(self, stamp: dict[str, object]) -> BM25Retriever:
-        from rag.retrieval import chunk_node
-
         nodes = [chunk_node(r.pop("id"), r.pop("text"), r) for r in self.store.chunk_records()]
         bm25 = BM25Retriever(nodes=nodes, similarity_top_k=10)
         self.builds += 1
@@ -108,10 +113,6 @@ class _Positive(BM25Retriever):
 
     def _retrieve(self, query_bundle):  # noqa: ANN001, ANN202 - llama-index signature
         if self.expand:
-            from llama_index.core.schema import QueryBundle
-
-            from rag.expansion import expand_query
-
             query_bundle = QueryBundle(expand_query(query_bundle.query_str))
         return [h for h in super()._retrieve(query_bundle) if (h.score or 0.0) > 0.0]
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from llama_index.core.llms import LLM, ChatMessage
 
-from rag.retrieval import Passage
+from rag.citations import split_cited_sentences
 from rag.settings import Settings
+from rag.types import AnswerMode, Draft, Passage
 
 SYSTEM_PROMPT = """You answer questions about news articles using ONLY the numbered passages \
 given to you. Rules:
@@ -39,6 +41,8 @@ Standalone question:"""
 
 
 logger = logging.getLogger(__name__)
+_REFUSAL_TEXT = re.compile(r"\b(articles?|passages?|sources?)\s+(do(es)?n[o'’]t|do not|does not)"
+                           r" (say|mention|answer|contain|provide)", re.I)
 CHARS_PER_TOKEN_CAP = 8  # a token is ~4 characters; twice that bounds a server ignoring max_tokens
 
 
@@ -104,10 +108,26 @@ def format_passages(passages: list[Passage]) -> str:
     return "\n\n".join(blocks)
 
 
+def parse_answer(text: str) -> Draft:
+    """A model's answer as a draft: its sentences with the passage numbers they cite,
+    or a refusal when it says the articles don't say (or wrote nothing)."""
+    claims = split_cited_sentences(text)
+    if not claims or (_REFUSAL_TEXT.search(text) and len(claims) <= 2
+                      and not any(c.passages for c in claims)):
+        return Draft(refused=True)
+    return Draft(claims=claims)
+
+
 class LLMAnswerer:
-    """Calls with a wall-clock deadline (RAG_LLM_TIMEOUT for the whole call, not per
+    """An `Answerer` (rag.answerers) that writes with the model.
+
+    Calls have a wall-clock deadline (RAG_LLM_TIMEOUT for the whole call, not per
     read) and a length cap; a call that is abandoned (deadline, cap, or the user
     cancelled and the generator was closed) closes its connection."""
+
+    mode = AnswerMode.LLM
+    streams_text = True  # the model's text goes out as it is written
+    must_be_supported = True  # nothing it writes is trusted until checked
 
     def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
         self.settings = settings
@@ -191,6 +211,13 @@ class LLMAnswerer:
                 yield value
         finally:
             stop.set()  # the worker stops at its next token and closes the connection
+
+    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+        parts: list[str] = []
+        for delta in self.stream(question, passages):
+            parts.append(delta)
+            yield delta
+        return parse_answer("".join(parts))
 
     def condense(self, question: str, history: list[dict[str, Any]]) -> str:
         lines = [f"{t.get('role', 'user')}: {t.get('content', '')}" for t in history[-6:]]

@@ -1,7 +1,9 @@
 """Hybrid retrieval: Chroma vectors + persisted BM25, fused, filtered, diversified.
 
-Both sides produce llama-index nodes built by `chunk_node` from the same chunk
-metadata, so `QueryFusionRetriever` (reciprocal rank fusion) can match them.
+Both sides produce llama-index nodes built by `rag.nodes.chunk_node` from the same
+chunk metadata, so `QueryFusionRetriever` can match them; it fuses by
+`dist_based_score` by default (each list's scores rescaled by their mean and spread,
+then summed), so a strong match on one side is not flattened to a rank.
 """
 
 from __future__ import annotations
@@ -14,23 +16,13 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import QueryFusionRetriever
 from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag.expansion import expand_query
 from rag.keyword import KeywordIndex
+from rag.nodes import chunk_node
 from rag.store import ArticleStore, date_int
-
-MODES = ("hybrid", "dense", "bm25")
-# Keys of chunk metadata that are bookkeeping, not text: kept out of BM25 and prompts.
-_HIDDEN = ["article_id", "version", "chunk_index", "start", "end", "paragraph", "paragraph_end",
-           "published_int", "url", "path", "outlet", "published"]
-
-
-def chunk_node(chunk_id: str, text: str, meta: dict[str, Any]) -> TextNode:
-    """One node shape for both retrievers: the title is the only metadata BM25 sees."""
-    return TextNode(id_=chunk_id, text=text, metadata=dict(meta),
-                    excluded_embed_metadata_keys=list(_HIDDEN),
-                    excluded_llm_metadata_keys=list(_HIDDEN))
+from rag.types import Passage, RetrievalMode
 
 
 @dataclass
@@ -73,33 +65,15 @@ class Filters:
         return not (self.date_to and published > date_int(self.date_to))
 
 
-@dataclass
-class Passage:
-    """A retrieved chunk with everything a citation needs."""
-
-    chunk_id: str
-    article_id: str
-    text: str
-    start: int
-    end: int
-    score: float
-    title: str = ""
-    url: str | None = None
-    path: str | None = None
-    published: str | None = None
-    outlet: str | None = None
-    paragraph: int = 0
-
-    @classmethod
-    def from_node(cls, hit: NodeWithScore) -> Passage:
-        meta = hit.node.metadata
-        return cls(
-            chunk_id=hit.node.node_id, article_id=meta["article_id"], text=hit.node.get_content(),
-            start=int(meta["start"]), end=int(meta["end"]), score=float(hit.score or 0.0),
-            title=meta.get("title", ""), url=meta.get("url"), path=meta.get("path"),
-            published=meta.get("published"), outlet=meta.get("outlet"),
-            paragraph=int(meta.get("paragraph", 0)),
-        )
+def passage_from_node(hit: NodeWithScore) -> Passage:
+    meta = hit.node.metadata
+    return Passage(
+        chunk_id=hit.node.node_id, article_id=meta["article_id"], text=hit.node.get_content(),
+        start=int(meta["start"]), end=int(meta["end"]), score=float(hit.score or 0.0),
+        title=meta.get("title", ""), url=meta.get("url"), path=meta.get("path"),
+        published=meta.get("published"), outlet=meta.get("outlet"),
+        paragraph=int(meta.get("paragraph", 0)),
+    )
 
 
 class DenseRetriever(BaseRetriever):
@@ -138,11 +112,14 @@ class DenseRetriever(BaseRetriever):
 class Retriever:
     """Question in, ranked passages out, in `hybrid`, `dense` or `bm25` mode."""
 
-    def __init__(self, store: ArticleStore, mode: str = "hybrid",
+    def __init__(self, store: ArticleStore, mode: RetrievalMode | str = RetrievalMode.HYBRID,
                  keyword: KeywordIndex | None = None, fusion: str = "dist_based_score") -> None:
-        if mode not in MODES:
-            raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}")
-        self.store, self.mode, self.fusion = store, mode, fusion
+        try:
+            self.mode = RetrievalMode(mode)
+        except ValueError:
+            raise ValueError("retrieval mode must be one of "
+                             + ", ".join(m.value for m in RetrievalMode)) from None
+        self.store, self.fusion = store, fusion
         self.keyword = keyword or KeywordIndex(store)
 
     def retrieve(self, query: str, top_k: int = 5, filters: Filters | None = None,
@@ -150,13 +127,13 @@ class Retriever:
         """Top passages, at most `per_article` (default: half) from one article while
         others qualify."""
         filters = filters or Filters()
-        if not self.store.exists or self.store.chunks.count() == 0:
+        if not self.store.has_chunks():
             return []
         pool = max(top_k * 4, 20)
         retrievers: list[BaseRetriever] = []
-        if self.mode in ("hybrid", "dense"):
+        if self.mode in (RetrievalMode.HYBRID, RetrievalMode.DENSE):
             retrievers.append(DenseRetriever(self.store, pool, filters))
-        if self.mode in ("hybrid", "bm25"):
+        if self.mode in (RetrievalMode.HYBRID, RetrievalMode.BM25):
             retrievers.append(self.keyword.retriever(pool, filters))
             if expand_query(query) != query:
                 retrievers.append(self.keyword.retriever(pool, filters, expand=True))
@@ -170,7 +147,7 @@ class Retriever:
                 similarity_top_k=pool, num_queries=1, use_async=False,
             )
             hits = fusion.retrieve(query)
-        passages = [Passage.from_node(h) for h in hits if filters.match(h.node.metadata)]
+        passages = [passage_from_node(h) for h in hits if filters.match(h.node.metadata)]
         return diversify(passages, top_k, per_article or max(2, top_k // 2))
 
 

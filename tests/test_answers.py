@@ -14,14 +14,15 @@ from types import SimpleNamespace
 import pytest
 
 from ingest.pipeline import ingest
-from rag.citations import SupportScorer, split_cited_sentences, verify
+from rag.citations import SupportScorer, number_citations, split_cited_sentences, verify
 from rag.conversation import is_follow_up, rewrite
 from rag.engine import Engine
 from rag.extractive import question_type
-from rag.retrieval import Filters, Passage, Retriever, diversify
+from rag.retrieval import Filters, Retriever, diversify
 from rag.settings import Settings
 from rag.store import ArticleStore
 from rag.text import sentence_spans
+from rag.types import Checked, Passage, Span
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -227,19 +228,36 @@ def test_verify_drops_bad_numbers_and_flags_made_up_claims(lib: SimpleNamespace)
                          if "Zangezur" in passages[0].text[a:b] and len(passages[0].text[a:b]) > 60)
     answer = (f"{true_sentence} [1] The corridor was financed by 45 countries at a summit in "
               "Paris in 1999. [1] Iran praised the weather in Baku. [9]")
-    sentences = split_cited_sentences(answer)
-    assert [s.citations for s in sentences] == [[1], [1], [9]]
-    citations = verify(sentences, passages, SupportScorer(lib.store.embed_model))
-    assert sentences[0].supported and sentences[0].score > 0.8
-    assert not sentences[1].supported, "invented figures must not pass"
-    assert sentences[2].citations == [] and not sentences[2].supported
+    claims = split_cited_sentences(answer)
+    assert [c.passages for c in claims] == [[1], [1], [9]]
+    checked = verify(claims, passages, SupportScorer(lib.store.embed_model))
+    assert checked[0].supported and checked[0].score > 0.8
+    assert not checked[1].supported, "invented figures must not pass"
+    assert checked[2].spans == [] and not checked[2].supported
+    sentences, citations = number_citations(checked, passages)
     assert {c.chunk_id for c in citations} == {passages[0].chunk_id}
+    assert [s.citations for s in sentences] == [[1], [len(citations)], []]
+    assert claims[2].passages == [9], "verifying makes new objects; the claims stay as written"
+
+
+def test_citations_are_numbered_once_in_order_of_first_use() -> None:
+    passages = [Passage(chunk_id=f"c{i}", article_id=f"a{i}", text="One. Two. Three.",
+                        start=100, end=116, score=1.0, title=f"T{i}") for i in range(3)]
+    checked = [Checked(text="x", spans=[Span(passage=2, start=105, end=109)], supported=True),
+               Checked(text="y", spans=[Span(passage=0, start=100, end=104),
+                                        Span(passage=2, start=105, end=109)]),
+               Checked(text="z")]
+    sentences, citations = number_citations(checked, passages)
+    assert [s.citations for s in sentences] == [[1], [2, 1], []]
+    assert [(c.n, c.chunk_id, c.quote) for c in citations] == [(1, "c2", "Two."),
+                                                               (2, "c0", "One.")]
+    assert [s.supported for s in sentences] == [True, False, False]
 
 
 def test_split_cited_sentences_handles_marker_placement() -> None:
     sentences = split_cited_sentences(
         "Prices rose sharply [1]. Analysts blamed the weather.[2][3] Nobody knows why.")
-    assert [(s.text, s.citations) for s in sentences] == [
+    assert [(s.text, s.passages) for s in sentences] == [
         ("Prices rose sharply.", [1]),
         ("Analysts blamed the weather.", [2, 3]),
         ("Nobody knows why.", []),
@@ -284,10 +302,10 @@ def test_question_types() -> None:
 
 
 def test_stream_yields_text_then_the_result(lib: SimpleNamespace) -> None:
-    events = list(lib.engine.stream("How many internet cafes were closed in China?"))
-    assert isinstance(events[-1], object) and hasattr(events[-1], "citations")
-    texts = [e for e in events[:-1] if isinstance(e, str)]
-    assert "".join(texts) == events[-1].answer
+    stream = lib.engine.stream("How many internet cafes were closed in China?")
+    texts = list(stream)
+    assert texts and all(isinstance(t, str) for t in texts)
+    assert "".join(texts) == stream.result.answer and stream.result.citations
 
 
 def test_empty_question_and_bad_mode_are_clear_errors(lib: SimpleNamespace) -> None:
@@ -313,10 +331,10 @@ def test_cli_ask_json_has_every_field(lib: SimpleNamespace) -> None:
     assert set(out) >= {"question", "standalone_question", "answer", "refused", "mode", "model",
                         "citations", "sentences", "retrieved", "timings_ms"}
     assert out["mode"] == "extractive" and out["model"] is None and not out["refused"]
-    assert set(out["citations"][0]) >= {"n", "article_id", "title", "url", "path", "published",
+    assert set(out["citations"][0]) >= {"n", "article_id", "title", "url", "file_path", "published",
                                         "chunk_id", "start", "end", "quote"}
     assert set(out["sentences"][0]) >= {"text", "citations", "supported", "score"}
-    assert set(out["retrieved"][0]) >= {"chunk_id", "article_id", "path", "url", "score"}
+    assert set(out["retrieved"][0]) >= {"chunk_id", "article_id", "file_path", "url", "score"}
     assert {"retrieve", "answer", "total"} <= set(out["timings_ms"])
     assert "Israel" in out["answer"]
 

@@ -1,4 +1,4 @@
-"""The app without a browser: rendering (rag/render.py), login settings (rag/auth.py),
+"""The app without a browser: rendering (web/render.py), login settings (web/auth.py),
 and the running app's API through gradio_client, over the seed article."""
 
 from __future__ import annotations
@@ -20,8 +20,11 @@ from gradio_client import Client, handle_file
 from support import free_port
 
 from ingest.fetch import UNREACHABLE
-from rag import render
-from rag.auth import (
+from rag.conversation import history_of
+from rag.types import Answer, AnswerSentence, Citation, Turn
+from web import chat, export, render
+from web import server as web_server
+from web.auth import (
     AuthError,
     User,
     bind_warning,
@@ -30,8 +33,8 @@ from rag.auth import (
     load_users,
     parse_users,
 )
-from rag.citations import AnswerSentence, Citation
-from rag.engine import AnswerResult
+from web.limits import parse_date
+from web.service import NewsApp
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 
@@ -67,17 +70,18 @@ def _citation(n: int = 1, **kw: object) -> Citation:
     return Citation(**fields)  # type: ignore[arg-type]
 
 
-def _result(**kw: object) -> AnswerResult:
+def _result(**kw: object) -> Answer:
     fields = {
         "question": "when did the embassy reopen?", "standalone_question": "when did it reopen?",
         "answer": f"{SPAN} [1] It cost 5 million. [1]", "refused": False, "mode": "extractive",
         "model": None, "citations": [_citation()],
-        "sentences": [AnswerSentence(SPAN, [1], True, 1.0),
-                      AnswerSentence("It cost 5 million.", [1], False, 0.2)],
+        "sentences": [AnswerSentence(text=SPAN, citations=[1], supported=True, score=1.0),
+                      AnswerSentence(text="It cost 5 million.", citations=[1], supported=False,
+                                     score=0.2)],
         "timings_ms": {"total": 1234.0},
     }
     fields.update(kw)
-    return AnswerResult(**fields)  # type: ignore[arg-type]
+    return Answer(**fields)  # type: ignore[arg-type]
 
 
 def test_passage_context_marks_the_span_inside_about_300_characters() -> None:
@@ -143,7 +147,8 @@ def test_everything_from_articles_is_escaped() -> None:
                              published='"><svg onload=alert(1)>',
                              path='/x/"><script>alert(2)</script>.txt',
                              quote=SPAN)],
-        sentences=[AnswerSentence(f"Quoted {evil} text.", [1], True, 1.0)],
+        sentences=[AnswerSentence(text=f"Quoted {evil} text.", citations=[1], supported=True,
+                                  score=1.0)],
         notice="<b>bold</b>",
     )
     evil_article = ARTICLE.replace("Intro words here.", evil, 1)
@@ -156,7 +161,7 @@ def test_everything_from_articles_is_escaped() -> None:
     out = render.answer_html(result, "p", lambda _: evil_article)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in out
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in out
-    md = render.conversation_markdown([{"question": evil, "result": result.to_json()}])
+    md = export.conversation_markdown([{"question": evil, "result": result.to_json()}])
     assert "<script" not in md and "<img" not in md and "&lt;img" in md
 
 
@@ -165,14 +170,16 @@ def test_conversation_markdown_has_questions_answers_and_sources() -> None:
              {"question": "and then?", "result": _result(
                  refused=True, answer="The articles don't say.", citations=[],
                  sentences=[]).to_json()}]
-    md = render.conversation_markdown(turns, now=__import__("datetime").datetime(2025, 1, 2))
+    md = export.conversation_markdown(turns, now=__import__("datetime").datetime(2025, 1, 2))
     assert md.startswith("# News RAG conversation\n")
     assert "## 1. when did the embassy reopen?" in md and "## 2. and then?" in md
     assert f"{SPAN} [1]" in md and "It cost 5 million. [1] *(⚠ unsupported)*" in md
     assert "1. **Envoys return** — Daily, 2024-07-01 — `/data/uploads/envoys.txt`" in md
     assert f"   > {SPAN}" in md
     assert "*Mode: extractive" in md and "The articles don't say." in md
-    history = render.engine_history(turns)
+    assert export.conversation_markdown([Turn.model_validate(t) for t in turns],
+                                        now=__import__("datetime").datetime(2025, 1, 2)) == md
+    history = history_of(Turn.model_validate(t) for t in turns)
     assert history[0] == {"role": "user", "content": "when did the embassy reopen?",
                           "standalone": "when did it reopen?"}
     assert history[1]["role"] == "assistant" and history[1]["content"].startswith(SPAN)
@@ -209,8 +216,6 @@ def test_non_loopback_without_login_warns() -> None:
 
 
 def test_launch_logs_the_warning_and_passes_login(caplog: pytest.LogCaptureFixture) -> None:
-    import app
-
     calls: list[dict[str, object]] = []
 
     class FakeDemo:
@@ -221,29 +226,27 @@ def test_launch_logs_the_warning_and_passes_login(caplog: pytest.LogCaptureFixtu
         def launch(self, **kw: object) -> None:
             calls.append(kw)
 
-    app.launch(FakeDemo(), "0.0.0.0", 9999, None)  # type: ignore[arg-type]
+    web_server.launch(FakeDemo(), "0.0.0.0", 9999, None)  # type: ignore[arg-type]
     assert "WARNING" in caplog.text and calls[-1]["auth"] is None
     assert calls[-1]["app_kwargs"] == {"middleware": []}  # no login: nothing to throttle
     assert calls[-1]["show_error"] is False and calls[-1]["max_file_size"] > 0
     assert calls[-2]["queue"]["max_size"] > 0
     caplog.clear()
-    app.launch(FakeDemo(), "0.0.0.0", 9999, load_users("ann:pw"))  # type: ignore[arg-type]
+    web_server.launch(FakeDemo(), "0.0.0.0", 9999, load_users("ann:pw"))  # type: ignore[arg-type]
     assert "WARNING" not in caplog.text
     login = calls[-1]["auth"]
     assert callable(login) and login("ann", "pw") and not login("ann", "nope")
     assert len(calls[-1]["app_kwargs"]["middleware"]) == 1  # the login throttle
-    app.launch(FakeDemo(), "127.0.0.1", 9999, None)  # type: ignore[arg-type]
+    web_server.launch(FakeDemo(), "127.0.0.1", 9999, None)  # type: ignore[arg-type]
     assert "WARNING" not in caplog.text
 
 
 def test_parse_date() -> None:
-    import app
-
-    assert app.parse_date(None) is None and app.parse_date("") is None
-    assert app.parse_date("2025-04-28") == date(2025, 4, 28)
-    assert app.parse_date("2025-04-28 00:00:00") == date(2025, 4, 28)
+    assert parse_date(None) is None and parse_date("") is None
+    assert parse_date("2025-04-28") == date(2025, 4, 28)
+    assert parse_date("2025-04-28 00:00:00") == date(2025, 4, 28)
     with pytest.raises(ValueError, match="YYYY-MM-DD"):
-        app.parse_date("April")
+        parse_date("April")
 
 
 # -- the running app, through gradio_client -------------------------------------------
@@ -251,17 +254,16 @@ def test_parse_date() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    import app
     from ingest.pipeline import ingest
     from rag.settings import Settings
 
     data = tmp_path_factory.mktemp("app_api")
     settings = Settings(data_dir=data, collection="appapi", fetch_allow="127.0.0.1")
-    news = app.NewsApp(settings)
+    news = NewsApp(settings)
     report = ingest([str(SEED)], news.store, settings, progress=False)
     assert report.count("added") == 1
     port = free_port()
-    demo = app.start(news, "127.0.0.1", port, block=False)
+    demo = web_server.start(news, "127.0.0.1", port, block=False)
     url = f"http://127.0.0.1:{port}/"
     try:
         yield SimpleNamespace(url=url, app=news, settings=settings, data=data,
@@ -293,9 +295,10 @@ def test_ask_returns_an_answer_whose_citations_quote_the_article(server: SimpleN
     assert "Azerbaijan" in follow["standalone_question"]
 
 
-def _exported(news: object, turns: list[dict[str, object]]) -> str:
+def _exported(turns: list[dict[str, object]]) -> str:
     """The export the button makes of these turns (written when clicked)."""
-    return Path(news.export_file(turns)).read_text(encoding="utf-8")  # type: ignore[attr-defined]
+    return Path(chat.export_file([Turn.model_validate(t) for t in turns])).read_text(
+        encoding="utf-8")
 
 
 def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace) -> None:
@@ -313,7 +316,7 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
     assert "Mode: <span class=\"rag-mode\">extractive" in html
     got = server.client.predict("When did Pezeshkian meet Aliyev?", api_name="/ask")
     turns = [{"question": "When did Pezeshkian meet Aliyev?", "result": got}]
-    md = _exported(server.app, turns)
+    md = _exported(turns)
     assert "## 1. When did Pezeshkian meet Aliyev?" in md
     assert SEED_TITLE in md and "iran-azerbaijan-baku-meeting.txt" in md and "> " in md
 
@@ -323,7 +326,7 @@ def test_chat_streams_then_renders_footnotes_and_exports(server: SimpleNamespace
     messages = job.result(timeout=120)[0]
     assert len(messages) == 4
     turns.append({"question": "and why did they meet?", "result": got})
-    assert "## 2. and why did they meet?" in _exported(server.app, turns)
+    assert "## 2. and why did they meet?" in _exported(turns)
     cleared = server.client.predict(api_name="/new_chat")  # the chatbot (buttons aren't sent)
     assert cleared == [] or cleared[0] == []
 
@@ -357,7 +360,7 @@ def test_add_text_ask_about_it_then_remove(server: SimpleNamespace) -> None:
     got = server.client.predict("How much will the breakwater cost?", None, None,
                                 ["Harbour Gazette"], api_name="/ask")
     assert got["citations"] and got["citations"][0]["title"] == XSS_TITLE
-    html = render.answer_html(got, "t", server.app.article_text)
+    html = render.answer_html(Answer.model_validate(got), "t", server.app.article_text)
     assert "<script" not in html and "<img" not in html and "&lt;script&gt;" in html
     md = server.client.predict([{"question": "cost?", "result": got}], api_name="/export")
     assert "## 1. cost?" in md and "&lt;script&gt;" in md
@@ -431,11 +434,9 @@ def test_add_by_url_and_upload_report_per_source_errors(server: SimpleNamespace,
 
 
 def test_login_required_when_auth_is_set(server: SimpleNamespace) -> None:
-    import app
-
     port = free_port()
-    demo = app.start(app.NewsApp(server.settings, engine=server.app.engine), "127.0.0.1", port,
-                     "reader:open-sesame:editor", block=False)
+    demo = web_server.start(NewsApp(server.settings, engine=server.app.engine), "127.0.0.1",
+                            port, "reader:open-sesame:editor", block=False)
     url = f"http://127.0.0.1:{port}/"
     try:
         assert httpx.get(url + "config").status_code == 401

@@ -117,3 +117,18 @@ def test_generated_set_is_deterministic_and_grounded() -> None:
         words = item.question.split()
         assert 2 <= len(words) < len(item.evidence.split())
         assert all(w in item.evidence for w in words)  # thinned, never invented
+
+
+def test_compare_answers_counts_identical_and_names_changed() -> None:
+    from eval.report import compare_answers
+
+    def rec(qid: str, answer: str, key: str = "file_path", ms: float = 1.0) -> dict:
+        return {"id": qid, "config": "hybrid", "result": {
+            "answer": answer, "refused": False, "timings_ms": {"total": ms},
+            "citations": [{"n": 1, key: "/a.txt"}], "retrieved": [{"chunk_id": "c1"}]}}
+
+    old = [rec("q1", "A [1]", key="path"), rec("q2", "B [1]"), rec("q3", "C [1]")]
+    new = [rec("q1", "A [1]", ms=9.0), rec("q2", "B changed [1]"), rec("q4", "D [1]")]
+    out = compare_answers(old, new)
+    assert "hybrid: answers 1 identical, 1 changed (q2)" in out  # timings and key spelling
+    assert "2 question(s) in only one run" in out                # don't count

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from rag import render
+from web import export
 
 ATTACKS = [
     "<img src=x onerror=alert(1)>",
@@ -143,11 +143,11 @@ def test_export_renders_only_its_own_structure_and_shows_the_text(
         question: str, sentence: str, title: str, outlet: str, quote: str, notice: str,
         model: str, url: str | None, path: str) -> None:
     turn = _turn(question, sentence, title, outlet, quote, notice, model, url, path)
-    markdown = render.conversation_markdown([turn])
+    markdown = export.conversation_markdown([turn])
     # the file itself holds no tag: a "<" only opens the autolink of an http(s) URL
     assert markdown.count("<") == markdown.count("<http"), markdown
     plain_url = url if _is_http(url) else _benign(url)
-    plain = render.conversation_markdown([_turn(*(
+    plain = export.conversation_markdown([_turn(*(
         _benign(v) for v in (question, sentence, title, outlet, quote, notice, model)),
         plain_url, _benign(path))])  # type: ignore[arg-type]
     for renderer in RENDERERS:
@@ -160,7 +160,7 @@ def test_export_renders_only_its_own_structure_and_shows_the_text(
         assert all(href.startswith(("http://", "https://")) for href in links)
         if links:
             host = urlsplit(html.unescape(links[0])).hostname
-            assert host and host == urlsplit(render._md_url(url) or "").hostname
+            assert host and host == urlsplit(export._md_url(url) or "").hostname
 
         blocks = list(got.blocks)  # h1, exported, h2, answer, [note], mode, sources, ...
         assert blocks[2] == f"1. {_visible(question)}".strip()
@@ -186,7 +186,7 @@ def test_the_reported_attack_article_exports_as_text() -> None:
     quote = "Officials said [link](https://attacker.example) ![x](https://attacker.example/t.png)"
     turn = _turn("what happened?", "It happened.", title, "Evil <b>Daily</b>", quote, "",
                  "", None, "/data/uploads/evil.txt")
-    markdown = render.conversation_markdown([turn])
+    markdown = export.conversation_markdown([turn])
     assert "<img" not in markdown and "<b>" not in markdown and "[link](" not in markdown
     assert "&lt;img src=x onerror=alert(1)&gt;" in markdown
     for renderer in RENDERERS:
@@ -202,7 +202,7 @@ def test_the_reported_attack_article_exports_as_text() -> None:
                         "data:text/html,<script>alert(1)</script>"]))
 def test_a_javascript_url_never_becomes_a_link(url: str) -> None:
     turn = _turn("q", "s.", "t", "o", "quote", "", "m", url, None)
-    markdown = render.conversation_markdown([turn])
+    markdown = export.conversation_markdown([turn])
     for renderer in RENDERERS.values():
         out = renderer.render(markdown)
         assert "<a " not in out and "href" not in out, out
@@ -211,16 +211,16 @@ def test_a_javascript_url_never_becomes_a_link(url: str) -> None:
 
 def test_http_urls_are_percent_encoded_autolinks() -> None:
     url = "https://news.example/a b?q=\"x\"&r=<y>`z`'"
-    link = render._md_url(url)
+    link = export._md_url(url)
     assert link == "https://news.example/a%20b?q=%22x%22&r=%3Cy%3E%60z%60%27"
-    markdown = render.conversation_markdown([_turn("q", "s.", "t", "", "x", "", "", url, None)])
+    markdown = export.conversation_markdown([_turn("q", "s.", "t", "", "x", "", "", url, None)])
     assert f"<{link}>" in markdown
-    assert render._md_url("javascript:alert(1)") is None
-    assert render._md_url("https:///no-host") is None
+    assert export._md_url("javascript:alert(1)") is None
+    assert export._md_url("https:///no-host") is None
 
 
 def test_code_span_fence_outlasts_backticks_inside() -> None:
-    assert render._md_code("/data/a.txt") == "`/data/a.txt`"
-    assert render._md_code("a``b") == "```a``b```"
-    assert render._md_code("`a`") == "`` `a` ``"
-    assert render._md_code("") == ""
+    assert export._md_code("/data/a.txt") == "`/data/a.txt`"
+    assert export._md_code("a``b") == "```a``b```"
+    assert export._md_code("`a`") == "`` `a` ``"
+    assert export._md_code("") == ""

@@ -28,13 +28,12 @@ import pytest
 from ingest.pipeline import ingest
 from rag.citations import SUPPORT_THRESHOLD, SupportScorer
 from rag.conversation import rewrite
-from rag.engine import AnswerResult, Engine
-from rag.extractive import REFUSAL
-from rag.llm import LLMAnswerer, build_llm
-from rag.retrieval import Passage
+from rag.engine import Engine, check
+from rag.llm import LLMAnswerer, build_llm, parse_answer
 from rag.settings import Settings
 from rag.store import ArticleStore
 from rag.text import sentence_spans
+from rag.types import REFUSAL, Answer, Checked, Draft, Passage
 
 PROJECT = Path(__file__).resolve().parents[1]
 SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed"
@@ -95,14 +94,21 @@ class RecordingAnswerer(LLMAnswerer):
         return out
 
 
-def run(engine: Engine, question: str, **kwargs: Any) -> tuple[list[str], AnswerResult]:
-    events = list(engine.stream(question, **kwargs))
-    assert isinstance(events[-1], AnswerResult)
-    assert all(isinstance(e, str) for e in events[:-1])
-    return events[:-1], events[-1]
+def run(engine: Engine, question: str, **kwargs: Any) -> tuple[list[str], Answer]:
+    stream = engine.stream(question, **kwargs)
+    deltas = list(stream)
+    assert all(isinstance(e, str) for e in deltas)
+    return deltas, stream.result
 
 
-def assert_citations_sound(result: AnswerResult, store: ArticleStore) -> None:
+def check_model_text(text: str, passages: list[Passage], scorer: SupportScorer
+                     ) -> tuple[Draft, list[Checked]]:
+    """What the engine's draft and verify steps make of a model's text."""
+    draft = parse_answer(text)
+    return draft, check(draft, passages, scorer)
+
+
+def assert_citations_sound(result: Answer, store: ArticleStore) -> None:
     """Every number cited is listed; every listed citation is an exact article span."""
     numbers = [c.n for c in result.citations]
     assert numbers == list(range(1, len(numbers) + 1))
@@ -146,16 +152,17 @@ def test_crafted_answer_flags_invented_sentence_and_drops_unknown_passage(
     engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
     passages = engine.retriever("hybrid").retrieve(QUESTION, top_k=3)
     assert len(passages) == 3
-    draft = Engine._check_llm_answer(crafted_answer(passages), passages,
-                                     SupportScorer(store.embed_model))
-    assert draft is not None and not draft.refused
-    copied, invented, unknown = draft.sentences
+    draft, checked = check_model_text(crafted_answer(passages), passages,
+                                      SupportScorer(store.embed_model))
+    assert not draft.refused
+    assert [c.passages for c in draft.claims] == [[1], [1], [9]]
+    copied, invented, unknown = checked
     assert copied.text == copied_sentence(passages[0])
-    assert copied.citations == [1] and copied.supported
+    assert [s.passage for s in copied.spans] == [0] and copied.supported
     assert invented.text == INVENTED
     assert not invented.supported and invented.score < SUPPORT_THRESHOLD
     assert unknown.text == UNKNOWN_PASSAGE
-    assert unknown.citations == [] and not unknown.supported
+    assert unknown.spans == [] and not unknown.supported
 
 
 def test_crafted_answer_through_the_engine(store: ArticleStore,
@@ -303,7 +310,7 @@ def test_real_server_streams_deltas(iran_run: SimpleNamespace, llm_server: Any) 
 def test_real_answer_citations_are_sound(iran_run: SimpleNamespace,
                                          store: ArticleStore) -> None:
     result = iran_run.result
-    assert [r["chunk_id"] for r in result.retrieved] == [p.chunk_id for p in
+    assert [r.chunk_id for r in result.retrieved] == [p.chunk_id for p in
                                                           iran_run.call.passages]
     assert not result.refused and result.answer
     assert_citations_sound(result, store)
@@ -315,22 +322,22 @@ def test_real_model_sentences_are_checked(iran_run: SimpleNamespace,
     """Whatever the model wrote: uncited or invented sentences are unsupported, and the
     result keeps its answer only when some sentence of it is supported."""
     passages = iran_run.call.passages
-    draft = Engine._check_llm_answer(iran_run.raw, passages, SupportScorer(store.embed_model))
+    draft, checked = check_model_text(iran_run.raw, passages, SupportScorer(store.embed_model))
     result = iran_run.result
-    if draft is None:
-        assert result.mode == "extractive"
-        assert "not supported by the articles" in result.notice
-        return
     if draft.refused:
         assert result.mode == "llm" and result.refused
         return
-    for sentence in draft.sentences:
-        assert all(1 <= n <= len(passages) for n in sentence.citations), sentence
-        if not sentence.citations:
-            assert not sentence.supported, sentence
+    if not any(c.supported for c in checked):
+        assert result.mode == "extractive"
+        assert "not supported by the articles" in result.notice
+        return
+    for claim in checked:
+        assert all(0 <= s.passage < len(passages) for s in claim.spans), claim
+        if not claim.spans:
+            assert not claim.supported, claim
     assert result.mode == "llm"
     assert [(s.text, s.supported) for s in result.sentences] == [
-        (s.text, s.supported) for s in draft.sentences]
+        (s.text, s.supported) for s in checked]
 
 
 @pytest.mark.slow

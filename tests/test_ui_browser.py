@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from support import free_port
+
+from web.server import start
+from web.service import NewsApp
 
 pytest.importorskip("playwright", reason="playwright is a dev dependency: run `make setup`")
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
@@ -53,16 +57,15 @@ UPLOAD_ARTICLE = (
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    import app
     from ingest.pipeline import ingest
     from rag.settings import Settings
 
     data = tmp_path_factory.mktemp("app_ui")
     settings = Settings(data_dir=data, collection="appui")
-    news = app.NewsApp(settings)
+    news = NewsApp(settings)
     assert ingest([str(SEED)], news.store, settings, progress=False).count("added") == 1
     port = free_port()
-    demo = app.start(news, "127.0.0.1", port, block=False)
+    demo = start(news, "127.0.0.1", port, block=False)
     try:
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}/", app=news, settings=settings)
     finally:
@@ -264,13 +267,17 @@ def test_an_article_with_script_and_onerror_runs_nothing(page: Page, tmp_path: P
 
 
 class ScriptedLLM:
-    """Stands in for `rag.llm.LLMAnswerer`: streams, word by word, one sentence copied
-    from the first passage and one invented claim, both citing [1]."""
+    """An `Answerer` (rag.answerers) standing in for the LLM: streams, word by word, one
+    sentence copied from the first passage and one invented claim, both citing [1]."""
 
+    mode = "llm"
     model = "scripted-llm"
+    streams_text = True
+    must_be_supported = True
     invented = "The talks also produced a trade pact worth 900 billion dollars."
 
-    def stream(self, question: str, passages: list) -> Iterator[str]:  # noqa: ARG002
+    def draft(self, question: str, passages: list) -> Generator[str, None, Any]:  # noqa: ARG002
+        from rag.llm import parse_answer
         from rag.text import sentence_spans
 
         first = passages[0].text
@@ -279,6 +286,7 @@ class ScriptedLLM:
         for word in text.split(" "):
             time.sleep(0.04)
             yield word + " "
+        return parse_answer(text)
 
     def condense(self, question: str, history: list) -> str:  # noqa: ARG002
         return question
@@ -286,12 +294,11 @@ class ScriptedLLM:
 
 def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
         browser: Browser, server: SimpleNamespace) -> None:
-    import app
     from rag.engine import Engine
 
     engine = Engine(server.settings, server.app.store, llm_answerer=ScriptedLLM())
     port = free_port()
-    demo = app.start(app.NewsApp(server.settings, engine=engine), "127.0.0.1", port,
+    demo = start(NewsApp(server.settings, engine=engine), "127.0.0.1", port,
                      block=False)
     context = browser.new_context(viewport={"width": 1360, "height": 1000})
     try:
@@ -327,10 +334,9 @@ def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
 
 def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleNamespace
                                             ) -> None:
-    import app
 
     port = free_port()
-    demo = app.start(app.NewsApp(server.settings, engine=server.app.engine), "127.0.0.1",
+    demo = start(NewsApp(server.settings, engine=server.app.engine), "127.0.0.1",
                      port, "editor:correct-horse", block=False)
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     try:

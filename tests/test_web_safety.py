@@ -22,7 +22,10 @@ import pytest
 from gradio_client import Client, handle_file
 from support import free_port
 
-from rag.auth import LoginThrottle, User, load_users, parse_users
+from web import chat, limits
+from web.auth import LoginThrottle, User, load_users, parse_users
+from web.server import start
+from web.service import NewsApp
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 
@@ -121,11 +124,9 @@ def drip() -> Iterator[Drip]:
 
 def _start(settings: Any, users: dict[str, User] | None = USERS, engine: Any = None
            ) -> tuple[Any, Any, str]:
-    import app
-
-    news = app.NewsApp(settings, engine=engine)
+    news = NewsApp(settings, engine=engine)
     port = free_port()
-    demo = app.start(news, "127.0.0.1", port, users, block=False)
+    demo = start(news, "127.0.0.1", port, users, block=False)
     return news, demo, f"http://127.0.0.1:{port}/"
 
 
@@ -216,10 +217,8 @@ def test_add_urls_refuses_loopback_names_and_redirects_with_one_neutral_error(
 
 def test_intranet_opt_in_fetches_and_the_download_has_one_deadline(
         site: SimpleNamespace, drip: Drip) -> None:
-    import app
-
-    settings = site.settings.model_copy(update={"fetch_allow": "127.0.0.1/32"})
-    news = app.NewsApp(settings, engine=site.app.engine)
+    settings = site.settings.override(fetch_allow="127.0.0.1/32")
+    news = NewsApp(settings, engine=site.app.engine)
     report = news.run_ingest([f"{drip.url}/page", f"{drip.url}/slow"], {}, local=False)
     by_url = {r["source"].rsplit("/", 1)[-1]: r for r in report["results"]}
     assert by_url["page"]["status"] == "added", report
@@ -252,10 +251,10 @@ def test_save_upload_checks_the_size_first_and_writes_atomically(site: SimpleNam
                                                                  tmp_path: Path) -> None:
     over = tmp_path / "over.txt"
     over.write_bytes(b"x" * (site.settings.max_file_bytes + 1))
-    assert site.app.save_upload(str(over)) == (None, "over.txt")
+    assert site.app.uploads.save_upload(str(over)) == (None, "over.txt")
     ok = tmp_path / "fine.txt"
     ok.write_text("Fine news\n\nA fine day was had by all in the town square.\n")
-    saved, name = site.app.save_upload(str(ok))
+    saved, name = site.app.uploads.save_upload(str(ok))
     assert name == "fine.txt" and Path(saved).read_text() == ok.read_text()
     assert not list((site.data / "uploads").glob(".part-*"))  # no half-written copies
     Path(saved).unlink()
@@ -287,9 +286,7 @@ def test_oversized_paste_question_history_and_url_lists_are_refused(
 
 
 def test_short_fields_filters_and_exports_are_bounded(site: SimpleNamespace) -> None:
-    import app
-
-    long = "x" * (app.FIELD_CHARS + 1)
+    long = "x" * (limits.FIELD_CHARS + 1)
     before = _titles(site)
     for call, what in (
         (lambda: site.ed.predict(long, api_name="/library"), "search"),
@@ -298,17 +295,17 @@ def test_short_fields_filters_and_exports_are_bounded(site: SimpleNamespace) -> 
         (lambda: site.ed.predict("Headline\n\nBody text of a short article here.", "", long,
                                  api_name="/add_text"), "outlet"),
         (lambda: site.ed.predict(long, api_name="/remove"), "article id"),
-        (lambda: site.ed.predict(["https://example.org/" + "a" * app.URL_CHARS], "",
+        (lambda: site.ed.predict(["https://example.org/" + "a" * limits.URL_CHARS], "",
                                  api_name="/add_urls"), "URL"),
     ):
-        assert f"The {what} is {len(long) if what != 'URL' else app.URL_CHARS + 20:,}" \
+        assert f"The {what} is {len(long) if what != 'URL' else limits.URL_CHARS + 20:,}" \
             in _refusal(call)
     assert _titles(site) == before
-    for kw in ({"article_ids": ["a"] * (app.FILTER_ITEMS + 1)}, {"outlets": [long]}):
+    for kw in ({"article_ids": ["a"] * (limits.FILTER_ITEMS + 1)}, {"outlets": [long]}):
         msg = _refusal(lambda kw=kw: site.ed.predict("When did they meet?", api_name="/ask",
                                                      **kw))
         assert "filter is too large" in msg
-    turn = {"question": "q", "result": {"answer": "y" * app.EXPORT_CHARS}}
+    turn = {"question": "q", "result": {"answer": "y" * limits.EXPORT_CHARS}}
     assert "characters as JSON" in _refusal(lambda: site.ed.predict([turn], api_name="/export"))
 
 
@@ -406,9 +403,9 @@ def test_login_throttle_window_and_success_forgives() -> None:
 
 def test_login_throttle_forgets_names_whose_failures_left_the_window(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.auth
+    import web.auth
 
-    monkeypatch.setattr(rag.auth, "STALE_SWEEP_KEYS", 50)
+    monkeypatch.setattr(web.auth, "STALE_SWEEP_KEYS", 50)
     now = [0.0]
     throttle = LoginThrottle(max_failures=2, window=10, clock=lambda: now[0])
     for i in range(50):  # a guesser spraying user names
@@ -468,7 +465,7 @@ def test_web_users_see_source_names_never_server_paths(site: SimpleNamespace) ->
 
 def test_errors_are_one_line_without_internals_and_exports_wait_for_a_click(
         site: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    exports = site.app.exports
+    exports = chat.EXPORTS
     before = set(exports.rglob("*.md")) if exports.exists() else set()
     job = site.ed.submit("When did Pezeshkian meet Aliyev?", [], [], [], "", "", "auto",
                          api_name="/chat")

@@ -1,0 +1,59 @@
+"""The `Answerer` interface, and the extractive answerer that needs no LLM.
+
+The engine tries its answerers in order (`Engine.answerers`: the LLM, then the
+extractive one) and takes the first draft that stands; `rag.llm.LLMAnswerer` is the
+other implementation. A new answerer (another model API, a rules engine) implements
+this protocol and joins the chain there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Protocol
+
+from rag.extractive import SentencePicker, bm25_idf, bm25_known
+from rag.keyword import KeywordIndex
+from rag.store import ArticleStore
+from rag.types import AnswerMode, Draft, Passage
+
+
+class Answerer(Protocol):
+    mode: AnswerMode
+    model: str | None  # the model that writes its text, if any
+    streams_text: bool  # its draft's deltas are the answer's text as shown
+    must_be_supported: bool  # a draft with no supported sentence is discarded
+
+    def condense(self, question: str, history: list[dict[str, Any]]) -> str | None:
+        """A standalone form of a follow-up, or None to keep the rule-based rewrite."""
+        ...
+
+    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+        """Yields text as it is written, returns the draft (claims cite passage numbers)."""
+        ...
+
+
+class ExtractiveAnswerer:
+    """The retrieved sentences that best answer the question, verbatim (`SentencePicker`)."""
+
+    mode = AnswerMode.EXTRACTIVE
+    model = None
+    streams_text = False  # the text goes out once it is checked and numbered
+    must_be_supported = False  # quoted sentences support themselves; it is the last resort
+
+    def __init__(self, store: ArticleStore, keyword: KeywordIndex) -> None:
+        self.store, self.keyword = store, keyword
+
+    def condense(self, question: str, history: list[dict[str, Any]]) -> str | None:
+        return None
+
+    def picker(self) -> SentencePicker:
+        """Weighted by the library's word statistics as they are now."""
+        bm25 = self.keyword.ensure()
+        if bm25 is None:
+            return SentencePicker(self.store.embed_model)
+        return SentencePicker(self.store.embed_model, idf=bm25_idf(bm25.bm25),
+                              known=bm25_known(bm25.bm25))
+
+    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+        return self.picker().answer(question, passages)
+        yield  # a generator, like every answerer's draft, that streams nothing

@@ -1,0 +1,132 @@
+"""The engine's steps alone, and its fallback chain with stand-in answerers: no LLM
+server, no ingest (retrieval is replaced by fixed passages; the support scorer and
+the extractive answerer are the real ones)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.engine import UNSUPPORTED, Engine, assemble, check, condense, stands
+from rag.llm import LLMError, parse_answer
+from rag.settings import Settings
+from rag.types import REFUSAL, Checked, Claim, Draft, Passage
+
+TEXT = ("Iran and Azerbaijan agreed on Monday to reopen the border crossing at Astara. "
+        "The crossing had been closed for two years after the embassy attack in Tehran. "
+        "Officials said trade through Astara would resume within a month.")
+PASSAGES = [Passage(chunk_id="a1:v:0", article_id="a1", text=TEXT, start=0, end=len(TEXT),
+                    score=1.0, title="Border reopens", path="/data/border.txt")]
+QUESTION = "Why had the Astara border crossing been closed?"
+SUPPORTED = "The crossing had been closed for two years after the embassy attack in Tehran. [1]"
+INVENTED = "The border was closed because of a volcanic eruption in 1850. [1]"
+
+
+class FakeLLM:
+    """An `Answerer` standing in for the model: writes `text` word by word, or fails."""
+
+    mode = "llm"
+    model = "fake-model"
+    streams_text = True
+    must_be_supported = True
+
+    def __init__(self, text: str = SUPPORTED, fail_after: int | None = None,
+                 condense_fails: bool = False) -> None:
+        self.text, self.fail_after, self.condense_fails = text, fail_after, condense_fails
+        self.drafted = 0
+
+    def condense(self, question: str, history: list[dict[str, Any]]) -> str:
+        if self.condense_fails:
+            raise LLMError("cannot reach the LLM endpoint")
+        return "Why had the Astara border crossing between Iran and Azerbaijan been closed?"
+
+    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+        self.drafted += 1
+        for i, word in enumerate(self.text.split(" ")):
+            if self.fail_after is not None and i == self.fail_after:
+                raise LLMError("the LLM did not finish within 1 s (RAG_LLM_TIMEOUT)")
+            yield word + " "
+        return parse_answer(self.text)
+
+
+class FixedRetriever:
+    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
+        return PASSAGES
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=Path(tmp_path_factory.mktemp("steps")), collection="steps")
+
+
+def _engine(settings: Settings, llm: FakeLLM) -> Engine:
+    engine = Engine(settings, llm_answerer=llm)  # type: ignore[arg-type]
+    engine.retriever = lambda mode=None: FixedRetriever()  # type: ignore[method-assign]
+    return engine
+
+
+def _run(engine: Engine, **kw: Any) -> tuple[list[str], Any]:
+    stream = engine.stream(QUESTION, mode="llm", **kw)
+    deltas = list(stream)
+    return deltas, stream.result
+
+
+def test_a_supported_model_answer_stands_and_is_not_sent_twice(settings: Settings) -> None:
+    deltas, answer = _run(_engine(settings, FakeLLM()))
+    assert "".join(deltas).strip() == SUPPORTED
+    assert answer.mode == "llm" and answer.model == "fake-model" and not answer.notice
+    assert [s.citations for s in answer.sentences] == [[1]] and answer.sentences[0].supported
+    assert answer.citations[0].quote in TEXT and answer.citations[0].n == 1
+
+
+def test_a_broken_off_model_answer_falls_back_with_a_notice(settings: Settings) -> None:
+    deltas, answer = _run(_engine(settings, FakeLLM(fail_after=3)))
+    assert len(deltas) == 4  # three words went out, then the replacement
+    assert deltas[-1].startswith("\n\n") and deltas[-1].strip() == answer.answer
+    assert answer.mode == "extractive" and answer.model is None
+    assert answer.notice.endswith("; showing the extractive answer instead")
+    assert "Tehran" in answer.answer
+
+
+def test_an_unsupported_model_answer_falls_back_but_names_the_model(settings: Settings
+                                                                   ) -> None:
+    deltas, answer = _run(_engine(settings, FakeLLM(text=INVENTED)))
+    assert answer.mode == "extractive" and answer.model == "fake-model"
+    assert answer.notice == UNSUPPORTED
+    assert "volcanic" not in answer.answer and deltas[-1].strip() == answer.answer
+
+
+def test_a_failed_condense_drops_the_llm_for_this_question(settings: Settings) -> None:
+    llm = FakeLLM(condense_fails=True)
+    history = [{"role": "user", "content": "What happened at the Astara crossing?"}]
+    _, answer = _run(_engine(settings, llm), history=history)
+    assert llm.drafted == 0 and answer.mode == "extractive"
+    assert answer.notice == "cannot reach the LLM endpoint; answered without the LLM"
+
+
+def test_condense_keeps_the_rule_rewrite_unless_the_model_gives_a_plausible_one() -> None:
+    history = [{"role": "user", "content": "What happened at the Astara crossing?"}]
+    assert condense("why?", None, FakeLLM()) == "why?"  # no history: nothing to condense
+    assert "Azerbaijan" in condense("why?", history, FakeLLM())
+
+    class Chatty(FakeLLM):
+        def condense(self, question: str, history: list[dict[str, Any]]) -> str:
+            return "The answer to this question is:"
+
+    rewritten = condense("why?", history, Chatty())
+    assert "Astara" in rewritten and "answer to this" not in rewritten
+
+
+def test_stands_check_and_assemble() -> None:
+    refused = Draft(refused=True, notice="the library is empty")
+    assert stands(refused, [], FakeLLM()) and check(refused, PASSAGES, None) == []  # type: ignore[arg-type]
+    assert not stands(Draft(claims=[Claim(text="x", passages=[1])]),
+                      [Checked(text="x", supported=False)], FakeLLM())
+    answer = assemble("q?", "q?", refused, [], PASSAGES, "llm", "m", ["", "a", refused.notice])
+    assert answer.answer == REFUSAL and answer.refused and answer.citations == []
+    assert answer.notice == "a; the library is empty"
+    assert [r.chunk_id for r in answer.retrieved] == ["a1:v:0"]
+    assert answer.to_json()["retrieved"][0]["file_path"] == "/data/border.txt"

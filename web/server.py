@@ -1,0 +1,55 @@
+"""Serving the page: the queue and its bounds, the login and its throttle, start-up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import gradio as gr
+
+from rag.settings import Settings, get_settings
+from web.auth import LoginGuard, LoginThrottle, User, bind_warning, checker, load_users
+from web.layout import CSS, HEAD, build
+from web.service import NewsApp
+
+logger = logging.getLogger(__name__)
+
+
+def launch(demo: gr.Blocks, host: str, port: int, users: dict[str, User] | None = None,
+           settings: Settings | None = None, **kwargs: Any) -> Any:
+    """Start the server (blocking unless prevent_thread_lock=True); warns when it is
+    reachable from other machines without a login."""
+    settings = settings or get_settings()
+    warning = bind_warning(host, port, users is not None)
+    if warning:
+        logger.warning(warning)
+    middleware = []
+    if users:
+        from starlette.middleware import Middleware
+
+        throttle = LoginThrottle(settings.login_max_failures, settings.login_window)
+        middleware.append(Middleware(LoginGuard, throttle=throttle))
+    # A full queue is refused by gradio itself: the page says "This application is
+    # currently busy. Please try again.", gradio_client "Queue is full! Please try again."
+    demo = demo.queue(default_concurrency_limit=1, max_size=settings.queue_max)
+    return demo.launch(
+        server_name=host, server_port=port, auth=checker(users) if users else None,
+        auth_message="News RAG: log in to ask questions of the library." if users else None,
+        css=CSS, head=HEAD, footer_links=["api"], run_history=False, show_error=False,
+        max_file_size=settings.max_file_bytes, app_kwargs={"middleware": middleware},
+        **kwargs,
+    )
+
+
+def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | None = None,
+          block: bool = True) -> gr.Blocks:
+    """Warm the engine up in the background, build the page and serve it. With
+    `block=False` (tests) it returns at once; `demo.close()` stops the server.
+    `users`: as `load_users` gives them, or the RAG_AUTH value itself."""
+    app.users = load_users(users) if isinstance(users, str) else users
+    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+    demo = build(app)
+    launch(demo, host, port, app.users, app.settings, prevent_thread_lock=not block,
+           quiet=not block)
+    return demo

@@ -1,0 +1,292 @@
+"""The state one app process shares between sessions (one store, one engine), and the
+operations the page and the API both call: answering, the library, adding, removing.
+
+What a web user may do is narrower than what the CLI's user may (README, Safety): add
+only http(s) URLs, uploads and pasted text, never server paths; every request is
+bounded (`web.limits`); web users see source names, never server paths, and errors
+as one line (details go to the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Generator, Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ingest.pipeline import STATUSES, Report, ingest_stream
+from rag.engine import AnswerStream, Engine
+from rag.models import StoredArticle
+from rag.retrieval import Filters
+from rag.settings import Settings
+from rag.store import ArticleStore, StoreError
+from rag.streams import Streamed
+from rag.types import Answer, AnswerMode
+from web.auth import EDITOR, User, role_of
+from web.limits import Limits
+from web.uploads import Uploads
+
+logger = logging.getLogger(__name__)
+FORMATS = "txt, md, html, pdf, jsonl"
+UNEXPECTED = "something went wrong on the server (the details are in its log)."
+NO_MATCH = ("no passage matches the filters (articles, outlets, dates); clear them to search "
+            "the whole library")
+EMPTY_LIBRARY = (
+    "Your library is empty, so there is nothing to answer from yet.\n"
+    "Add articles in the Library tab: upload files (" + FORMATS + "), give a URL, or paste "
+    "the text.\n"
+    "Or from a terminal: python -m ingest PATH-OR-URL ..."
+)
+
+
+class NewsApp:
+    def __init__(self, settings: Settings, engine: Engine | None = None,
+                 users: dict[str, User] | None = None) -> None:
+        self.settings = settings
+        self.engine = engine or Engine(settings)
+        self.store: ArticleStore = self.engine.store
+        self.users = users  # None: no login, whoever reaches the page edits
+        self.limits = Limits(settings)
+        self.uploads = Uploads(Path(settings.data_dir) / "uploads", settings.max_file_bytes)
+        self._warm_lock = threading.Lock()
+        self._warm = False
+
+    # -- start-up ----------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Load the embedding model and the keyword index before the first question.
+
+        Run in a thread at start-up; a question that comes first waits for it here
+        rather than loading a second copy of the model.
+        """
+        with self._warm_lock:
+            if self._warm:
+                return
+            started = time.perf_counter()
+            self.store.embed_model  # noqa: B018 - loads the model
+            if self.store.has_chunks():
+                self.engine.keyword.ensure()
+            self._warm = True
+            logger.info("Ready to answer (model and keyword index loaded in %.1f s)",
+                        time.perf_counter() - started)
+
+    def mode_text(self) -> str:
+        if self.engine.resolve_mode(None) == AnswerMode.LLM:
+            llm = self.engine.llm()
+            name = llm.model if llm is not None else self.settings.llm_model
+            return (f"Answers are written by the LLM `{name}`; every sentence is checked "
+                    "against the passages it cites.")
+        return ("Answers are **extractive**: sentences quoted from the articles (no LLM is "
+                "configured; set RAG_LLM_MODEL and OPENAI_BASE_URL to use one).")
+
+    def banner(self) -> str:
+        """Markdown above the tabs: how to add articles while the library is empty."""
+        if self.store.has_chunks():
+            return ""
+        first, *rest = EMPTY_LIBRARY.splitlines()
+        return "  \n".join([f"**{first}**", *rest])
+
+    # -- who may do what; what they are told --------------------------------
+
+    def role(self, request: gr.Request | None) -> str:
+        return role_of(self.users, getattr(request, "username", None))
+
+    def require_editor(self, request: gr.Request | None) -> None:
+        if self.role(request) != EDITOR:
+            raise gr.Error("Only editors may add or remove articles; you are logged in as a "
+                           "reader.", print_exception=False)
+
+    def public(self, answer: Answer) -> Answer:
+        """The answer with source names in place of server paths (chat, API, export)."""
+        name = self.uploads.source_name
+        return answer.model_copy(update={
+            "citations": [c.model_copy(update={"path": name(c.path) or None})
+                          for c in answer.citations],
+            "retrieved": [r.model_copy(update={"path": name(r.path) or None})
+                          for r in answer.retrieved],
+        })
+
+    def redact(self, text: str) -> str:
+        """An error line without the server's data folder in it."""
+        for where in {str(Path(self.settings.data_dir).resolve()), str(self.settings.data_dir)}:
+            text = text.replace(where, "<data folder>")
+        return text
+
+    def error_line(self, exc: Exception, doing: str) -> str:
+        """What a web user is told of a failure: our own one-line reasons (ValueError,
+        StoreError) without server paths; of anything else only that it happened, with
+        the traceback in the server's log."""
+        if isinstance(exc, gr.Error):
+            return self.redact(str(exc.message))
+        if isinstance(exc, ValueError | StoreError):
+            return self.redact(str(exc))
+        logger.error("%s failed", doing, exc_info=exc)
+        return UNEXPECTED
+
+    # -- answering ---------------------------------------------------------
+
+    def article_text(self, article_id: str) -> str | None:
+        article = self.store.get_article(article_id) if article_id else None
+        return article.text if article else None
+
+    def answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
+               mode: str | None) -> AnswerStream:
+        """The engine's stream, after warm-up; its answer with a hint when filters leave
+        nothing, and source names in place of server paths."""
+        return Streamed(self._answer(question, history, filters, mode))
+
+    def _answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
+                mode: str | None) -> Generator[str, None, Answer]:
+        self.warm_up()
+        stream = self.engine.stream(question, history=history, filters=filters,
+                                    mode=mode or None)
+        yield from stream
+        answer = stream.result
+        if filters and not answer.retrieved:
+            answer = answer.with_notice(NO_MATCH)
+        return self.public(answer)
+
+    # -- the library -------------------------------------------------------
+
+    def articles(self) -> list[StoredArticle]:
+        return self.store.list_articles()
+
+    def library_rows(self, query: str = "", articles: list[StoredArticle] | None = None
+                     ) -> list[list[Any]]:
+        """Rows of the library table matching every word of `query`."""
+        words = self.limits.field(query, "search").casefold().split()
+        rows = []
+        for a in self.articles() if articles is None else articles:
+            source = a.url or self.uploads.source_name(a.paths[0] if a.paths else "")
+            row = [a.title, a.published.isoformat() if a.published else "", a.outlet or "",
+                   a.chunks, source, a.id]
+            haystack = " ".join(str(x) for x in row).casefold()
+            if all(w in haystack for w in words):
+                rows.append(row)
+        return rows
+
+    def library_count(self, query: str = "", articles: list[StoredArticle] | None = None,
+                      shown: int | None = None) -> str:
+        articles = self.articles() if articles is None else articles
+        if shown is None:
+            shown = len(self.library_rows(query, articles=articles))
+        chunks = self.store.chunks.count() if self.store.exists else 0
+        found = f"{shown} of {len(articles)} shown · " if query.strip() else ""
+        return f"{found}{len(articles)} article(s), {chunks} passage(s)"
+
+    def search_library(self, query: str) -> tuple[list[list[Any]], str]:
+        articles = self.articles()
+        rows = self.library_rows(query, articles=articles)
+        return rows, self.library_count(query, articles, len(rows))
+
+    def article_choices(self, articles: list[StoredArticle] | None = None
+                        ) -> list[tuple[str, str]]:
+        out = []
+        for a in self.articles() if articles is None else articles:
+            when = f" ({a.published.isoformat()})" if a.published else ""
+            out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
+        return out
+
+    def outlet_choices(self, articles: list[StoredArticle] | None = None) -> list[str]:
+        articles = self.articles() if articles is None else articles
+        return sorted({a.outlet for a in articles if a.outlet}, key=str.casefold)
+
+    # -- adding and removing -------------------------------------------------
+
+    def save_text(self, text: str, title: str = "") -> str:
+        """Pasted text (checked) as our own .txt copy."""
+        self.limits.field(title, "headline")
+        return self.uploads.save_text(self.limits.paste(text), title)
+
+    def ingest(self, refs: list[str], names: dict[str, str], outlet: str = "", *,
+               local: bool = True) -> Streamed[str, dict[str, Any]]:
+        """Ingest with the pipeline the CLI uses: a log line per result (CLI wording) as
+        it comes, then the report as the API gives it. `local=False`: the refs are URLs
+        a web user gave, never read as server paths. Closing the stream stops the ingest
+        between sources."""
+        return Streamed(self._ingest(refs, names, outlet, local))
+
+    def run_ingest(self, refs: list[str], names: dict[str, str], outlet: str = "", *,
+                   local: bool = True) -> dict[str, Any]:
+        return self.ingest(refs, names, outlet, local=local).result
+
+    def _ingest(self, refs: list[str], names: dict[str, str], outlet: str, local: bool
+                ) -> Generator[str, None, dict[str, Any]]:
+        self.limits.field(outlet, "outlet")
+
+        def shown(source: str) -> str:
+            for ref, name in names.items():
+                source = source.replace(ref, name)
+            return self.redact(source)
+
+        self.warm_up()
+        stream = ingest_stream(refs, self.store, self.settings, outlet=outlet.strip() or None,
+                               progress=False, local=local)
+        lines: list[str] = []
+        for result in stream:
+            line = (f"failed     {shown(result.source)}: {result.reason}"
+                    if result.status == "failed" else shown(result.line()))
+            lines.append(line)
+            yield line
+        report: Report = stream.result
+        self._forget_failed_uploads(refs, report)
+        if self.store.has_chunks():
+            self.engine.keyword.ensure()  # the next question should not wait for it
+        return {
+            "summary": shown(report.summary()),
+            "lines": lines,
+            "counts": {s: report.count(s) for s in STATUSES},
+            "results": [{**asdict(r), "source": shown(r.source)} for r in report.results],
+        }
+
+    def ingest_log(self, refs: list[str], names: dict[str, str], outlet: str,
+                   progress: gr.Progress | None = None, *, local: bool = True,
+                   refused: list[str] | None = None) -> Iterator[str]:
+        """The log so far, as results arrive. `refused`: lines for sources refused before
+        ingest (e.g. uploads over the limit)."""
+        log: list[str] = list(refused or [])
+        if not refs:
+            log.append("Nothing to add." if not log else f"added 0, failed {len(log)}")
+            yield "\n".join(log)
+            return
+        log.append(f"adding {len(refs)} source(s)…")
+        yield "\n".join(log)
+        stream = self.ingest(refs, names, outlet, local=local)
+        try:
+            for done, line in enumerate(stream, 1):
+                log.append(line)
+                if progress is not None:
+                    progress((min(done, len(refs)), len(refs)), desc="ingesting",
+                             unit="sources")
+                yield "\n".join(log)
+            log.append(stream.result["summary"])
+        except Exception as exc:  # a broken store: say so instead of hanging the UI
+            log.append("ingest stopped: " + self.error_line(
+                exc, f"ingest of {len(refs)} source(s)"))
+        yield "\n".join(log)
+
+    def _forget_failed_uploads(self, refs: list[str], report: Report) -> None:
+        """Drop our copy of an upload that gave no article (the log says why)."""
+        for ref in refs:
+            kept = any(r.status != "failed" and (r.source == ref or r.source.startswith(ref + ":"))
+                       for r in report.results)
+            if not kept:
+                self.uploads.delete(ref, (p for a in self.articles() for p in a.paths))
+
+    def remove(self, article_id: str | None) -> str:
+        if not article_id:
+            return "Pick an article to remove."
+        self.limits.field(article_id, "article id")
+        article = self.store.get_article(article_id)
+        if article is None or not self.store.remove_article(article_id):
+            return f"No article with id {article_id}."
+        for path in article.paths:  # our own copies of uploads and pasted text
+            self.uploads.delete(path, (p for a in self.articles() for p in a.paths))
+        if self.store.has_chunks():
+            self.engine.keyword.ensure()
+        return f"Removed {article.id}: {' '.join(article.title.split())}"
