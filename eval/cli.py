@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, default=300)
     gen.add_argument("--seed", type=int, default=13)
     gen.add_argument("--out", type=Path, required=True)
+    spl = sub.add_parser("split", help="seeded dev/test halves of a dataset, by type")
+    spl.add_argument("dataset", type=Path)
+    spl.add_argument("--seed", type=int, default=13)
+    spl.add_argument("--dev", type=Path, required=True, help="where the dev half goes")
+    spl.add_argument("--test", type=Path, required=True, help="where the test half goes")
     return parser
 
 
@@ -71,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
             records = report.read_records(args.old), report.read_records(args.new)
             if records[0] is not None and records[1] is not None:
                 print(report.compare_answers(*records))
+            return 0
+        if args.command == "split":
+            dev, test = qa.split(qa.load(args.dataset), args.seed)
+            qa.write(dev, args.dev)
+            qa.write(test, args.test)
+            print(f"wrote {len(dev)} questions to {args.dev}, {len(test)} to {args.test}")
             return 0
         if args.command == "generate":
             items = qa.generate_cloze(args.corpus, args.n, args.seed)

@@ -13,7 +13,9 @@ from ingest.readers import decode_text
 from ingest.textparse import parse_text
 from rag.text import sentence_spans
 
-TYPES = ("factoid", "why", "how", "numeric", "date", "who", "unanswerable", "followup", "cloze")
+TYPES = ("factoid", "why", "how", "numeric", "date", "who", "unanswerable", "followup", "cloze",
+         "vague")  # vague: names no subject; `source` is one story it fits
+
 
 
 class DatasetError(ValueError):
@@ -119,3 +121,20 @@ def write(items: list[QAItem], path: Path) -> None:
     with path.open("w", encoding="utf-8") as out:
         for item in items:
             out.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+
+
+def split(items: list[QAItem], seed: int, dev_share: float = 0.5
+          ) -> tuple[list[QAItem], list[QAItem]]:
+    """A seeded dev/test split, stratified by type so both halves have every kind."""
+    rng = random.Random(seed)
+    dev: list[QAItem] = []
+    test: list[QAItem] = []
+    for kind in dict.fromkeys(i.type for i in items):
+        group = [i for i in items if i.type == kind]
+        rng.shuffle(group)
+        cut = round(len(group) * dev_share)
+        dev += group[:cut]
+        test += group[cut:]
+    order = {i.id: n for n, i in enumerate(items)}
+    return sorted(dev, key=lambda i: order[i.id]), sorted(test, key=lambda i: order[i.id])
+

@@ -14,7 +14,7 @@ ORDER = [
     "passage_hit@1", "passage_hit@5", "passage_hit@10", "passage_mrr", "passage_ndcg@10",
     "answer_contains", "answer_f1", "keyword_recall",
     "citation_precision", "support_rate", "unsupported_rate",
-    "refusal_rate", "false_refusal_rate",
+    "refusal_rate", "false_refusal_rate", "vague_ok", "clarify_rate",
     "faithfulness", "relevancy", "correctness",
     "latency_retrieve_p50_ms", "latency_retrieve_p95_ms", "latency_answer_p50_ms",
     "latency_answer_p95_ms", "latency_total_p50_ms", "latency_total_p95_ms",

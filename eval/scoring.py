@@ -77,9 +77,16 @@ def score_record(item: QAItem, result: dict[str, Any], gold: Gold | None) -> dic
     for stage in ("retrieve", "answer", "total"):
         if stage in timings:
             out[f"_t_{stage}"] = timings[stage]
-    refused = bool(result["refused"])
+    choices = [c["article_id"] for c in result.get("clarify") or []]
+    refused = bool(result["refused"]) or bool(choices)  # a question back answers nothing
     if gold is None:  # unanswerable
         out["refusal_rate"] = float(refused)
+        return out
+    if item.type == "vague":  # right: ask back offering the story, or answer from it
+        cited = [c["article_id"] for c in result["citations"]]
+        out["vague_ok"] = float(bool(set(choices) & gold.article_ids) if choices
+                                else not refused and bool(cited) and cited[0] in gold.article_ids)
+        out["clarify_rate"] = float(bool(choices))
         return out
     out["false_refusal_rate"] = float(refused)
     retrieved = result["retrieved"]
