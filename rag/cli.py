@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     if result.mode == AnswerMode.LLM:  # the streamed text had the model's numbering
         print(f"\n{result.answer}")
+    if result.clarify:
+        print("\nAsk again about one of them, e.g.:")
+        for c in result.clarify:
+            print(f"  {c.question}")
+        return 0
     flagged = [s for s in result.sentences if not s.supported]
     if flagged and not result.refused:
         print("\nUnsupported by the cited passages:")

@@ -7,9 +7,11 @@
     stream.result                          # the Answer
 
 The steps, each a function or object of its own: condense (a follow-up to a
-standalone question) -> retrieve (`Retriever`) -> draft (the first answerer in the
-chain whose draft stands) -> verify (`rag.citations.verify`) -> assemble (citation
-numbers assigned once, the `Answer`).
+standalone question) -> retrieve (`Retriever`) -> clarify (a question that names no
+subject, over passages from several stories, gets a question back:
+`rag.stories.clarify`) -> draft (the first answerer in the chain whose draft stands)
+-> verify (`rag.citations.verify`) -> assemble (citation numbers assigned once, the
+`Answer`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from rag.llm import LLMAnswerer, LLMError, llm_configured
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.store import ArticleStore
+from rag.stories import clarify, story_of
 from rag.streams import Streamed
 from rag.text import content_terms
 from rag.types import (
@@ -34,6 +37,7 @@ from rag.types import (
     Answer,
     AnswerMode,
     Checked,
+    Choice,
     Draft,
     Passage,
     RetrievalMode,
@@ -132,6 +136,17 @@ class Engine:
         with _timed(timings, "retrieve"):
             passages = self.retriever(retrieval).retrieve(
                 standalone, top_k=top_k or self.settings.top_k, filters=filters)
+        # A story picked from a question back: its passages, asked the bare question.
+        asked, story = story_of(standalone)
+        if story is not None:
+            passages = [p for p in passages if " ".join(p.title.split()) == story] or passages
+
+        choices = clarify(asked, passages) if story is None else []
+        if choices:  # a question back: the question names no subject, the passages many
+            answer = ask_back(question, standalone, choices, passages, chain[0].mode)
+            yield answer.answer
+            timings["total"] = _ms(started)
+            return answer.model_copy(update={"timings_ms": timings})
 
         scorer = SupportScorer(self.store.embed_model if passages else None)
         written: list[str] = []
@@ -142,7 +157,7 @@ class Engine:
                     draft = self._nothing_found()
                 else:
                     try:
-                        draft = yield from _recording(answerer.draft(standalone, passages),
+                        draft = yield from _recording(answerer.draft(asked, passages),
                                                       written)
                     except LLMError as exc:
                         notices.append(f"{exc}; showing the extractive answer instead")
@@ -211,6 +226,16 @@ def assemble(question: str, standalone: str, draft: Draft, checked: list[Checked
         retrieved=[_retrieved(p) for p in passages],
         notice="; ".join(x for x in notices if x),
     )
+
+
+def ask_back(question: str, standalone: str, choices: list[Choice], passages: list[Passage],
+             mode: AnswerMode) -> Answer:
+    """The answer that is a question: which of these stories is meant?"""
+    listed = " · ".join(f"{c.title} ({c.published})" if c.published else c.title
+                        for c in choices)
+    return Answer(question=question, standalone_question=standalone, mode=mode,
+                  answer=f"Which story do you mean? The articles cover: {listed}",
+                  clarify=choices, retrieved=[_retrieved(p) for p in passages])
 
 
 def _plausible_rewrite(condensed: str, question: str, history: list[dict[str, Any]]) -> bool:

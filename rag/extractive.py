@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.expansion import related_stems
+from rag.stories import Stories, wants_several
 from rag.text import content_terms, numbers, sentence_spans
 from rag.types import Claim, Draft, Passage
 
@@ -35,7 +36,12 @@ _DATE = re.compile(
 )
 _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hundred|"
                      r"thousand|million|billion|dozen)\b", re.I)
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+")
+_MANNER = re.compile(r"\b(by|through|using|via|thanks to|with the help of|in order to|"
+                     r"plans? to|will|would)\b", re.I)
+_SENTENCE_START = re.compile(r"^[\"“‘'(\[]*[A-Z0-9£$€]")
+# What holding the asked-for kind of thing adds to a sentence's score.
+_TYPE_BONUS = {"numeric": 0.15, "when": 0.15, "who": 0.12, "which": 0.15, "why": 0.1,
+               "how": 0.04}
 
 
 def question_type(question: str) -> str:
@@ -65,7 +71,11 @@ class _Candidate:
     end: int
     text: str
     dense: float = 0.0
-    lexical: float = 0.0
+    lexical: float = 0.0  # the question's weighted words, in it or its passage
+    own: float = 0.0  # ... in the sentence itself
+    context: float = 0.0  # `own` of the best neighbouring sentence
+    novelty: float = 1.0  # share of its words the question did not use
+    typed: bool = False  # holds the kind of thing the question asks for
     score: float = 0.0
 
 
@@ -92,13 +102,24 @@ class SentencePicker:
         q_terms = list(dict.fromkeys(content_terms(question)))
         kind = question_type(question)
         weights = {t: self.idf(t) for t in q_terms}
+        asked = set(q_terms) | {r for t in q_terms for r in related_stems(t)}
         passage_terms = [set(content_terms(p.text)) for p in passages]
         for cand in candidates:
-            cand.lexical = coverage(weights, set(content_terms(cand.text)),
-                                    passage_terms[cand.passage])
+            terms = set(content_terms(cand.text))
+            cand.lexical = coverage(weights, terms, passage_terms[cand.passage])
+            cand.own = coverage(weights, terms, set())
+            cand.novelty = len(terms - asked) / max(len(terms), 1)
+            cand.typed = _holds_answer(kind, cand.text, question)
+        # The answer is often the sentence after (or before) the one that restates the
+        # question: a sentence holding the asked-for kind of thing borrows its
+        # neighbours' match on the question's words.
+        for prev, cand, nxt in zip([None, *candidates[:-1]], candidates, [*candidates[1:], None],
+                                   strict=True):
+            near = [n.own for n in (prev, nxt) if n is not None and n.passage == cand.passage]
+            cand.context = max(near, default=0.0)
         # Embedding every sentence of every passage is most of the answer's time; those
         # far down on words and passage rank are never chosen, so they are not embedded.
-        candidates.sort(key=lambda c: -(c.lexical + 0.3 / (1.0 + 0.25 * c.passage)))
+        candidates.sort(key=lambda c: -(self._topical(c) + 0.3 / (1.0 + 0.25 * c.passage)))
         candidates = candidates[: self.max_candidates]
         vectors = np.asarray(self.embed_model.get_text_embedding_batch(
             [question, *(c.text for c in candidates)]))
@@ -107,8 +128,9 @@ class SentencePicker:
         for cand, vec in zip(candidates, svecs, strict=True):
             cand.dense = float(vec @ qvec)
             prior = 1.0 / (1.0 + 0.25 * cand.passage)
-            cand.score = (0.45 * cand.dense + 0.45 * cand.lexical + 0.1 * prior
-                          + _cue_bonus(kind, cand.text))
+            cand.score = (0.4 * cand.dense + 0.4 * self._topical(cand) + 0.1 * prior
+                          + (_TYPE_BONUS.get(kind, 0.0) if cand.typed else 0.0)
+                          - (0.12 if cand.novelty < 0.3 else 0.0))  # says only what was asked
         best_dense = max(c.dense for c in candidates)
         best_cover = max(c.lexical for c in candidates)
         if best_cover < self.min_coverage and best_dense < self.min_dense:
@@ -118,7 +140,7 @@ class SentencePicker:
         relevant = [c for c in candidates if c.lexical >= 0.5 or c.dense >= self.min_dense]
         if kind in _TYPED and not any(_has_type(kind, c.text, question) for c in relevant):
             return Draft(refused=True)
-        chosen = self._select(candidates, svecs, kind, question)
+        chosen = self._select(candidates, svecs, kind, question, passages)
         # Back in reading order: articles by their best sentence's rank, then position.
         rank_of_passage: dict[str, int] = {}
         for i, cand in enumerate(chosen):
@@ -126,6 +148,12 @@ class SentencePicker:
         chosen.sort(key=lambda c: (rank_of_passage[passages[c.passage].article_id],
                                    passages[c.passage].start + c.start))
         return Draft(claims=[Claim(text=c.text, passages=[c.passage + 1]) for c in chosen])
+
+    @staticmethod
+    def _topical(cand: _Candidate) -> float:
+        """How well a sentence matches the question's words; one holding the asked-for
+        kind of thing also counts its neighbours' match (most of it)."""
+        return max(cand.lexical, 0.8 * cand.context) if cand.typed else cand.lexical
 
     def _candidates(self, passages: list[Passage]) -> list[_Candidate]:
         seen: set[str] = set()
@@ -135,15 +163,24 @@ class SentencePicker:
                 text = passage.text[start:end]
                 key = " ".join(text.lower().split())
                 # Headings and fragments are not answers; overlapping chunks repeat sentences.
-                if key in seen or len(text.split()) < 5 or not re.search(r"[.!?\"”’)]$", text):
+                # A chunk may begin mid-sentence: such a start is no sentence's start.
+                if (key in seen or len(text.split()) < 5 or not re.search(r"[.!?\"”’)]$", text)
+                        or not _SENTENCE_START.match(text)):
                     continue
                 seen.add(key)
                 out.append(_Candidate(i, start, end, text))
         return out
 
     def _select(self, candidates: list[_Candidate], vectors: np.ndarray, kind: str,
-                question: str) -> list[_Candidate]:
+                question: str, passages: list[Passage]) -> list[_Candidate]:
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+        # One story per answer: sentences of other articles join only when those tell
+        # the same story, unless the question asks for a comparison or an overview.
+        stories = Stories(passages)
+        lead = passages[candidates[order[0]].passage].article_id
+        if not wants_several(question):
+            order = [i for i in order
+                     if stories.same(lead, passages[candidates[i].passage].article_id)]
         top = candidates[order[0]].score
         limit = self.max_sentences if kind in ("why", "how", "what") else 3
         chosen: list[int] = []
@@ -157,10 +194,9 @@ class SentencePicker:
             chosen.append(i)
         # The best sentences may set the scene without the figure, date or name asked
         # for; then the best sentence that has it joins them (it is usually next door).
-        if kind in _TYPED and not any(_has_type(kind, candidates[i].text, question)
-                                      for i in chosen):
+        if kind in _TYPED and not any(candidates[i].typed for i in chosen):
             typed = [i for i in order if i not in chosen and candidates[i].score >= 0.6 * top
-                     and _has_type(kind, candidates[i].text, question)]
+                     and candidates[i].typed]
             if typed:
                 chosen = [*chosen[: limit - 1], typed[0]]
         return [candidates[i] for i in chosen]
@@ -199,6 +235,11 @@ def _has_type(kind: str, text: str, question: str) -> bool:
         return bool(_DATE.search(text))
     asked = {w.lower() for w in re.findall(r"[A-Za-z][\w'’-]*", question)}
     names = re.findall(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'’-]*(?:\s+[A-Z][\w'’-]*)*", text)
+    # A sentence may open with a full name ("Pranab Mukherjee said..."): two capitalised
+    # words at its start are a name, one alone may just be the sentence's first word.
+    opening = re.match(r"[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)+", text)
+    if opening:
+        names.append(opening.group(0))
     return any(any(w.lower() not in asked for w in name.split()) for name in names)
 
 
@@ -229,19 +270,25 @@ def _missing_question_numbers(question: str, passages: list[Passage]) -> bool:
     return not wanted <= found
 
 
-def _cue_bonus(kind: str, text: str) -> float:
-    if kind == "why" and _CAUSE.search(text):
-        return 0.1
-    if kind == "when" and _DATE.search(text):
-        return 0.1
-    if kind == "numeric" and _NUMBER.search(text):
-        return 0.1
-    if kind == "who" and _NAME.search(text):
-        return 0.04
-    if kind == "which" and re.search(r"(?<!^)\b[A-Z][a-z]*[A-Z]\w*|(?<![.!?]\s)(?<!^)\b[A-Z]\w+",
-                                     text):
-        return 0.05  # "which feature": the answer names it
-    return 0.0
+def _holds_answer(kind: str, text: str, question: str) -> bool:
+    """Does the sentence hold the kind of thing asked for, beyond what the question
+    already says: a name it doesn't use (which/who), a figure or date it doesn't
+    give (how many, when), a cause (why), a manner (how)?"""
+    if kind == "numeric":
+        given = numbers(question)
+        return bool(numbers(text) - given) or bool(
+            {w.lower() for w in _NUMBER.findall(text)} - {w.lower() for w in
+                                                         _NUMBER.findall(question)})
+    if kind == "when":
+        return bool({d.lower() for d in _DATE.findall(text)}
+                    - {d.lower() for d in _DATE.findall(question)})
+    if kind == "why":
+        return bool(_CAUSE.search(text))
+    if kind == "how":
+        return bool(_MANNER.search(text))
+    if kind in ("who", "which"):
+        return _has_type(kind, text, question)
+    return False
 
 
 def bm25_known(bm25) -> Callable[[str], bool]:  # noqa: ANN001 - a bm25s.BM25

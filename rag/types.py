@@ -119,6 +119,15 @@ class AnswerSentence(_Frozen):
     score: float = 0.0
 
 
+class Choice(_Frozen):
+    """A story a question may be about, offered back when the question names none."""
+
+    article_id: str
+    title: str = ""
+    published: str | None = None
+    question: str = ""  # the question, asked about this story
+
+
 class Retrieved(_Frozen):
     """A passage the answer was drawn from, as reported (without its text)."""
 
@@ -144,6 +153,7 @@ class Answer(_Frozen):
     retrieved: list[Retrieved] = Field(default_factory=list)
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notice: str = ""  # e.g. why an LLM answer fell back to the extractive one
+    clarify: list[Choice] = Field(default_factory=list)  # set: a question back, not an answer
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -480,3 +480,21 @@ def test_python_app_py_on_an_empty_library(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_a_question_back_renders_each_story_as_a_link_that_asks_about_it() -> None:
+    from rag.types import Choice
+
+    evil = '<img src=x onerror="alert(1)">'
+    asked = _result(answer="Which story do you mean? ...", citations=[], sentences=[],
+                    clarify=[Choice(article_id="a1", title=f"Envoys {evil}",
+                                    published="2024-07-01",
+                                    question=f"why? (story: Envoys {evil})"),
+                             Choice(article_id="a2", title="Fiat deal", question="why? (story: "
+                                                                                  "Fiat deal)")])
+    out = render.answer_html(asked, "t1")
+    assert out.count('class="rag-choice"') == 2 and "Which story do you mean?" in out
+    assert 'title="why? (story: Fiat deal)"' in out and "<img" not in out
+    assert "Envoys &lt;img" in out and "(2024-07-01)" in out
+    md = export.conversation_markdown([{"question": "why?", "result": asked.to_json()}])
+    assert "Which story do you mean?" in md and "- Fiat deal" in md and "<img" not in md

@@ -130,3 +130,26 @@ def test_stands_check_and_assemble() -> None:
     assert answer.notice == "a; the library is empty"
     assert [r.chunk_id for r in answer.retrieved] == ["a1:v:0"]
     assert answer.to_json()["retrieved"][0]["file_path"] == "/data/border.txt"
+
+
+def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_story(
+        settings: Settings) -> None:
+    other = "Fiat and General Motors fell out in Turin over the finance arm sale in 2003."
+    two = [*PASSAGES, Passage(chunk_id="b1:v:0", article_id="b1", text=other, start=0,
+                              end=len(other), score=0.9, title="GM pays Fiat")]
+
+    class TwoStories:
+        def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
+            return two
+
+    engine = Engine(settings)
+    engine.retriever = lambda mode=None: TwoStories()  # type: ignore[method-assign]
+    stream = engine.stream("Why was it closed?", mode="extractive")
+    deltas = list(stream)
+    asked = stream.result
+    assert [c.article_id for c in asked.clarify] == ["a1", "b1"]
+    assert deltas == [asked.answer] and asked.answer.startswith("Which story do you mean?")
+    assert not asked.refused and asked.citations == [] and asked.to_json()["clarify"]
+    answer = engine.ask(asked.clarify[0].question, mode="extractive")
+    assert not answer.clarify and not answer.refused
+    assert {c.article_id for c in answer.citations} == {"a1"} and "Tehran" in answer.answer

@@ -99,7 +99,12 @@ def conversation_markdown(turns: Iterable[Turn | Mapping[str, Any]], title: str 
     for i, turn in enumerate(turns_of(turns), 1):
         result = turn.result
         lines += [f"## {i}. {_md(turn.question)}", ""]
-        if result.refused or not result.sentences:
+        if result.clarify:
+            lines.append("Which story do you mean? The articles cover:")
+            lines.append("")
+            lines += [f"- {_md(c.title) or '(untitled)'}"
+                      + (f" ({_md(c.published)})" if c.published else "") for c in result.clarify]
+        elif result.refused or not result.sentences:
             lines.append(_md(result.answer))
         else:
             out = []

@@ -54,10 +54,13 @@ h1 { font-weight: 600 !important; }
 .rag-passage mark { background: #ffe58a; color: #111; padding: 0 1px; }
 .rag-pending .rag-meta { font-style: italic; }
 .rag-hidden { display: none !important; }
+.rag-choices { margin: .2em 0 .5em 1.2em; }
+.rag-choice { cursor: pointer; }
 """
 
-# A footnote [n] opens its source's <details> and scrolls to it. Without this script
-# the link still scrolls there (the details just stay closed).
+# A footnote [n] opens its source's <details> and scrolls to it (without this script
+# the link still scrolls there, the details just stay closed); a story offered back
+# asks the question about it.
 HEAD = """<script>
 document.addEventListener('click', function (ev) {
   var a = ev.target && ev.target.closest ? ev.target.closest('a.rag-cite') : null;
@@ -70,6 +73,17 @@ document.addEventListener('click', function (ev) {
   el.scrollIntoView({block: 'nearest', behavior: 'smooth'});
   el.classList.add('rag-flash');
   setTimeout(function () { el.classList.remove('rag-flash'); }, 1500);
+}, true);
+// A story offered back ("Which story do you mean?") asks the question about it.
+document.addEventListener('click', function (ev) {
+  var a = ev.target && ev.target.closest ? ev.target.closest('a.rag-choice') : null;
+  var box = document.querySelector('#question textarea');
+  var ask = document.querySelector('#ask');
+  if (!a || !box || !ask) return;
+  ev.preventDefault();
+  box.value = a.getAttribute('title') || '';
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  setTimeout(function () { ask.click(); }, 50);
 }, true);
 </script>"""
 

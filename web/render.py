@@ -182,7 +182,9 @@ def answer_html(result: Answer, prefix: str = "a", lookup: TextLookup | None = N
     sentences = list(result.sentences)
     titles = {c.n: one_line(c.title) for c in citations}
     parts = ['<div class="rag-answer">']
-    if result.refused or not sentences:
+    if result.clarify:
+        parts.append(clarify_html(result))
+    elif result.refused or not sentences:
         parts.append(f'<p class="rag-text rag-refused">{esc(result.answer)}</p>')
     else:
         body = " ".join(_sentence_html(s, prefix, titles) for s in sentences)
@@ -204,6 +206,20 @@ def answer_html(result: Answer, prefix: str = "a", lookup: TextLookup | None = N
         parts.append("</div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def clarify_html(result: Answer) -> str:
+    """A question back: each story a link that asks the question about it (the page's
+    script puts the link's title, the question, in the box and sends it)."""
+    links = []
+    for c in result.clarify:
+        label = one_line(c.title) or "(untitled)"
+        if c.published:
+            label += f" ({one_line(c.published)})"
+        links.append(f'<li><a class="rag-choice" href="#question" title="{esc(c.question)}">'
+                     f"{esc(label)}</a></li>")
+    return ('<p class="rag-text rag-clarify">Which story do you mean? The articles cover:</p>'
+            f'<ul class="rag-choices">{"".join(links)}</ul>')
 
 
 def streaming_html(text: str) -> str:

@@ -1,0 +1,118 @@
+"""Which story a question is about: same-story tests between articles, and the
+question back when a question names no subject and the passages tell several stories.
+
+No library groups news passages into stories on the fly, so this is ours; it leans on
+named entities (capitalised words past a sentence's start), which is what tells two
+news stories apart far more reliably than topic words do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from rag.text import STOPWORDS
+from rag.types import Choice, Passage
+
+# A capitalised word that is not a sentence's first word; months, days and titles
+# carry no story.
+_NAME = re.compile(r"(?<![.!?\"“]\s)(?<!^)(?<!\n)\b[A-Z][A-Za-z'’-]+")
+_NOT_STORY = {
+    "mr", "mrs", "ms", "dr", "sir", "the", "monday", "tuesday", "wednesday", "thursday",
+    "friday", "saturday", "sunday", "january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december", "bbc", "news", "uk",
+    "us", "i", "he", "she", "it", "they", "we", "but", "and", "in", "on", "at", "a", "an",
+}
+# Words of a question that ask rather than say what about.
+_ASKING = {
+    "what", "why", "how", "who", "whom", "whose", "when", "where", "which", "did", "does",
+    "do", "is", "are", "was", "were", "can", "could", "will", "would", "should", "has",
+    "have", "had", "tell", "me", "about", "explain", "happen", "happened", "much", "many",
+    "long", "get", "got", "go", "went", "make", "made", "say", "said", "it", "they", "he",
+    "she", "this", "that", "them", "their", "his", "her", "its",
+}
+_OVERVIEW = re.compile(r"\b(compare|comparison|differ\w*|versus|vs\.?|both|all the|overview|"
+                       r"summar\w*|each|various|list|which (articles|stories)|what (stories|"
+                       r"news))\b", re.I)
+
+
+_STORY = re.compile(r"^(?P<question>.*?)\s*\(story: (?P<title>.+)\)$", re.S)
+
+
+def about_story(question: str, title: str) -> str:
+    """The question asked about one story: what a choice offered back asks."""
+    return f"{question.rstrip(' ?')}? (story: {' '.join(title.split())})"
+
+
+def story_of(question: str) -> tuple[str, str | None]:
+    """(the question, the story title it names with `about_story`, or None)."""
+    match = _STORY.match(question.strip())
+    if not match:
+        return question, None
+    return match["question"], match["title"]
+
+
+def names(text: str) -> set[str]:
+    """The story-bearing names of a text, lower-cased."""
+    return {n.lower().strip("'’-") for n in _NAME.findall(text)} - _NOT_STORY
+
+
+def wants_several(question: str) -> bool:
+    """A question that asks for a comparison or an overview may span stories."""
+    return bool(_OVERVIEW.search(question))
+
+
+def names_no_subject(question: str) -> bool:
+    """A question with no name, number or specific topic: "why did relations sour?",
+    "who won?", "how much did it cost?"."""
+    words = re.findall(r"[A-Za-z][\w'’-]*|\d+", question)
+    if any(w[:1].isupper() for w in words[1:]) or any(w.isdigit() for w in words):
+        return False
+    subject = [w for w in words if w.lower() not in STOPWORDS and w.lower() not in _ASKING]
+    return len(subject) <= 2
+
+
+class Stories:
+    """The articles among some passages, with the names each one's passages hold."""
+
+    def __init__(self, passages: Iterable[Passage]) -> None:
+        self.names: dict[str, set[str]] = {}
+        self.best: dict[str, Passage] = {}
+        for p in passages:
+            self.names.setdefault(p.article_id, set()).update(names(p.title + ". " + p.text))
+            if p.article_id not in self.best or p.score > self.best[p.article_id].score:
+                self.best[p.article_id] = p
+
+    def same(self, a: str, b: str) -> bool:
+        """Two articles tell one story when they share at least two names, or most of
+        the smaller one's."""
+        if a == b:
+            return True
+        x, y = self.names.get(a, set()), self.names.get(b, set())
+        shared = len(x & y)
+        return shared >= 2 and (shared >= 3 or shared >= 0.3 * min(len(x), len(y)))
+
+    def distinct(self) -> list[Passage]:
+        """One passage per story, best first: articles of a story already listed are
+        left out."""
+        out: list[Passage] = []
+        for p in sorted(self.best.values(), key=lambda p: -p.score):
+            if not any(self.same(p.article_id, q.article_id) for q in out):
+                out.append(p)
+        return out
+
+
+def clarify(question: str, passages: list[Passage], most: int = 5,
+            close: float = 0.6) -> list[Choice]:
+    """The stories to ask back about, or [] to answer: only for a question that names no
+    subject, when the passages tell more than one story and the runner-up story scores
+    within `close` of the best."""
+    if not passages or not names_no_subject(question) or wants_several(question):
+        return []
+    stories = Stories(passages).distinct()
+    if len(stories) < 2 or stories[1].score < close * stories[0].score:
+        return []
+    return [Choice(article_id=p.article_id, title=" ".join(p.title.split()),
+                   published=p.published,
+                   question=about_story(question, p.title))
+            for p in stories[:most]]

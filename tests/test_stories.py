@@ -1,0 +1,63 @@
+"""Which story a question is about: asking back, one story per answer, no fragments."""
+
+from __future__ import annotations
+
+from rag.extractive import _SENTENCE_START
+from rag.stories import Stories, about_story, clarify, names_no_subject, story_of, wants_several
+from rag.types import Passage
+
+
+def _p(article: str, title: str, text: str, score: float) -> Passage:
+    return Passage(chunk_id=f"{article}:v:0", article_id=article, text=text, start=0,
+                   end=len(text), score=score, title=title, published="2005-02-01")
+
+
+FIAT = _p("fiat", "GM pays $2bn to evade Fiat buyout",
+          "The relationship between Fiat and General Motors soured after Fiat sold half "
+          "its finance arm in Turin.", 0.61)
+IRAN = _p("iran", "Iranian president Pezeshkian meets Azerbaijani leader Aliyev",
+          "Relations between Iran and Azerbaijan soured over Baku's ties with Israel.", 0.39)
+IRAN2 = _p("iran2", "Aliyev and Pezeshkian agree to reopen embassy",
+           "Azerbaijan will reopen its embassy in Tehran, Aliyev told Pezeshkian in Baku.", 0.35)
+WOLVES = _p("wolves", "Wolves appoint Hoddle as manager",
+            "That relationship turned sour at Wolverhampton before Glenn Hoddle arrived.", 0.30)
+
+
+def test_questions_without_a_subject() -> None:
+    for q in ("why did relations sour?", "Who won?", "How much did it cost?",
+              "Why did the deal collapse?"):
+        assert names_no_subject(q), q
+    for q in ("Why did relations between Iran and Azerbaijan sour?", "Who won in 2004?",
+              "What did the Chinese government do to internet cafes?"):
+        assert not names_no_subject(q), q
+    assert wants_several("Compare the two deals") and not wants_several("Who won?")
+
+
+def test_a_subjectless_question_over_several_stories_is_asked_back() -> None:
+    choices = clarify("why did relations sour?", [FIAT, IRAN, IRAN2, WOLVES])
+    assert [c.article_id for c in choices] == ["fiat", "iran", "wolves"]  # iran2: same story
+    assert choices[1].title.startswith("Iranian president") and choices[1].published
+    question, title = story_of(choices[1].question)
+    assert question == "why did relations sour?" and title == IRAN.title
+    assert story_of("Why did relations sour?") == ("Why did relations sour?", None)
+    assert about_story("who won", "A  title") == "who won? (story: A title)"
+
+
+def test_no_question_back_when_the_question_names_its_subject_or_one_story_leads() -> None:
+    assert clarify("Why did relations between Fiat and GM sour?", [FIAT, IRAN, WOLVES]) == []
+    assert clarify("why did relations sour?", [FIAT, WOLVES.model_copy(update={"score": 0.2})]
+                   ) == []  # the runner-up is far behind: answer from the leader
+    assert clarify("why did relations sour?", [IRAN, IRAN2]) == []  # one story
+
+
+def test_same_story_needs_shared_names() -> None:
+    stories = Stories([FIAT, IRAN, IRAN2, WOLVES])
+    assert stories.same("iran", "iran2") and not stories.same("iran", "fiat")
+    assert not stories.same("fiat", "wolves")
+
+
+def test_a_chunk_that_starts_mid_sentence_gives_no_candidate() -> None:
+    assert not _SENTENCE_START.match("won the men's event with a season's best of 7.95m.")
+    assert _SENTENCE_START.match("Holmes won the men's event.")
+    assert _SENTENCE_START.match('"England have a fantastic record," he said.')
+    assert _SENTENCE_START.match("£5m was paid.")
