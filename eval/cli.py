@@ -48,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, default=300)
     gen.add_argument("--seed", type=int, default=13)
     gen.add_argument("--out", type=Path, required=True)
+    rsc = sub.add_parser("rescore", help="score a run's records again after a change to "
+                                         "scoring or gold resolution; rewrites its report "
+                                         "(LLM-judge figures are dropped)")
+    rsc.add_argument("run", type=Path, help="an eval output folder (records.jsonl, report.json)")
+    rsc.add_argument("--dataset", type=Path, required=True)
+    rsc.add_argument("--corpus", type=Path, required=True)
+    rsc.add_argument("--data-dir", type=Path)
+    rsc.add_argument("--collection")
     spl = sub.add_parser("split", help="seeded dev/test halves of a dataset, by type")
     spl.add_argument("dataset", type=Path)
     spl.add_argument("--seed", type=int, default=13)
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             if records[0] is not None and records[1] is not None:
                 print(report.compare_answers(*records))
             return 0
+        if args.command == "rescore":
+            return cmd_rescore(args)
         if args.command == "split":
             dev, test = qa.split(qa.load(args.dataset), args.seed)
             qa.write(dev, args.dev)
@@ -146,3 +156,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(report.table(result["configs"], result.get("judge")))
     print(f"\nwrote {out}/records.jsonl, report.json, report.md, report.png")
     return 0
+
+
+def cmd_rescore(args: argparse.Namespace) -> int:
+    from rag.store import ArticleStore
+
+    items = qa.load(args.dataset)
+    records = report.read_records(args.run / "report.json")
+    if records is None:
+        raise OSError(f"no records.jsonl in {args.run}")
+    settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
+    golds = scoring.resolve_gold(items, ArticleStore(settings), args.corpus)
+    result = json.loads((args.run / "report.json").read_text())
+    result["configs"] = scoring.aggregate(items, records, golds, None)
+    report.write(args.run, result)
+    print(report.table(result["configs"], result.get("judge")))
+    return 0
+

@@ -54,7 +54,8 @@ def story_of(question: str) -> tuple[str, str | None]:
 
 def names(text: str) -> set[str]:
     """The story-bearing names of a text, lower-cased."""
-    return {n.lower().strip("'’-") for n in _NAME.findall(text)} - _NOT_STORY
+    return {re.sub(r"['’]s$", "", n.lower()).strip("'’-") for n in _NAME.findall(text)
+            } - _NOT_STORY
 
 
 def wants_several(question: str) -> bool:
@@ -84,13 +85,14 @@ class Stories:
                 self.best[p.article_id] = p
 
     def same(self, a: str, b: str) -> bool:
-        """Two articles tell one story when they share at least two names, or most of
-        the smaller one's."""
+        """Two articles tell one story when they share three names or more, and half of
+        the smaller one's (two oil-price reports share "Opec" and "New York", not
+        their story)."""
         if a == b:
             return True
         x, y = self.names.get(a, set()), self.names.get(b, set())
         shared = len(x & y)
-        return shared >= 2 and (shared >= 3 or shared >= 0.3 * min(len(x), len(y)))
+        return shared >= 3 and shared >= 0.5 * min(len(x), len(y))
 
     def distinct(self) -> list[Passage]:
         """One passage per story, best first: articles of a story already listed are

@@ -359,3 +359,52 @@ def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleName
     finally:
         context.close()
         demo.close()
+
+
+CLUB_ROW = (
+    "Harbour Rovers and Castle United fall out over stadium\n\n"
+    "Relations between Harbour Rovers and Castle United soured after the two clubs "
+    "failed to agree on sharing the new Quayside stadium, chairman Albert Penhale said. "
+    "The dispute began when Castle United demanded a larger share of ticket revenue, "
+    "and talks collapsed on Friday.\n"
+)
+
+
+def test_a_question_without_a_subject_is_asked_back_and_a_story_link_answers_it(
+        browser: Browser, tmp_path: Path) -> None:
+    """Two stories of souring relations: "why did relations sour?" offers both; clicking
+    the Iran-Azerbaijan one asks about it, and the answer gives its causes."""
+    from ingest.pipeline import ingest
+    from rag.settings import Settings
+
+    (tmp_path / "club.txt").write_text(CLUB_ROW, encoding="utf-8")
+    settings = Settings(data_dir=tmp_path / "data", collection="clarifyui")
+    news = NewsApp(settings)
+    assert ingest([str(SEED), str(tmp_path / "club.txt")], news.store, settings,
+                  progress=False).count("added") == 2
+    port = free_port()
+    demo = start(news, "127.0.0.1", port, block=False)
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    try:
+        page = context.new_page()
+        watch = Watch(page)
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+        ask(page, "why did relations sour?")
+        choices = page.locator("#chat a.rag-choice")
+        expect(choices).to_have_count(2)
+        expect(page.locator("#chat .rag-clarify")).to_contain_text("Which story do you mean?")
+        seed_link = choices.filter(has_text="Pezeshkian")
+        before = page.locator("#chat .rag-answer:not(.rag-pending)").count()
+        seed_link.click()
+        answers = page.locator("#chat .rag-answer:not(.rag-pending)")
+        expect(answers).to_have_count(before + 1, timeout=ANSWER_TIMEOUT)
+        last = answers.last
+        expect(last).to_contain_text("Israel")
+        expect(last.locator(".rag-source")).not_to_have_count(0)
+        expect(last).not_to_contain_text("Castle United")
+        page.screenshot(path=str(ARTIFACTS / "clarify.png"), full_page=True)
+        assert not watch.dialogs and not watch.errors
+    finally:
+        context.close()
+        demo.close()
