@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from rag.text import STOPWORDS
+from rag.expansion import related_stems
+from rag.text import STOPWORDS, content_terms
 from rag.types import Choice, Passage
 
 # A capitalised word that is not a sentence's first word; months, days and titles
@@ -31,6 +32,7 @@ _ASKING = {
     "long", "get", "got", "go", "went", "make", "made", "say", "said", "it", "they", "he",
     "she", "this", "that", "them", "their", "his", "her", "its",
 }
+_ASKING_STEMS = set(content_terms(" ".join(_ASKING)))
 _OVERVIEW = re.compile(r"\b(compare|comparison|differ\w*|versus|vs\.?|both|all the|overview|"
                        r"summar\w*|each|various|list|which (articles|stories)|what (stories|"
                        r"news))\b", re.I)
@@ -111,8 +113,21 @@ def clarify(question: str, passages: list[Passage], most: int = 5,
     within `close` of the best."""
     if not passages or not names_no_subject(question) or wants_several(question):
         return []
-    stories = Stories(passages).distinct()
+    grouped = Stories(passages)
+    stories = grouped.distinct()
     if len(stories) < 2 or stories[1].score < close * stories[0].score:
+        return []
+    # A word of the question that only the leading story uses points at it ("how much
+    # will the breakwater cost?" over one harbour story among others): answer that.
+    # News verbs and nouns with everyday synonyms ("sour": tension, rift...) name no
+    # story, however few stories use them.
+    asked = {t for t in content_terms(question) if not related_stems(t)} - _ASKING_STEMS
+    words = {s.article_id: set() for s in stories}
+    for p in passages:
+        lead = next(s.article_id for s in stories if grouped.same(s.article_id, p.article_id))
+        words[lead] |= set(content_terms(p.title + " " + p.text))
+    others = set().union(*(words[s.article_id] for s in stories[1:]))
+    if asked & words[stories[0].article_id] - others:
         return []
     return [Choice(article_id=p.article_id, title=" ".join(p.title.split()),
                    published=p.published,

@@ -134,7 +134,8 @@ def test_stands_check_and_assemble() -> None:
 
 def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_story(
         settings: Settings) -> None:
-    other = "Fiat and General Motors fell out in Turin over the finance arm sale in 2003."
+    other = ("The border crossing at the Fiat plant in Turin was closed in 2003 after Fiat "
+             "and General Motors fell out.")
     two = [*PASSAGES, Passage(chunk_id="b1:v:0", article_id="b1", text=other, start=0,
                               end=len(other), score=0.9, title="GM pays Fiat")]
 
@@ -144,7 +145,7 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
 
     engine = Engine(settings)
     engine.retriever = lambda mode=None: TwoStories()  # type: ignore[method-assign]
-    stream = engine.stream("Why was it closed?", mode="extractive")
+    stream = engine.stream("Why was the crossing closed?", mode="extractive")
     deltas = list(stream)
     asked = stream.result
     assert [c.article_id for c in asked.clarify] == ["a1", "b1"]
@@ -153,3 +154,19 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
     answer = engine.ask(asked.clarify[0].question, mode="extractive")
     assert not answer.clarify and not answer.refused
     assert {c.article_id for c in answer.citations} == {"a1"} and "Tehran" in answer.answer
+
+
+def test_the_story_answered_from_must_mention_the_year_asked_about(settings: Settings) -> None:
+    other = "Fiat and General Motors agreed a new engine venture in Turin in 2007."
+    two = [*PASSAGES, Passage(chunk_id="b1:v:0", article_id="b1", text=other, start=0,
+                              end=len(other), score=0.2, title="GM and Fiat")]
+
+    class TwoStories:
+        def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
+            return two
+
+    engine = Engine(settings)
+    engine.retriever = lambda mode=None: TwoStories()  # type: ignore[method-assign]
+    assert engine.ask("Why had the Astara border crossing been closed in 2007?",
+                      mode="extractive").refused
+    assert not engine.ask(QUESTION, mode="extractive").refused

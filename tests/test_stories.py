@@ -50,6 +50,14 @@ def test_no_question_back_when_the_question_names_its_subject_or_one_story_leads
     assert clarify("why did relations sour?", [IRAN, IRAN2]) == []  # one story
 
 
+def test_a_word_only_the_leading_story_uses_is_a_subject() -> None:
+    harbour = _p("harbour", "Harbour plan approved",
+                 "The breakwater will cost 40 million dollars, the Harbour Authority said.", 0.5)
+    museum = _p("museum", "Glacier museum opens", "The museum cost 12 million euros.", 0.45)
+    assert clarify("How much will the breakwater cost?", [harbour, museum]) == []
+    assert len(clarify("How much did it cost?", [harbour, museum])) == 2
+
+
 def test_same_story_needs_shared_names() -> None:
     stories = Stories([FIAT, IRAN, IRAN2, WOLVES])
     assert stories.same("iran", "iran2") and not stories.same("iran", "fiat")
