@@ -53,8 +53,18 @@ class FakeLLM:
 
 
 class FixedRetriever:
+    def __init__(self, passages: list[Passage] = PASSAGES) -> None:
+        self.passages = passages
+
     def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-        return PASSAGES
+        return self.passages
+
+
+def _over(settings: Settings, passages: list[Passage]) -> Engine:
+    """An engine whose retrieval always gives these passages."""
+    engine = Engine(settings)
+    engine.retriever = lambda mode=None: FixedRetriever(passages)  # type: ignore[method-assign]
+    return engine
 
 
 @pytest.fixture(scope="module")
@@ -136,15 +146,9 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
         settings: Settings) -> None:
     other = ("The border crossing at the Fiat plant in Turin was closed in 2003 after Fiat "
              "and General Motors fell out.")
-    two = [*PASSAGES, Passage(chunk_id="b1:v:0", article_id="b1", text=other, start=0,
-                              end=len(other), score=0.9, title="GM pays Fiat")]
-
-    class TwoStories:
-        def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-            return two
-
-    engine = Engine(settings)
-    engine.retriever = lambda mode=None: TwoStories()  # type: ignore[method-assign]
+    engine = _over(settings, [*PASSAGES, Passage(
+        chunk_id="b1:v:0", article_id="b1", text=other, start=0, end=len(other), score=0.9,
+        title="GM pays Fiat")])
     stream = engine.stream("Why was the crossing closed?", mode="extractive")
     deltas = list(stream)
     asked = stream.result
@@ -154,19 +158,3 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
     answer = engine.ask(asked.clarify[0].question, mode="extractive")
     assert not answer.clarify and not answer.refused
     assert {c.article_id for c in answer.citations} == {"a1"} and "Tehran" in answer.answer
-
-
-def test_the_story_answered_from_must_mention_the_year_asked_about(settings: Settings) -> None:
-    other = "Fiat and General Motors agreed a new engine venture in Turin in 2007."
-    two = [*PASSAGES, Passage(chunk_id="b1:v:0", article_id="b1", text=other, start=0,
-                              end=len(other), score=0.2, title="GM and Fiat")]
-
-    class TwoStories:
-        def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-            return two
-
-    engine = Engine(settings)
-    engine.retriever = lambda mode=None: TwoStories()  # type: ignore[method-assign]
-    assert engine.ask("Why had the Astara border crossing been closed in 2007?",
-                      mode="extractive").refused
-    assert not engine.ask(QUESTION, mode="extractive").refused
