@@ -21,21 +21,21 @@ CORPORA = ROOT.parent / "shared" / "corpora"
 DATASET = ROOT / "eval" / "datasets" / "news_qa.jsonl"
 
 # metric: minimum (or, for *_rate metrics that should be low, maximum) for `hybrid`
-# Measured 2026-11-27 (hybrid, extractive): article_hit@5 1.0, article_mrr 1.0,
-# passage_hit@10 0.983, keyword_recall 0.533, answer_contains 0.556, citation_precision
-# 0.991, support_rate 1.0, refusal_rate 0.688, false_refusal_rate 0.117, unsupported 0.
+# Measured 2026-11-28 (hybrid, extractive): article_hit@5 1.0, article_mrr 1.0,
+# passage_hit@10 0.983, keyword_recall 0.567, answer_contains 0.593, citation_precision
+# 1.0, support_rate 1.0, refusal_rate 0.688, false_refusal_rate 0.133, unsupported 0.
 FLOORS = {
     "article_hit@5": 0.95,
-    "article_mrr": 0.9,
-    "passage_hit@10": 0.93,
-    "keyword_recall": 0.48,
-    "answer_contains": 0.5,
-    "citation_precision": 0.95,
+    "article_mrr": 0.95,
+    "passage_hit@10": 0.95,
+    "keyword_recall": 0.54,
+    "answer_contains": 0.57,
+    "citation_precision": 0.97,
     "support_rate": 0.97,
-    "refusal_rate": 0.62,
+    "refusal_rate": 0.65,
 }
 CEILINGS = {
-    "false_refusal_rate": 0.17,
+    "false_refusal_rate": 0.15,
     "unsupported_rate": 0.03,
 }
 
