@@ -27,7 +27,10 @@ def _stemmer():  # noqa: ANN202 - PyStemmer has no type stubs
 
 def content_terms(text: str) -> list[str]:
     """Stemmed content words and numbers, in order."""
-    words = [w.strip("'’-").lower() for w in _WORD.findall(text)]
+    # "Azerbaijan’s" is "azerbaijan": a curly apostrophe's possessive must go as a
+    # straight one's does, or the name stops matching.
+    words = [re.sub(r"'s$", "", w.replace("’", "'").lower()).strip("'-")
+             for w in _WORD.findall(text)]
     words = [w for w in words if w and w not in STOPWORDS]
     return _stemmer().stemWords(words)
 
