@@ -224,12 +224,21 @@ def coverage(weights: dict[str, float], sentence: set[str], passage: set[str]) -
 
 
 _TYPED = ("numeric", "when", "who", "which")
+# A question about a sum of money, and what a sum looks like in news copy.
+_MONEY_QUESTION = re.compile(
+    r"\bhow much (money\b|.*\b(pay|paid|cost|costs|costing|charge|charged|spend|spent|raise|"
+    r"raised|earn|earned|worth|sell|sold|fetch|fetched|bid|fine|fined|invest|invested|owe|"
+    r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b.*\?$", re.I)
+_MONEY = re.compile(r"[£$€¥]\s?\d|\b\d+p\b|\b\d[\d,.]*\s?(m|bn|k|million|billion|thousand)?\s?"
+                    r"(pence|cents?|dollars?|pounds?|euros?|yen)\b", re.I)
 _QUESTION_START = re.compile(r"^\W*(\w+)")
 
 
 def _has_type(kind: str, text: str, question: str) -> bool:
     """Does the sentence hold the kind of thing the question asks for?"""
     if kind == "numeric":
+        if _MONEY_QUESTION.search(question):  # "how much did X pay": a sum, not a count
+            return bool(_MONEY.search(text))
         return bool(re.search(r"\d", text) or _NUMBER.search(text))
     if kind == "when":
         return bool(_DATE.search(text))
@@ -274,6 +283,8 @@ def _holds_answer(kind: str, text: str, question: str) -> bool:
     """Does the sentence hold the kind of thing asked for, beyond what the question
     already says: a name it doesn't use (which/who), a figure or date it doesn't
     give (how many, when), a cause (why), a manner (how)?"""
+    if kind == "numeric" and _MONEY_QUESTION.search(question):
+        return bool(_MONEY.search(text))
     if kind == "numeric":
         given = numbers(question)
         return bool(numbers(text) - given) or bool(
