@@ -38,7 +38,8 @@ _NUMBER = re.compile(r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|hu
                      r"thousand|million|billion|dozen)\b", re.I)
 _MANNER = re.compile(r"\b(by|through|using|via|thanks to|with the help of|in order to|"
                      r"plans? to|will|would)\b", re.I)
-_SENTENCE_START = re.compile(r"^[\"“‘'(\[]*[A-Z0-9£$€]")
+# A chunk cut mid-sentence starts with a lower-case word ("won the men's event...").
+_MID_SENTENCE = re.compile(r"^[\"“‘'(\[]*[a-z]")
 # What holding the asked-for kind of thing adds to a sentence's score.
 _TYPE_BONUS = {"numeric": 0.15, "when": 0.15, "who": 0.12, "which": 0.15, "why": 0.1,
                "how": 0.04}
@@ -51,7 +52,8 @@ def question_type(question: str) -> str:
     if re.match(r"^(and\s+)?when\b|\bwhat (date|year|day|time)\b", q):
         return "when"
     if re.search(r"\bhow (many|much|long|old|big|large|far)\b|\bwhat (percentage|share|"
-                 r"amount|number|proportion)\b", q):
+                 r"amount|number|proportion)\b|^(and\s+)?what\b.*\b(price|fee|salary)\b|"
+                 r"^(and\s+)?what\b.*\bcost\??$", q):
         return "numeric"
     if re.match(r"^(and\s+)?(who|whom|whose)\b", q):
         return "who"
@@ -165,7 +167,7 @@ class SentencePicker:
                 # Headings and fragments are not answers; overlapping chunks repeat sentences.
                 # A chunk may begin mid-sentence: such a start is no sentence's start.
                 if (key in seen or len(text.split()) < 5 or not re.search(r"[.!?\"”’)]$", text)
-                        or not _SENTENCE_START.match(text)):
+                        or _MID_SENTENCE.match(text)):
                     continue
                 seen.add(key)
                 out.append(_Candidate(i, start, end, text))
@@ -228,7 +230,7 @@ _TYPED = ("numeric", "when", "who", "which")
 _MONEY_QUESTION = re.compile(
     r"\bhow much (money\b|.*\b(pay|paid|cost|costs|costing|charge|charged|spend|spent|raise|"
     r"raised|earn|earned|worth|sell|sold|fetch|fetched|bid|fine|fined|invest|invested|owe|"
-    r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b.*\?$", re.I)
+    r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b|\bcost\??$", re.I)
 _MONEY = re.compile(r"[£$€¥]\s?\d|\b\d+p\b|\b\d[\d,.]*\s?(m|bn|k|million|billion|thousand)?\s?"
                     r"(pence|cents?|dollars?|pounds?|euros?|yen)\b", re.I)
 _QUESTION_START = re.compile(r"^\W*(\w+)")
