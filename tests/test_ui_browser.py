@@ -307,6 +307,7 @@ def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
         page.goto(f"http://127.0.0.1:{port}/")
         expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
         expect(page.locator("#mode-info")).to_contain_text("scripted-llm")
+        expect(page.locator("#chat")).to_be_attached()  # mounted before it is observed
         page.evaluate("""() => {
             window.__partials = new Set();
             const chat = document.querySelector('#chat');
