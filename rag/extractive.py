@@ -52,8 +52,7 @@ def question_type(question: str) -> str:
     if re.match(r"^(and\s+)?when\b|\bwhat (date|year|day|time)\b", q):
         return "when"
     if re.search(r"\bhow (many|much|long|old|big|large|far)\b|\bwhat (percentage|share|"
-                 r"amount|number|proportion)\b|^(and\s+)?what\b.*\b(price|fee|salary)\b|"
-                 r"^(and\s+)?what\b.*\bcost\??$", q):
+                 r"amount|number|proportion)\b", q):
         return "numeric"
     if re.match(r"^(and\s+)?(who|whom|whose)\b", q):
         return "who"
@@ -230,7 +229,7 @@ _TYPED = ("numeric", "when", "who", "which")
 _MONEY_QUESTION = re.compile(
     r"\bhow much (money\b|.*\b(pay|paid|cost|costs|costing|charge|charged|spend|spent|raise|"
     r"raised|earn|earned|worth|sell|sold|fetch|fetched|bid|fine|fined|invest|invested|owe|"
-    r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b|\bcost\??$", re.I)
+    r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b.*\?$", re.I)
 _MONEY = re.compile(r"[£$€¥]\s?\d|\b\d+p\b|\b\d[\d,.]*\s?(m|bn|k|million|billion|thousand)?\s?"
                     r"(pence|cents?|dollars?|pounds?|euros?|yen)\b", re.I)
 _QUESTION_START = re.compile(r"^\W*(\w+)")
