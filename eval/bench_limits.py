@@ -48,12 +48,8 @@ def _find_date_old(text: str, after_on: bool = False) -> date | None:
             if after_on and not re.search(r"\bon\s+(\w+day,?\s+)?$",
                                           text[:match.start()][-20:]):
                 continue
-            month = match.group("month")
-            month_n = (int(month) if month.isdigit()
-                       else textparse._MONTHS[month.lower().rstrip(".")])
-            try:
-                found = date(int(match.group("year")), month_n, int(match.group("day")))
-            except ValueError:
+            found = textparse.match_date(match)
+            if found is None:
                 continue
             if best is None or match.start() < best[0]:
                 best = (match.start(), found)

@@ -61,6 +61,17 @@ class ParsedText:
     removed: list[str] = field(default_factory=list)
 
 
+def match_date(match: re.Match[str]) -> date | None:
+    """The calendar date a `_DATE_PATTERNS` match names, or None when there is no such
+    day (31 February)."""
+    month = match.group("month")
+    month_n = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
+    try:
+        return date(int(match.group("year")), month_n, int(match.group("day")))
+    except ValueError:
+        return None
+
+
 def find_date(text: str, after_on: bool = False) -> date | None:
     """The first full calendar date in the text (month name or ISO), or None.
 
@@ -75,11 +86,8 @@ def find_date(text: str, after_on: bool = False) -> date | None:
             start = match.start()
             if after_on and not _ON_BEFORE.search(text[max(start - 20, 0):start]):
                 continue
-            month = match.group("month")
-            month_n = int(month) if month.isdigit() else _MONTHS[month.lower().rstrip(".")]
-            try:
-                found = date(int(match.group("year")), month_n, int(match.group("day")))
-            except ValueError:
+            found = match_date(match)
+            if found is None:
                 continue
             if best is None or match.start() < best[0]:
                 best = (match.start(), found)
