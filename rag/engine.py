@@ -29,7 +29,7 @@ from rag.llm import LLMAnswerer, LLMError, llm_configured
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.store import ArticleStore
-from rag.stories import clarify, story_of
+from rag.stories import clarify, of_story, story_of
 from rag.streams import Streamed
 from rag.text import content_terms
 from rag.types import (
@@ -139,7 +139,7 @@ class Engine:
         # A story picked from a question back: its passages, asked the bare question.
         asked, story = story_of(standalone)
         if story is not None:
-            passages = [p for p in passages if " ".join(p.title.split()) == story] or passages
+            passages = of_story(passages, story)
 
         choices = clarify(asked, passages) if story is None else []
         if choices:  # a question back: the question names no subject, the passages many

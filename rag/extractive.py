@@ -232,7 +232,6 @@ _MONEY_QUESTION = re.compile(
     r"owed)\b)|\b(price|fee|salary|budget|valuation|fine)\b.*\?$", re.I)
 _MONEY = re.compile(r"[£$€¥]\s?\d|\b\d+p\b|\b\d[\d,.]*\s?(m|bn|k|million|billion|thousand)?\s?"
                     r"(pence|cents?|dollars?|pounds?|euros?|yen)\b", re.I)
-_QUESTION_START = re.compile(r"^\W*(\w+)")
 
 
 def _has_type(kind: str, text: str, question: str) -> bool:
@@ -284,8 +283,8 @@ def _holds_answer(kind: str, text: str, question: str) -> bool:
     """Does the sentence hold the kind of thing asked for, beyond what the question
     already says: a name it doesn't use (which/who), a figure or date it doesn't
     give (how many, when), a cause (why), a manner (how)?"""
-    if kind == "numeric" and _MONEY_QUESTION.search(question):
-        return bool(_MONEY.search(text))
+    if kind in ("who", "which") or (kind == "numeric" and _MONEY_QUESTION.search(question)):
+        return _has_type(kind, text, question)  # a new name; a sum (given sums aside)
     if kind == "numeric":
         given = numbers(question)
         return bool(numbers(text) - given) or bool(
@@ -298,8 +297,6 @@ def _holds_answer(kind: str, text: str, question: str) -> bool:
         return bool(_CAUSE.search(text))
     if kind == "how":
         return bool(_MANNER.search(text))
-    if kind in ("who", "which"):
-        return _has_type(kind, text, question)
     return False
 
 

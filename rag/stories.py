@@ -41,9 +41,14 @@ _OVERVIEW = re.compile(r"\b(compare|comparison|differ\w*|versus|vs\.?|both|all t
 _STORY = re.compile(r"^(?P<question>.*?)\s*\(story: (?P<title>.+)\)$", re.S)
 
 
+def _headline(title: str) -> str:
+    """A title on one line: how a story is named in a question and matched back."""
+    return " ".join(title.split())
+
+
 def about_story(question: str, title: str) -> str:
     """The question asked about one story: what a choice offered back asks."""
-    return f"{question.rstrip(' ?')}? (story: {' '.join(title.split())})"
+    return f"{question.rstrip(' ?')}? (story: {_headline(title)})"
 
 
 def story_of(question: str) -> tuple[str, str | None]:
@@ -52,6 +57,12 @@ def story_of(question: str) -> tuple[str, str | None]:
     if not match:
         return question, None
     return match["question"], match["title"]
+
+
+def of_story(passages: list[Passage], title: str) -> list[Passage]:
+    """The passages of the story `about_story` named (all of them if none match: the
+    story may have been removed since it was offered)."""
+    return [p for p in passages if _headline(p.title) == title] or passages
 
 
 def names(text: str) -> set[str]:
@@ -129,7 +140,7 @@ def clarify(question: str, passages: list[Passage], most: int = 5,
     others = set().union(*(words[s.article_id] for s in stories[1:]))
     if asked & words[stories[0].article_id] - others:
         return []
-    return [Choice(article_id=p.article_id, title=" ".join(p.title.split()),
+    return [Choice(article_id=p.article_id, title=_headline(p.title),
                    published=p.published,
                    question=about_story(question, p.title))
             for p in stories[:most]]
