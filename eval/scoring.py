@@ -45,35 +45,37 @@ def resolve_gold(items: list[QAItem], store: ArticleStore, corpus: Path) -> dict
         chunks_by_article[record["article_id"]].append(record)
     by_title: dict[str, list[Any]] = defaultdict(list)
     for stored in store.list_articles():
-        by_title[" ".join(stored.title.split()).casefold()].append(stored)
+        by_title[_title_key(stored.title)].append(stored)
     for item in items:
         if not item.answerable:
             continue
         path = str((corpus / item.source).resolve())
-        articles = store.find_by_path(path)
+        own = {a.id: a for a in store.find_by_path(path)}
         # The corpus holds near-copies (the same story under one headline, a word or two
         # apart): a copy that also holds the evidence sentence answers the question too.
-        ids = {a.id for a in articles}
-        for article in list(articles):
-            for twin in by_title[" ".join(article.title.split()).casefold()]:
-                if twin.id not in ids and item.evidence:
-                    full = store.get_article(twin.id)
-                    if full and _find_span(full.text, item.evidence):
-                        articles.append(twin)
-                        ids.add(twin.id)
+        twins = {t.id: t for a in own.values() for t in by_title[_title_key(a.title)]
+                 if t.id not in own} if item.evidence else {}
+        gold_ids: set[str] = set()
         spans: dict[str, tuple[int, int]] = {}
         n_relevant = 0
-        for article in articles:
-            full = store.get_article(article.id)
+        for aid in [*own, *twins]:
+            full = store.get_article(aid)
             span = _find_span(full.text, item.evidence) if item.evidence and full else None
             if span:
-                spans[article.id] = span
-                n_relevant += sum(1 for c in chunks_by_article[article.id]
+                spans[aid] = span
+                n_relevant += sum(1 for c in chunks_by_article[aid]
                                   if c["start"] < span[1] and c["end"] > span[0])
+            elif aid in twins:
+                continue  # a copy without the evidence is another version: not gold
             else:  # no evidence sentence: any passage of the gold article counts
-                n_relevant += len(chunks_by_article[article.id])
-        golds[item.id] = Gold({a.id for a in articles}, spans, max(n_relevant, 1))
+                n_relevant += len(chunks_by_article[aid])
+            gold_ids.add(aid)
+        golds[item.id] = Gold(gold_ids, spans, max(n_relevant, 1))
     return golds
+
+
+def _title_key(title: str) -> str:
+    return " ".join(title.split()).casefold()
 
 
 def _passage_relevant(passage: dict[str, Any], gold: Gold) -> bool:
