@@ -7,6 +7,7 @@ Screenshots go to test-artifacts/ at the repo root.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Generator, Iterator
@@ -115,6 +116,23 @@ def shot(page: Page, name: str, full: bool = False) -> Path:
     path = ARTIFACTS / f"ui-{name}.png"
     page.screenshot(path=str(path), full_page=full)
     return path
+
+
+@contextlib.contextmanager
+def own_app(browser: Browser, news: NewsApp) -> Iterator[tuple[Page, Watch]]:
+    """A server of its own for `news`, and a page on it ready for a question."""
+    port = free_port()
+    demo = start(news, "127.0.0.1", port, block=False)
+    context = browser.new_context(viewport={"width": 1360, "height": 1000})
+    try:
+        page = context.new_page()
+        watch = Watch(page)
+        page.goto(f"http://127.0.0.1:{port}/")
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+        yield page, watch
+    finally:
+        context.close()
+        demo.close()
 
 
 def ask(page: Page, question: str) -> None:
@@ -297,15 +315,7 @@ def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
     from rag.engine import Engine
 
     engine = Engine(server.settings, server.app.store, llm_answerer=ScriptedLLM())
-    port = free_port()
-    demo = start(NewsApp(server.settings, engine=engine), "127.0.0.1", port,
-                     block=False)
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    try:
-        page = context.new_page()
-        watch = Watch(page)
-        page.goto(f"http://127.0.0.1:{port}/")
-        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+    with own_app(browser, NewsApp(server.settings, engine=engine)) as (page, watch):
         expect(page.locator("#mode-info")).to_contain_text("scripted-llm")
         expect(page.locator("#chat")).to_be_attached()  # mounted before it is observed
         page.evaluate("""() => {
@@ -328,9 +338,6 @@ def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
         assert answer.locator(".rag-sent:not(.rag-unsupported)").count() == 1
         shot(page, "chat-llm-unsupported")
         assert watch.dialogs == []
-    finally:
-        context.close()
-        demo.close()
 
 
 def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleNamespace
@@ -383,14 +390,7 @@ def test_a_question_without_a_subject_is_asked_back_and_a_story_link_answers_it(
     news = NewsApp(settings)
     assert ingest([str(SEED), str(tmp_path / "club.txt")], news.store, settings,
                   progress=False).count("added") == 2
-    port = free_port()
-    demo = start(news, "127.0.0.1", port, block=False)
-    context = browser.new_context(viewport={"width": 1360, "height": 1000})
-    try:
-        page = context.new_page()
-        watch = Watch(page)
-        page.goto(f"http://127.0.0.1:{port}/")
-        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+    with own_app(browser, news) as (page, watch):
         ask(page, "why did relations sour?")
         choices = page.locator("#chat a.rag-choice")
         expect(choices).to_have_count(2)
@@ -404,8 +404,5 @@ def test_a_question_without_a_subject_is_asked_back_and_a_story_link_answers_it(
         expect(last).to_contain_text("Israel")
         expect(last.locator(".rag-source")).not_to_have_count(0)
         expect(last).not_to_contain_text("Castle United")
-        page.screenshot(path=str(ARTIFACTS / "clarify.png"), full_page=True)
+        shot(page, "clarify", full=True)
         assert not watch.dialogs and not watch.errors
-    finally:
-        context.close()
-        demo.close()
