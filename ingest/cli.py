@@ -181,7 +181,7 @@ def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
     from rag.keyword import KeywordIndex
 
-    KeywordIndex(store).refresh()
+    KeywordIndex.of(store).refresh()
     return status
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -21,6 +22,7 @@ from ingest.fetch import FetchPolicy
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
 from rag.keyword import KeywordIndex
+from rag.lock import Waiting
 from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
 from rag.settings import Settings
 from rag.store import ArticleStore, StoreError
@@ -103,16 +105,33 @@ class Ingestor:
     """
 
     def __init__(self, store: ArticleStore, settings: Settings, outlet: str | None = None,
-                 on_done: Callable[[Result], None] | None = None) -> None:
+                 on_done: Callable[[Result], None] | None = None,
+                 on_wait: Waiting | None = None) -> None:
         self.store = store
         self.settings = settings
         self.outlet = outlet
         self.on_done = on_done or (lambda result: None)
-        self.catalogue: dict[str, StoredArticle] = {a.id: a for a in store.list_articles()}
+        self.on_wait = on_wait
+        self.pending: dict[str, _Pending] = {}
+        self._load_catalogue()
+
+    def _load_catalogue(self) -> None:
+        self.catalogue: dict[str, StoredArticle] = {a.id: a for a in self.store.list_articles()}
         self.by_path: dict[str, str] = {
             p: a.id for a in self.catalogue.values() for p in a.paths
         }
-        self.pending: dict[str, _Pending] = {}
+        self._generation = self.store.conn.seen
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The writer lock for one step. It is taken per step, not per run, so the app and
+        a CLI ingest take turns; when another process wrote in between, the catalogue is
+        read again and every decision is made on the store as it is now."""
+        with self.store.writing("ingest", self.settings.write_wait, self.on_wait):
+            if self.store.conn.seen != self._generation:
+                self._load_catalogue()
+            yield
+            self._generation = self.store.conn.seen
 
     def add(self, article: Article, source: str) -> None:
         if self.outlet and not article.outlet:
@@ -130,25 +149,35 @@ class Ingestor:
             self.on_done(result)
             return
         existing = self.catalogue.get(aid)
-        paths = set(existing.paths if existing else [])
-        if article.path:
-            paths.add(article.path)
         if existing and existing.version == article.version:
-            result.chunks = existing.chunks
-            if article.path and article.path not in existing.paths:
-                self.store.set_paths(aid, paths)
-                existing.paths = sorted(paths)
-                result.notes.append(f"same text as {existing.paths[0]}")
-            self._claim_path(article, result)
-            self.on_done(result)
-            return
+            with self._writing():
+                if self._keep(article, result):
+                    return
         chunks = chunk_article(article, self.settings)
+        paths = {*(existing.paths if existing else []), *([article.path] if article.path else [])}
         self.pending[aid] = _Pending(article, chunks, paths, result, existing is not None)
         if sum(len(p.chunks) for p in self.pending.values()) >= FLUSH_CHUNKS:
             self.flush()
 
+    def _keep(self, article: Article, result: Result) -> bool:
+        """The stored version is this one: record a new path, report "unchanged". False
+        if the catalogue (just read again under the lock) no longer has it."""
+        existing = self.catalogue.get(article.id)
+        if not existing or existing.version != article.version:
+            return False
+        result.chunks = existing.chunks
+        paths = {*existing.paths, *([article.path] if article.path else [])}
+        if article.path and article.path not in existing.paths:
+            self.store.set_paths(article.id, paths)
+            existing.paths = sorted(paths)
+            result.notes.append(f"same text as {existing.paths[0]}")
+        self._claim_path(article, result)
+        self.on_done(result)
+        return True
+
     def flush(self) -> None:
-        """Embed every pending chunk in one call, then write article by article."""
+        """Embed every pending chunk in one call (no lock held), then write article by
+        article under the writer lock."""
         pending, self.pending = list(self.pending.values()), {}
         if not pending:
             return
@@ -159,9 +188,20 @@ class Ingestor:
             for p in pending:
                 self._fail(p.result, exc)
             return
+        with self._writing():
+            self._write(pending, vectors)
+
+    def _write(self, pending: list[_Pending], vectors: list[list[float]]) -> None:
         offset = 0
         for p in pending:
             article, n = p.article, len(p.chunks)
+            existing = self.catalogue.get(article.id)
+            if existing and existing.version == article.version:  # another writer's
+                offset += n
+                self._keep(article, p.result)
+                continue
+            p.existed = existing is not None
+            p.paths |= set(existing.paths if existing else [])
             try:
                 self.store.write_article(article, p.chunks, vectors[offset:offset + n],
                                          sorted(p.paths))
@@ -254,6 +294,7 @@ def ingest_stream(
     fmt: str | None = None,
     progress: bool = True,
     local: bool = True,
+    on_wait: Waiting | None = None,
 ) -> Streamed[Result, Report]:
     """Add the sources named by `refs`, yielding each result as soon as it is final;
     `.result` is the report. `local=False` (what a web user gave): only http(s) URLs are
@@ -263,9 +304,13 @@ def ingest_stream(
     (after the source that filled it, or at the end), always in the order they became
     final. Closing the stream stops between sources: articles already written stay (and
     are indexed for keyword search), those still waiting for a pool are dropped.
+
+    Writes take the store's writer lock a pool at a time, waiting up to
+    `settings.write_wait` seconds for another writer (`on_wait` is told once).
     """
     policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails here, not later
-    return Streamed(_ingest(refs, store, settings, policy, outlet, fmt, progress, local))
+    return Streamed(_ingest(refs, store, settings, policy, outlet, fmt, progress, local,
+                            on_wait))
 
 
 def ingest(
@@ -278,10 +323,11 @@ def ingest(
     progress: bool = True,
     on_result: Callable[[Result], None] | None = None,
     local: bool = True,
+    on_wait: Waiting | None = None,
 ) -> Report:
     """`ingest_stream` run to the end, `on_result` called with each result as it comes."""
     stream = ingest_stream(refs, store, settings, outlet=outlet, fmt=fmt, progress=progress,
-                           local=local)
+                           local=local, on_wait=on_wait)
     try:
         for result in stream:
             if on_result:
@@ -292,12 +338,12 @@ def ingest(
 
 
 def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: FetchPolicy,
-            outlet: str | None, fmt: str | None, progress: bool, local: bool
-            ) -> Generator[Result, None, Report]:
+            outlet: str | None, fmt: str | None, progress: bool, local: bool,
+            on_wait: Waiting | None) -> Generator[Result, None, Report]:
     """The work behind `ingest_stream`: yields results between sources, returns the report."""
     started = time.perf_counter()
     report = Report()
-    report.recovered = store.recover()
+    report.recovered = store.recover(settings.write_wait, on_wait)
     expanded: Expanded = expand(refs, local=local)
     report.skipped = expanded.skipped
     final: list[Result] = []  # final since the last yield
@@ -315,7 +361,7 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
             done(Result(missing, "failed", reason="no such file, folder or URL"))
         yield from _take(final)
 
-        ingestor = Ingestor(store, settings, outlet, on_done=done)
+        ingestor = Ingestor(store, settings, outlet, on_done=done, on_wait=on_wait)
         bar = tqdm(expanded.sources, unit="src", disable=not progress, dynamic_ncols=True,
                    desc="ingesting", leave=True)
         for source in bar:
@@ -336,7 +382,7 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
         # (a stale one is rebuilt by the next search).
         wrote = any(r.status in ("added", "updated") for r in report.results)
         if outcome != "failed" and (wrote or report.recovered):
-            KeywordIndex(store).refresh()  # the first question after ingest should not wait
+            KeywordIndex.of(store).refresh()  # the first question after ingest should not wait
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - started

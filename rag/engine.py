@@ -56,7 +56,7 @@ class Engine:
                  llm_answerer: LLMAnswerer | None = None) -> None:
         self.settings = settings
         self.store = store or ArticleStore(settings)
-        self.keyword = KeywordIndex(self.store)
+        self.keyword = KeywordIndex.of(self.store)
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
         self.extractive = ExtractiveAnswerer(self.store, self.keyword)
@@ -134,6 +134,7 @@ class Engine:
         timings["condense"] = _ms(started)
 
         with _timed(timings, "retrieve"):
+            self.store.sync()  # see what other processes (a CLI ingest) wrote since
             passages = self.retriever(retrieval).retrieve(
                 standalone, top_k=top_k or self.settings.top_k, filters=filters)
         # A story picked from a question back: its passages, asked the bare question.

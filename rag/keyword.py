@@ -3,14 +3,24 @@
 It is rebuilt only when the store changed since it was built (the store bumps a
 generation stamp on every write), never per query. Ingest and remove refresh it
 at once, so the first question after them is not slowed either.
+
+On disk each build is a folder of its own, `<collection>@<stamp>.<random>`, written
+under a unique temporary name and renamed into place; `<collection>.current` names the
+live one and is replaced atomically. So builders in several processes never share a
+folder, and a reader loads either the old index or the new, never half of one. One
+index object serves each store in a process (`KeywordIndex.of`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import tempfile
 import threading
+import time
+import uuid
 from pathlib import Path
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -21,10 +31,15 @@ from rag.expansion import expand_query
 from rag.nodes import chunk_node
 from rag.store import ArticleStore
 
+logger = logging.getLogger(__name__)
 _STAMP = "newsrag_stamp.json"
+_KEEP_OLD = 120.0  # seconds an old build stays, for a reader that is still loading it
 # bm25s sets its own logger to DEBUG, so "Building index from IDs objects" would reach
 # every console; its warnings still do.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+_INDEXES: dict[tuple[str, str], KeywordIndex] = {}
+_INDEXES_LOCK = threading.Lock()
 
 
 class KeywordIndex:
@@ -33,11 +48,31 @@ class KeywordIndex:
         settings = store.settings
         where = (f"{settings.chroma_host}_{settings.chroma_port}" if settings.chroma_host
                  else "local")
-        self.path = Path(settings.data_dir) / "bm25" / where / settings.collection
+        self.folder = Path(settings.data_dir) / "bm25" / where
+        self.name = settings.collection
+        self.pointer = self.folder / f"{self.name}.current"
         self._bm25: BM25Retriever | None = None
         self._stamp: dict[str, object] | None = None
         self._lock = threading.Lock()
-        self.builds = 0  # how many times this process built the index (benchmarks, tests)
+        self.builds = 0  # how many times this object built the index (benchmarks, tests)
+
+    @classmethod
+    def of(cls, store: ArticleStore) -> KeywordIndex:
+        """The one index object for this store in this process."""
+        key = (str(Path(store.settings.data_dir).resolve()) + "|" + store.location, store.name)
+        with _INDEXES_LOCK:
+            index = _INDEXES.get(key)
+            if index is None:
+                index = _INDEXES[key] = cls(store)
+            return index
+
+    @property
+    def path(self) -> Path:
+        """The live build's folder (or where it would be)."""
+        try:
+            return self.folder / self.pointer.read_text().strip()
+        except OSError:
+            return self.folder / self.name
 
     def _current_stamp(self) -> dict[str, object]:
         return {"generation": self.store.generation(), "chunks": self.store.chunks.count()}
@@ -62,27 +97,59 @@ class KeywordIndex:
         self.ensure()
 
     def _load(self, stamp: dict[str, object]) -> BM25Retriever | None:
-        try:
-            saved = json.loads((self.path / _STAMP).read_text())
-            if saved != stamp:
-                return None
-            return BM25Retriever.from_persist_dir(str(self.path), show_progress=False)
-        except (OSError, ValueError, KeyError):
-            return None
+        for _ in range(2):  # a builder may swap the pointer between our two reads
+            path = self.path
+            try:
+                saved = json.loads((path / _STAMP).read_text())
+                if saved != stamp:
+                    return None
+                return BM25Retriever.from_persist_dir(str(path), show_progress=False)
+            except (OSError, ValueError, KeyError):
+                continue
+        return None
 
     def _build(self, stamp: dict[str, object]) -> BM25Retriever:
         nodes = [chunk_node(r.pop("id"), r.pop("text"), r) for r in self.store.chunk_records()]
         bm25 = BM25Retriever(nodes=nodes, similarity_top_k=10)
         self.builds += 1
-        # Write beside, then swap, so a reader never loads half an index.
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        bm25.persist(str(tmp), show_progress=False)
-        (tmp / _STAMP).write_text(json.dumps(stamp))
-        shutil.rmtree(self.path, ignore_errors=True)
-        tmp.rename(self.path)
+        try:
+            self._save(bm25, stamp)
+        except OSError:  # a read-only or full disk: answer from memory, say why in the log
+            logger.warning("could not save the keyword index in %s", self.folder,
+                           exc_info=True)
         return bm25
+
+    def _save(self, bm25: BM25Retriever, stamp: dict[str, object]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.name}.tmp-", dir=self.folder))
+        try:
+            bm25.persist(str(tmp), show_progress=False)
+            (tmp / _STAMP).write_text(json.dumps(stamp))
+            final = f"{self.name}@{str(stamp['generation'])[:12]}.{uuid.uuid4().hex[:8]}"
+            tmp.rename(self.folder / final)
+            pointer_tmp = self.folder / f".{self.name}.current.{uuid.uuid4().hex[:8]}"
+            pointer_tmp.write_text(final)
+            os.replace(pointer_tmp, self.pointer)  # the atomic switch
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._sweep(keep=final)
+
+    def _sweep(self, keep: str) -> None:
+        """Remove older builds (and temporaries of builders that died) once no reader
+        can still be loading them."""
+        old = time.time() - _KEEP_OLD
+        for entry in self.folder.iterdir():
+            name = entry.name
+            # ("@" is never in a collection name; the bare name and .tmp: an earlier layout)
+            ours = name.startswith((f"{self.name}@", f".{self.name}.tmp-")) or name in (
+                self.name, f"{self.name}.tmp")
+            if not ours or name == keep or entry == self.pointer:
+                continue
+            try:
+                if entry.is_dir() and entry.stat().st_mtime < old:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                continue
 
     def retriever(self, top_k: int, filters: object = None, expand: bool = False
                   ) -> BaseRetriever:

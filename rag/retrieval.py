@@ -120,7 +120,7 @@ class Retriever:
             raise ValueError("retrieval mode must be one of "
                              + ", ".join(m.value for m in RetrievalMode)) from None
         self.store, self.fusion = store, fusion
-        self.keyword = keyword or KeywordIndex(store)
+        self.keyword = keyword or KeywordIndex.of(store)
 
     def retrieve(self, query: str, top_k: int = 5, filters: Filters | None = None,
                  per_article: int | None = None) -> list[Passage]:

@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     )
     pdf_max_pages: int = Field(default=300, ge=1, description="PDF pages read at most")
     pdf_timeout: float = Field(default=30.0, gt=0, description="seconds to extract one PDF")
+    write_wait: float = Field(
+        default=300.0, ge=0,
+        description="seconds a write waits while another process writes the store (0: refuse "
+        "at once)",
+    )
 
     # Web limits: what one request may ask of the app
     max_question_chars: int = Field(default=1000, ge=10)

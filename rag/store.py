@@ -1,65 +1,52 @@
 """The Chroma store: one collection of chunks, one of articles, written crash-safely.
 
 The same code serves the embedded `PersistentClient` and a `chroma run` server
-(`CHROMA_HOST`). Writes follow a small protocol so a process killed at any point
-(kill -9) leaves a store that `recover()` turns into exactly what a clean run gives:
+(`CHROMA_HOST`). Every write holds the store's writer lock (`rag.lock`: one writer
+across processes and machines) and follows a small protocol, so a writer killed at any
+point (kill -9) leaves a store that the next writer's recovery turns into exactly what
+a clean run gives:
 
-1. the article record is marked `dirty=True` (a new one is created with `version=""`);
+1. the article record is marked `dirty=True`, naming its writer (a new one is created
+   with `version=""`);
 2. the new version's chunks are added (their ids carry the version);
 3. the record is updated to the new version, still dirty;
 4. chunks of any other version are deleted;
 5. the record is marked clean.
 
-`recover()` finds dirty records and deletes every chunk not of the committed version
-(and the record itself when nothing was ever committed). Readers skip dirty-new records.
+Recovery runs when a writer takes the lock: it deletes every chunk of a dirty record
+not of the committed version (and the record itself when nothing was ever committed).
+Holding the lock, it cannot touch a live writer's work. Readers skip dirty-new records
+and never wait; `sync` makes them see other processes' writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
-import chromadb
 import numpy as np
-from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.config import Settings as ChromaSettings
 
+from rag.connection import Connection, StoreError, connect, location, store_error
 from rag.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
+from rag.lock import FileWriterLock, LeaseWriterLock, Waiting, WriterBusyError
 from rag.models import Article, Chunk, StoredArticle, canonical_url, split_line_ref
 from rag.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 ARTICLES_SUFFIX = "-articles"
 _PAGE = 1000
-
-
-class StoreError(RuntimeError):
-    """A store problem the user can fix; the message says how."""
+__all__ = ["ArticleStore", "EmbeddingMismatchError", "StoreError", "WriterBusyError",
+           "date_int"]
 
 
 class EmbeddingMismatchError(StoreError):
     pass
-
-
-def make_client(settings: Settings) -> ClientAPI:
-    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-    if settings.chroma_host:
-        try:
-            client = chromadb.HttpClient(
-                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
-            )
-            client.heartbeat()
-        except Exception as exc:
-            raise StoreError(
-                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-                f" ({type(exc).__name__}); start it with `chroma run --path DIR --port "
-                f"{settings.chroma_port}` or unset CHROMA_HOST to use the embedded store"
-            ) from exc
-        return client
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    path = str(settings.data_dir / "chroma")
-    return chromadb.PersistentClient(path=path, settings=chroma_settings)
 
 
 def date_int(value: date) -> int:
@@ -67,27 +54,42 @@ def date_int(value: date) -> int:
     return value.year * 10000 + value.month * 100 + value.day
 
 
-def _location(settings: Settings) -> str:
-    if settings.chroma_host:
-        return f"chroma server {settings.chroma_host}:{settings.chroma_port}"
-    return str(settings.data_dir / "chroma")
-
-
 class ArticleStore:
     """Articles and their chunks in Chroma. Opening does not load the embedding model."""
 
-    def __init__(
-        self, settings: Settings, client: ClientAPI | None = None, check_model: bool = True
-    ) -> None:
+    def __init__(self, settings: Settings, check_model: bool = True) -> None:
         self.settings = settings
         self.spec = EmbedSpec.parse(settings.embed_model)
-        self.client = client or make_client(settings)
-        self.location = _location(settings)
+        self.location = location(settings)
+        self.conn: Connection = connect(settings)
         self._function = LlamaIndexEmbeddingFunction(None, settings.embed_model)
         self._chunks: Collection | None = None
         self._articles: Collection | None = None
         self._check = check_model
-        self._open(create=False)
+        self._epoch = self.conn.epoch
+        self.recovered = 0  # articles this object rolled back or finished (reports)
+        self.lock = self.conn.writer(settings.collection, self._new_lock)
+        self._guard("opening it", self._open, False)
+        if not self.conn.seen:
+            self.conn.seen = self.generation()
+
+    def _new_lock(self) -> FileWriterLock | LeaseWriterLock:
+        if self.conn.embedded:
+            return FileWriterLock(self.settings.data_dir, self.name)
+        return LeaseWriterLock(self.conn.client, self.name)
+
+    @property
+    def client(self) -> Any:  # noqa: ANN401 - chromadb's ClientAPI
+        return self.conn.client
+
+    def _guard(self, doing: str, fn: Any, *args: Any) -> Any:  # noqa: ANN401
+        """Run a store call; a failure of the store itself becomes one clear line."""
+        try:
+            return fn(*args)
+        except (StoreError, ValueError):
+            raise
+        except Exception as exc:
+            raise store_error(exc, self.location, doing) from exc
 
     # -- collections -------------------------------------------------------
 
@@ -96,9 +98,11 @@ class ArticleStore:
         return self.settings.collection
 
     def _open(self, create: bool) -> bool:
+        self._epoch = self.conn.epoch
         existing = {c.name for c in self.client.list_collections()}
         names = (self.name, self.name + ARTICLES_SUFFIX)
         if not create and not all(n in existing for n in names):
+            self._chunks = self._articles = None
             return False
         if self.name in existing and self._check:
             self._check_model(self.client.get_collection(self.name, embedding_function=None))
@@ -134,23 +138,31 @@ class ArticleStore:
 
     def ensure(self) -> None:
         if not self.exists:
-            self._open(create=True)
+            with self.writing():
+                if not self.exists:
+                    self._guard("creating its collections", self._open, True)
 
     @property
     def chunks(self) -> Collection:
+        if self._epoch != self.conn.epoch:  # another store object of this process reopened
+            self._guard("opening it", self._open, False)
         if self._chunks is None:
             raise StoreError(self.empty_message())
         return self._chunks
 
     @property
     def articles(self) -> Collection:
+        if self._epoch != self.conn.epoch:
+            self._guard("opening it", self._open, False)
         if self._articles is None:
             raise StoreError(self.empty_message())
         return self._articles
 
     def has_chunks(self) -> bool:
-        """Whether there is anything to answer from (the one emptiness check)."""
-        return self.exists and self.chunks.count() > 0
+        """Whether there is anything to answer from (the one emptiness check); sees what
+        other processes wrote."""
+        self.sync()
+        return self.exists and self._guard("counting", self.chunks.count) > 0
 
     def empty_message(self) -> str:
         return (
@@ -167,28 +179,60 @@ class ArticleStore:
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return self.embed_model.get_text_embedding_batch(list(texts))
 
-    def generation(self) -> str:
-        """A stamp that changes whenever chunks are written or removed (for derived indexes).
+    # -- keeping up with other writers ---------------------------------------
 
-        Read fresh each time: another process (or a server client) may have written.
-        """
-        if not self.exists:
-            return ""
-        meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
-        return str(meta.get("generation", ""))
+    def generation(self) -> str:
+        """A stamp that changes whenever chunks are written or removed, by any process
+        (derived indexes and `sync` compare it). Read fresh from the store each time."""
+        try:
+            collection = self.client.get_collection(self.name, embedding_function=None)
+        except Exception as exc:  # not created yet, or dropped by another process
+            if "does not exist" in str(exc) or type(exc).__name__ == "NotFoundError":
+                return ""
+            raise store_error(exc, self.location, "reading it") from exc
+        return str((collection.metadata or {}).get("generation", "")) or "created"
+
+    def sync(self) -> bool:
+        """Catch up with other processes' writes: reopen the embedded client (its vector
+        index lives in this process's memory) or, on a server, fetch the collections
+        again. One cheap read when nothing changed; True if something had."""
+        generation = self.generation()
+        if generation == self.conn.seen:
+            if self._epoch != self.conn.epoch or (generation and not self.exists):
+                self._guard("opening it", self._open, False)
+            return False
+        self._guard("reopening it", self.conn.reopen)
+        self.conn.seen = generation
+        self._guard("opening it", self._open, False)
+        return True
+
+    @contextmanager
+    def writing(self, what: str = "writer", wait: float | None = None,
+                on_wait: Waiting | None = None) -> Iterator[None]:
+        """Hold the store's writer lock (re-entrant within a thread). On first entry,
+        catch up with other writers, then roll back what a dead writer left half-written:
+        while we hold the lock no live writer can be mid-write. `wait`: seconds to wait
+        for another writer (None: as long as it takes), then WriterBusyError."""
+        with self.lock.hold(what, wait, on_wait) as outermost:
+            if outermost:
+                self.sync()
+                self.recovered += self._recover()
+            yield
 
     def _bump_generation(self) -> None:
-        import uuid
-
         collection = self.client.get_collection(self.name, embedding_function=None)
         meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
-        self.chunks.modify(metadata={**meta, "generation": uuid.uuid4().hex[:12]})
+        stamp = uuid.uuid4().hex[:12]
+        self.chunks.modify(metadata={**meta, "generation": stamp})
+        self.conn.seen = stamp  # our own write: nothing to reopen for
 
     def drop(self) -> None:
-        for name in (self.name, self.name + ARTICLES_SUFFIX):
-            if name in {c.name for c in self.client.list_collections()}:
-                self.client.delete_collection(name)
-        self._chunks = self._articles = None
+        with self.writing("drop"):
+            for name in (self.name, self.name + ARTICLES_SUFFIX):
+                if name in {c.name for c in self.client.list_collections()}:
+                    self.client.delete_collection(name)
+            self._chunks = self._articles = None
+            self.conn.seen = ""
 
     # -- reading -----------------------------------------------------------
 
@@ -284,27 +328,35 @@ class ArticleStore:
         embeddings: Sequence[Sequence[float]],
         paths: Iterable[str],
     ) -> None:
-        """Replace whatever version of this article is stored with this one (steps 1-5 above)."""
+        """Replace whatever version of this article is stored with this one (steps 1-5
+        above), under the writer lock."""
         if not chunks:
             raise ValueError("an article needs at least one chunk")
-        self.ensure()
+        with self.writing():
+            self.ensure()
+            self._guard(f"writing article {article.id}", self._write, article, chunks,
+                        embeddings, sorted(set(paths)))
+
+    def _write(self, article: Article, chunks: Sequence[Chunk],
+               embeddings: Sequence[Sequence[float]], paths: list[str]) -> None:
         aid, version = article.id, article.version
         vector = np.mean(np.asarray(embeddings, dtype=np.float32), axis=0)
         vector = (vector / (np.linalg.norm(vector) or 1.0)).tolist()
         self._bump_generation()  # before and after: a reader that indexes mid-write is stale
         old = self.articles.get(ids=[aid], include=["metadatas"])
         old_meta = old["metadatas"][0] if old["ids"] else {}
+        dirty = {"dirty": True, "writer": self._writer_name()}
         # 1. mark dirty; a committed record keeps its text and metadata until step 3, so
-        # recover() can fall back to it intact
+        # recovery can fall back to it intact
         if old["ids"]:
-            self.articles.update(ids=[aid], metadatas=[{"dirty": True}])
+            self.articles.update(ids=[aid], metadatas=[dirty])
         else:
             self.articles.upsert(
                 ids=[aid], embeddings=[vector], documents=[article.text],
-                metadatas=[{"version": "", "dirty": True, "title": article.title}],
+                metadatas=[{"version": "", "title": article.title, **dirty}],
             )
         # 2. the new chunks
-        meta = _chunk_base_meta(article, next(iter(paths), None))
+        meta = _chunk_base_meta(article, paths[0] if paths else None)
         self.chunks.upsert(
             ids=[c.id for c in chunks],
             embeddings=[list(e) for e in embeddings],
@@ -316,48 +368,79 @@ class ArticleStore:
             ],
         )
         # 3. commit the new version
-        record = _article_meta(article, sorted(set(paths)), len(chunks))
+        record = _article_meta(article, paths, len(chunks))
         # upsert merges metadata: drop keys the new version lacks (None deletes a key)
-        stale = {k: None for k in old_meta if k not in record and k != "dirty"}
+        stale = {k: None for k in old_meta if k not in record and k not in dirty}
         self.articles.upsert(
             ids=[aid], embeddings=[vector], documents=[article.text],
-            metadatas=[{**stale, **record, "dirty": True}],
+            metadatas=[{**stale, **record, **dirty}],
         )
         # 4. drop other versions, 5. clean
         self.chunks.delete(where={"$and": [{"article_id": aid}, {"version": {"$ne": version}}]})
-        self.articles.update(ids=[aid], metadatas=[{"dirty": False}])
+        self.articles.update(ids=[aid], metadatas=[{"dirty": False, "writer": None}])
         self._bump_generation()
+
+    def _writer_name(self) -> str:
+        info = self.lock.info or {}
+        return f"{info.get('what', 'writer')} pid {info.get('pid')} on {info.get('host')}"
 
     def set_paths(self, article_id: str, paths: Iterable[str]) -> None:
         """Record which files hold this article; the chunks keep their first path."""
         paths = sorted(set(paths))
-        # Chroma merges metadata on update and upsert alike; None is what deletes a key.
-        self.articles.update(ids=[article_id], metadatas=[{"paths": paths or None}])
+        with self.writing():
+            # Chroma merges metadata on update and upsert alike; None deletes a key.
+            self._guard("recording paths", lambda: self.articles.update(
+                ids=[article_id], metadatas=[{"paths": paths or None}]))
 
     def remove_article(self, article_id: str) -> bool:
+        if not self.exists and not self.sync():
+            return False
+        with self.writing("remove"):
+            return bool(self._guard(f"removing article {article_id}", self._remove, article_id))
+
+    def _remove(self, article_id: str) -> bool:
         if not self.exists:
             return False
         got = self.articles.get(ids=[article_id])
         if not got["ids"]:
             return False
-        self.articles.update(ids=[article_id], metadatas=[{"version": "", "dirty": True}])
+        self.articles.update(ids=[article_id], metadatas=[
+            {"version": "", "dirty": True, "writer": self._writer_name()}])
         self.chunks.delete(where={"article_id": article_id})
         self.articles.delete(ids=[article_id])
         self._bump_generation()
         return True
 
-    def recover(self) -> int:
-        """Finish or undo writes that a killed process left half done. Returns how many."""
+    def recover(self, wait: float | None = None, on_wait: Waiting | None = None) -> int:
+        """Finish or undo what a writer killed mid-write left behind; how many articles.
+        Takes the writer lock, so it never touches a live writer's work in progress."""
+        before = self.recovered
+        with self.writing("recovery", wait, on_wait):
+            pass
+        return self.recovered - before
+
+    def half_written(self) -> list[tuple[str, str]]:
+        """(article id, writer) of records a writer left mid-write (for `check`)."""
+        if not self.exists:
+            return []
+        dirty = self.articles.get(where={"dirty": True}, include=["metadatas"])
+        return [(aid, str(meta.get("writer") or "an earlier version of this program"))
+                for aid, meta in zip(dirty["ids"], dirty["metadatas"], strict=True)]
+
+    def _recover(self) -> int:
         if not self.exists:
             return 0
-        dirty = self.articles.get(where={"dirty": True}, include=["metadatas"])
+        dirty = self._guard("recovering", lambda: self.articles.get(
+            where={"dirty": True}, include=["metadatas"]))
         for aid, meta in zip(dirty["ids"], dirty["metadatas"], strict=True):
             version = meta.get("version", "")
+            logger.info("rolling back article %s, left half-written by %s", aid,
+                        meta.get("writer") or "an interrupted writer")
             if version:
                 self.chunks.delete(
                     where={"$and": [{"article_id": aid}, {"version": {"$ne": version}}]}
                 )
-                self.articles.update(ids=[aid], metadatas=[{"dirty": False}])
+                self.articles.update(ids=[aid], metadatas=[{"dirty": False, "writer": None}])
             else:
                 self.chunks.delete(where={"article_id": aid})
                 self.articles.delete(ids=[aid])

@@ -581,8 +581,9 @@ def test_recover_after_a_crash_mid_update(
 
     real = store._chunks
     store._chunks = CrashingCollection(real, method, before)
-    with pytest.raises(Crash):
+    with pytest.raises(StoreError) as failed:  # a store failure is one line, cause kept
         write(store, settings, new, [])
+    assert isinstance(failed.value.__cause__, Crash)
     store._chunks = real
     assert store.articles.get(where={"dirty": True})["ids"] == [old.id]
 
@@ -612,7 +613,7 @@ def test_recover_finishes_an_interrupted_remove(fresh: SimpleNamespace) -> None:
     store = fresh.store
     real = store._chunks
     store._chunks = CrashingCollection(real, "delete", before=True)
-    with pytest.raises(Crash):
+    with pytest.raises(StoreError, match="Crash"):
         store.remove_article(doomed)
     store._chunks = real
     assert store.get_article(doomed) is None  # already invisible to readers

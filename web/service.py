@@ -154,6 +154,7 @@ class NewsApp:
     # -- the library -------------------------------------------------------
 
     def articles(self) -> list[StoredArticle]:
+        self.store.sync()  # the CLI may have added or removed some
         return self.store.list_articles()
 
     def library_rows(self, query: str = "", articles: list[StoredArticle] | None = None
