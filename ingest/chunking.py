@@ -72,12 +72,19 @@ def chunk_article(article: Article, settings: Settings) -> list[Chunk]:
     splitter = _splitter(settings.chunk_tokens, settings.chunk_overlap, settings.embed_model)
     paragraph_starts = [0] + [m.end() for m in re.finditer(re.escape(PARAGRAPH_SEP), text)]
     chunks: list[Chunk] = []
+    seen: set[str] = set()
     cursor = 0
     for piece in splitter.split_text(text):
         if not piece.strip():
             continue
         start, end = _locate(text, piece, cursor)
         cursor = start + 1
+        # A passage repeated word for word in one article (a pasted log, a table of
+        # dates) is kept once: thousands of identical vectors wreck Chroma's HNSW graph,
+        # and measured on `../shared/fixtures`, other articles' chunks stop being found.
+        if text[start:end] in seen:
+            continue
+        seen.add(text[start:end])
         chunks.append(
             Chunk(
                 article_id=article.id,

@@ -14,13 +14,15 @@ from ingest.fetch import FetchPolicy
 from ingest.pipeline import Result, ingest
 from rag.settings import Settings, get_settings
 
-COMMANDS = ("add", "list", "remove", "stats", "drop")
+COMMANDS = ("add", "list", "remove", "stats", "drop", "check")
 
 USAGE = """python -m ingest [OPTIONS] SOURCE...       add files, folders, URLs or - (stdin)
        python -m ingest [OPTIONS] list [--json]   the stored articles
        python -m ingest [OPTIONS] remove REF...   by id, URL or file path
        python -m ingest [OPTIONS] stats [--json]  counts, outlets, dates, model
-       python -m ingest [OPTIONS] drop --yes      delete the whole collection"""
+       python -m ingest [OPTIONS] drop --yes      delete the whole collection
+       python -m ingest [OPTIONS] check [--repair] [--json]
+                                                  verify every chunk; fix what is wrong"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="store folder (default: RAG_DATA_DIR or the project's data/)")
     common.add_argument("--collection", default=argparse.SUPPRESS,
                         help="collection name (default: RAG_COLLECTION or 'articles')")
+    common.add_argument("--wait", type=float, default=argparse.SUPPRESS, metavar="SECONDS",
+                        help="while another process writes the store, wait this long, then "
+                             "give up (default: RAG_WRITE_WAIT or 300; 0: refuse at once)")
     parser = argparse.ArgumentParser(
         prog="python -m ingest", usage=USAGE, parents=[common],
         description="Ingest news articles into the store, and manage what is stored.",
@@ -58,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("refs", nargs="+", metavar="REF", help="article id, URL or file path")
     drop = sub.add_parser("drop", parents=[common], help="delete the whole collection")
     drop.add_argument("--yes", action="store_true", help="confirm")
+    chk = sub.add_parser("check", parents=[common],
+                         help="verify that every chunk is findable, counts agree, nothing is "
+                              "half-written and the keyword index is current")
+    chk.add_argument("--repair", action="store_true",
+                     help="re-index lost chunks, delete orphans, roll back half-written "
+                          "articles, rebuild the keyword index")
+    chk.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -66,7 +78,7 @@ def _with_default_command(argv: list[str]) -> list[str]:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("--data-dir", "--collection"):
+        if arg in ("--data-dir", "--collection", "--wait"):
             i += 2
             continue
         if arg.startswith("-") and arg != "-":
@@ -87,7 +99,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         collection=getattr(args, "collection", None) or None,
         max_file_mb=getattr(args, "max_file_mb", None) or None,
         fetch_allow_private=True if getattr(args, "allow_private", False) else None,
+        write_wait=getattr(args, "wait", None),
     )
+
+
+def say_waiting(line: str) -> None:
+    """Told once when another process holds the store's writer lock."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def configure_logging(verbose: bool) -> None:
@@ -114,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         # Only writing needs the model to match; listing or dropping a mismatched one must work.
-        store = ArticleStore(settings, check_model=args.command == "add")
+        store = ArticleStore(settings, check_model=args.command in ("add", "check"))
         return COMMAND_FUNCS[args.command](args, store, settings)
     except ValidationError as exc:
         print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
@@ -145,7 +163,7 @@ def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
         report = ingest(args.sources, store, settings, outlet=args.outlet, fmt=fmt,
                         progress=not args.quiet and sys.stderr.isatty() or args.verbose,
-                        on_result=show)
+                        on_result=show, on_wait=say_waiting)
     print(report.summary())
     return 1 if report.failed else 0
 
@@ -170,15 +188,16 @@ def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
 
 def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     status = 0
-    for ref in args.refs:
-        articles = store.resolve_all(ref)
-        if not articles:
-            print(f"error: no stored article matches {ref!r} (give an id from `list`, "
-                  "a URL or a file path)", file=sys.stderr)
-            status = 1
-        for article in articles:
-            store.remove_article(article.id)
-            print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
+    with store.writing("remove", settings.write_wait, say_waiting):
+        for ref in args.refs:
+            articles = store.resolve_all(ref)
+            if not articles:
+                print(f"error: no stored article matches {ref!r} (give an id from `list`, "
+                      "a URL or a file path)", file=sys.stderr)
+                status = 1
+            for article in articles:
+                store.remove_article(article.id)
+                print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
     from rag.keyword import KeywordIndex
 
     KeywordIndex.of(store).refresh()
@@ -214,10 +233,25 @@ def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         print(f"this deletes every article in {store.name!r} at {store.location}; "
               "add --yes to confirm", file=sys.stderr)
         return 1
-    store.drop()
+    with store.writing("drop", settings.write_wait, say_waiting):
+        store.drop()
     print(f"dropped collection {store.name!r}")
     return 0
 
 
+def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    from rag.health import check, repair
+
+    health = check(store)
+    if args.repair and not health.ok:
+        with store.writing("repair", settings.write_wait, say_waiting):
+            health = repair(store, check(store))
+    if args.json:
+        print(json.dumps(health.to_json(), indent=2))
+    else:
+        print(health.report())
+    return 0 if health.ok else 1
+
+
 COMMAND_FUNCS = {"add": cmd_add, "list": cmd_list, "remove": cmd_remove, "stats": cmd_stats,
-                 "drop": cmd_drop}
+                 "drop": cmd_drop, "check": cmd_check}

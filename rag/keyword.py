@@ -96,6 +96,15 @@ class KeywordIndex:
     def refresh(self) -> None:
         self.ensure()
 
+    def is_current(self) -> bool:
+        """Whether the saved index matches the store as it is now (`ingest check`)."""
+        if not self.store.has_chunks():
+            return True
+        try:
+            return json.loads((self.path / _STAMP).read_text()) == self._current_stamp()
+        except (OSError, ValueError):
+            return False
+
     def _load(self, stamp: dict[str, object]) -> BM25Retriever | None:
         for _ in range(2):  # a builder may swap the pointer between our two reads
             path = self.path

@@ -101,17 +101,32 @@ class _Reentrant:
             self._gate.release()
 
     def busy_message(self, wait: float | None) -> str:
-        return (f"the store is busy: {describe(self.current())} is writing to it"
+        return (f"the store is busy: {describe(self.holder())} is writing to it"
                 f"{f' (waited {wait:g} s)' if wait else ''}; try again when it is done, or "
                 "give --wait SECONDS")
 
     def _wait_line(self, on_wait: Waiting | None, said: list[bool]) -> None:
         if on_wait and not said:
-            on_wait(f"waiting for {describe(self.current())} to finish writing…")
+            on_wait(f"waiting for {describe(self.holder())} to finish writing…")
             said.append(True)
 
-    # the kind-specific part
     def current(self) -> dict[str, Any] | None:
+        """Who holds the lock now (None: nobody), without taking it for long."""
+        if self.info:
+            return self.info
+        if not self._gate.acquire(blocking=False):  # another thread of ours has or wants it
+            return self.info or holder_info("writer")
+        try:
+            return self._probe()
+        finally:
+            self._gate.release()
+
+    # the kind-specific part
+    def holder(self) -> dict[str, Any] | None:
+        """What the holder wrote of itself (called while the lock is known to be held)."""
+        raise NotImplementedError
+
+    def _probe(self) -> dict[str, Any] | None:
         raise NotImplementedError
 
     def _acquire(self, info: dict[str, Any], deadline: float | None,
@@ -132,11 +147,21 @@ class FileWriterLock(_Reentrant):
         self.note = Path(folder) / f"{name}.writer.json"
         self._lock = filelock.FileLock(self.path, thread_local=False)
 
-    def current(self) -> dict[str, Any] | None:
+    def holder(self) -> dict[str, Any] | None:
         try:
             return json.loads(self.note.read_text())
         except (OSError, ValueError):
             return None
+
+    def _probe(self) -> dict[str, Any] | None:
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return self.holder() or {}
+        except OSError:  # cannot even create the lock file: nobody can be writing
+            return None
+        self._lock.release()
+        return None
 
     def _acquire(self, info: dict[str, Any], deadline: float | None,
                  on_wait: Waiting | None) -> None:
@@ -176,12 +201,14 @@ class LeaseWriterLock(_Reentrant):
         # a fixed 1-d vector: Chroma must never reach for its default embedding model
         return self.client.get_or_create_collection(self.name, embedding_function=None)
 
-    def current(self) -> dict[str, Any] | None:
+    def holder(self) -> dict[str, Any] | None:
         got = self._collection().get(ids=[self.RECORD], include=["metadatas"])
         if not got["ids"]:
             return None
         meta = dict(got["metadatas"][0] or {})
         return meta if float(meta.get("expires", 0)) > time.time() else None
+
+    _probe = holder
 
     def _acquire(self, info: dict[str, Any], deadline: float | None,
                  on_wait: Waiting | None) -> None:
@@ -196,7 +223,10 @@ class LeaseWriterLock(_Reentrant):
                 meta = None
             if meta is None:
                 record = {**info, "expires": time.time() + self.lease}
-                collection.add(ids=[self.RECORD], embeddings=[[0.0]], metadatas=[record])
+                try:  # add never overwrites: the first add wins, the others are ignored
+                    collection.add(ids=[self.RECORD], embeddings=[[0.0]], metadatas=[record])
+                except Exception:  # or refused, depending on the server's version
+                    logger.debug("lease add refused", exc_info=True)
                 got = collection.get(ids=[self.RECORD], include=["metadatas"])
                 if got["ids"] and (got["metadatas"][0] or {}).get("token") == info["token"]:
                     break

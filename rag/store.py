@@ -40,6 +40,7 @@ from rag.settings import Settings
 logger = logging.getLogger(__name__)
 
 ARTICLES_SUFFIX = "-articles"
+REBUILD_SUFFIX = "-rebuild"
 _PAGE = 1000
 __all__ = ["ArticleStore", "EmbeddingMismatchError", "StoreError", "WriterBusyError",
            "date_int"]
@@ -215,9 +216,55 @@ class ArticleStore:
         for another writer (None: as long as it takes), then WriterBusyError."""
         with self.lock.hold(what, wait, on_wait) as outermost:
             if outermost:
+                self._guard("finishing a rebuild", self._finish_rebuild)
                 self.sync()
                 self.recovered += self._recover()
             yield
+
+    def rebuild_vectors(self) -> int:
+        """Copy every chunk, with its stored vector, into a new collection and swap it in:
+        a damaged vector index is rebuilt whole and nothing is embedded again. Killed
+        part-way, the old collection is intact (before the delete) or the new one is
+        complete and renamed by the next writer (`_finish_rebuild`). Returns the count."""
+        with self.writing("repair"):
+            spare = self.name + REBUILD_SUFFIX
+            if spare in {c.name for c in self.client.list_collections()}:
+                self.client.delete_collection(spare)  # an earlier rebuild that died early
+            old = self.client.get_collection(self.name, embedding_function=None)
+            meta = {k: v for k, v in (old.metadata or {}).items() if not k.startswith("hnsw:")}
+            new = self.client.create_collection(
+                spare, metadata={**meta, "rebuilding": True},
+                configuration={"hnsw": {"space": "cosine"}}, embedding_function=None)
+            offset = 0
+            while True:
+                page = old.get(limit=_PAGE, offset=offset,
+                               include=["embeddings", "documents", "metadatas"])
+                if page["ids"]:
+                    new.add(ids=page["ids"], embeddings=page["embeddings"],
+                            documents=page["documents"], metadatas=page["metadatas"])
+                if len(page["ids"]) < _PAGE:
+                    break
+                offset += _PAGE
+            if new.count() != old.count():
+                raise StoreError(f"rebuilding the vector index of {self.location} copied "
+                                 f"{new.count()} of {old.count()} chunks; nothing was changed")
+            new.modify(metadata={**meta, "rebuilding": False})
+            self.client.delete_collection(self.name)
+            new.modify(name=self.name)
+            self._open(create=False)
+            self._bump_generation()
+            return new.count()
+
+    def _finish_rebuild(self) -> None:
+        """A rebuild killed between deleting the old collection and renaming the new."""
+        names = {c.name for c in self.client.list_collections()}
+        spare = self.name + REBUILD_SUFFIX
+        if spare in names and self.name not in names:
+            new = self.client.get_collection(spare, embedding_function=None)
+            if not (new.metadata or {}).get("rebuilding"):
+                logger.info("finishing an interrupted rebuild of %s", self.location)
+                new.modify(name=self.name)
+                self._open(create=False)
 
     def _bump_generation(self) -> None:
         collection = self.client.get_collection(self.name, embedding_function=None)

@@ -46,18 +46,22 @@ def register(app: NewsApp) -> None:
         """The stored articles: title, published, outlet, chunks, source, id."""
         return [dict(zip(LIBRARY_KEYS, row, strict=True)) for row in app.library_rows(query)]
 
+    # The add endpoints are generators (annotated with what each step yields, which is
+    # what gradio reads): cancelling a job closes them, and the ingest stops. A plain
+    # function would go on writing in its worker thread after the client gave up.
     def add_text(text: str, title: str = "", outlet: str = "",
                  request: gr.Request = None) -> dict[str, Any]:  # type: ignore[assignment]
-        """Add pasted article text (editors); returns the ingest report."""
+        """Add pasted article text (editors); the ingest report (the last one sent)."""
         app.require_editor(request)
         ref = app.save_text(text, title or "")
-        return app.run_ingest([ref], {ref: "pasted text"}, outlet or "")
+        yield from app.ingest_reports([ref], {ref: "pasted text"}, outlet or "")
 
     def add_urls(urls: list[str], outlet: str = "",
                  request: gr.Request = None) -> dict[str, Any]:  # type: ignore[assignment]
-        """Add articles by http(s) URL (editors); returns the ingest report."""
+        """Add articles by http(s) URL (editors); the ingest report (the last one sent)."""
         app.require_editor(request)
-        return app.run_ingest(app.limits.urls(list(urls or [])), {}, outlet or "", local=False)
+        yield from app.ingest_reports(app.limits.urls(list(urls or [])), {}, outlet or "",
+                                      local=False)
 
     def remove(article_id: str,
                request: gr.Request = None) -> str:  # type: ignore[assignment]

@@ -21,6 +21,7 @@ import gradio as gr
 
 from ingest.pipeline import STATUSES, Report, ingest_stream
 from rag.engine import AnswerStream, Engine
+from rag.lock import WriterBusyError, describe
 from rag.models import StoredArticle
 from rag.retrieval import Filters
 from rag.settings import Settings
@@ -33,6 +34,7 @@ from web.uploads import Uploads
 
 logger = logging.getLogger(__name__)
 FORMATS = "txt, md, html, pdf, jsonl"
+HEALTH_SAMPLE = 200  # chunks whose vectors the start-up look checks
 UNEXPECTED = "something went wrong on the server (the details are in its log)."
 NO_MATCH = ("no passage matches the filters (articles, outlets, dates); clear them to search "
             "the whole library")
@@ -55,6 +57,7 @@ class NewsApp:
         self.uploads = Uploads(Path(settings.data_dir) / "uploads", settings.max_file_bytes)
         self._warm_lock = threading.Lock()
         self._warm = False
+        self.health_problems: list[str] = []  # from the start-up look at the store
 
     # -- start-up ----------------------------------------------------------
 
@@ -68,12 +71,36 @@ class NewsApp:
             if self._warm:
                 return
             started = time.perf_counter()
+            self.look_at_store()
             self.store.embed_model  # noqa: B018 - loads the model
             if self.store.has_chunks():
                 self.engine.keyword.ensure()
             self._warm = True
             logger.info("Ready to answer (model and keyword index loaded in %.1f s)",
                         time.perf_counter() - started)
+
+    def look_at_store(self) -> None:
+        """At start: roll back what a writer killed mid-write left (unless another
+        process is writing now: it will), then the light part of `ingest check` (a
+        sample of vectors); problems are shown above the page's tabs."""
+        from rag.health import check
+
+        try:
+            recovered = self.store.recover(wait=0)
+            if recovered:
+                logger.warning("rolled back %d article(s) left half-written by a writer that "
+                               "died", recovered)
+        except WriterBusyError:
+            logger.info("another process is writing the store; it will recover it")
+        try:
+            health = check(self.store, sample=HEALTH_SAMPLE)
+        except StoreError as exc:
+            self.health_problems = [str(exc)]
+        else:
+            self.health_problems = [p for p in health.problems()
+                                    if "keyword index" not in p]  # the warm-up rebuilds it
+        for problem in self.health_problems:
+            logger.warning("store check: %s", problem)
 
     def mode_text(self) -> str:
         if self.engine.resolve_mode(None) == AnswerMode.LLM:
@@ -85,7 +112,13 @@ class NewsApp:
                 "configured; set RAG_LLM_MODEL and OPENAI_BASE_URL to use one).")
 
     def banner(self) -> str:
-        """Markdown above the tabs: how to add articles while the library is empty."""
+        """Markdown above the tabs: what is wrong with the store, if anything; how to add
+        articles while the library is empty."""
+        if self.health_problems:
+            return "  \n".join(
+                ["**The store needs a repair:** " + self.redact("; ".join(self.health_problems))
+                 + ".", "Run `python -m ingest check --repair` on the server (answers may "
+                 "miss passages until then)."])
         if self.store.has_chunks():
             return ""
         first, *rest = EMPTY_LIBRARY.splitlines()
@@ -216,6 +249,22 @@ class NewsApp:
                    local: bool = True) -> dict[str, Any]:
         return self.ingest(refs, names, outlet, local=local).result
 
+    def ingest_reports(self, refs: list[str], names: dict[str, str], outlet: str = "", *,
+                       local: bool = True) -> Iterator[dict[str, Any]]:
+        """The report so far after each result (`done` false), then the whole report
+        (`done` true). For the API: a client that cancels closes this generator, which
+        stops the ingest before its next source instead of writing on unseen."""
+        stream = self.ingest(refs, names, outlet, local=local)
+        lines: list[str] = []
+        try:
+            for line in stream:
+                lines.append(line)
+                yield {"summary": f"{len(lines)} result(s) so far…", "lines": list(lines),
+                       "counts": {}, "results": [], "done": False}
+            yield {**stream.result, "done": True}
+        finally:
+            stream.close()
+
     def _ingest(self, refs: list[str], names: dict[str, str], outlet: str, local: bool
                 ) -> Generator[str, None, dict[str, Any]]:
         self.limits.field(outlet, "outlet")
@@ -226,9 +275,14 @@ class NewsApp:
             return self.redact(source)
 
         self.warm_up()
-        stream = ingest_stream(refs, self.store, self.settings, outlet=outlet.strip() or None,
-                               progress=False, local=local)
         lines: list[str] = []
+        holder = self.store.lock.current()
+        if holder is not None:  # said now: the stream can only yield once it has the lock
+            lines.append(self.redact(f"waiting for {describe(holder)} to finish writing…"))
+            yield lines[-1]
+        stream = ingest_stream(refs, self.store, self.settings, outlet=outlet.strip() or None,
+                               progress=False, local=local,
+                               on_wait=lambda line: logger.info("%s", line))
         for result in stream:
             line = (f"failed     {shown(result.source)}: {result.reason}"
                     if result.status == "failed" else shown(result.line()))
@@ -283,9 +337,10 @@ class NewsApp:
         if not article_id:
             return "Pick an article to remove."
         self.limits.field(article_id, "article id")
-        article = self.store.get_article(article_id)
-        if article is None or not self.store.remove_article(article_id):
-            return f"No article with id {article_id}."
+        with self.store.writing("remove", self.settings.write_wait):
+            article = self.store.get_article(article_id)
+            if article is None or not self.store.remove_article(article_id):
+                return f"No article with id {article_id}."
         for path in article.paths:  # our own copies of uploads and pasted text
             self.uploads.delete(path, (p for a in self.articles() for p in a.paths))
         if self.store.has_chunks():
