@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(getattr(args, "verbose", False))
     from pydantic import ValidationError
 
+    from rag.connection import as_store_error
     from rag.embeddings import EmbeddingConfigError
     from rag.store import ArticleStore, StoreError
 
@@ -138,6 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
     except (StoreError, EmbeddingConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # Chroma failing underneath: one line, not a traceback
+        line = as_store_error(exc, settings_from(args))
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to finish", file=sys.stderr)
         return 130

@@ -106,8 +106,9 @@ class Ingestor:
 
     def __init__(self, store: ArticleStore, settings: Settings, outlet: str | None = None,
                  on_done: Callable[[Result], None] | None = None,
-                 on_wait: Waiting | None = None) -> None:
+                 on_wait: Waiting | None = None, pool_chunks: int = FLUSH_CHUNKS) -> None:
         self.store = store
+        self.pool_chunks = pool_chunks
         self.settings = settings
         self.outlet = outlet
         self.on_done = on_done or (lambda result: None)
@@ -156,7 +157,7 @@ class Ingestor:
         chunks = chunk_article(article, self.settings)
         paths = {*(existing.paths if existing else []), *([article.path] if article.path else [])}
         self.pending[aid] = _Pending(article, chunks, paths, result, existing is not None)
-        if sum(len(p.chunks) for p in self.pending.values()) >= FLUSH_CHUNKS:
+        if sum(len(p.chunks) for p in self.pending.values()) >= self.pool_chunks:
             self.flush()
 
     def _keep(self, article: Article, result: Result) -> bool:
@@ -295,6 +296,7 @@ def ingest_stream(
     progress: bool = True,
     local: bool = True,
     on_wait: Waiting | None = None,
+    pool_chunks: int = FLUSH_CHUNKS,
 ) -> Streamed[Result, Report]:
     """Add the sources named by `refs`, yielding each result as soon as it is final;
     `.result` is the report. `local=False` (what a web user gave): only http(s) URLs are
@@ -307,10 +309,12 @@ def ingest_stream(
 
     Writes take the store's writer lock a pool at a time, waiting up to
     `settings.write_wait` seconds for another writer (`on_wait` is told once).
+    `pool_chunks=1` writes each article as soon as it is read (the app's few sources:
+    a result per source, so a cancelled job stops at the next one).
     """
     policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails here, not later
     return Streamed(_ingest(refs, store, settings, policy, outlet, fmt, progress, local,
-                            on_wait))
+                            on_wait, pool_chunks))
 
 
 def ingest(
@@ -339,7 +343,8 @@ def ingest(
 
 def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: FetchPolicy,
             outlet: str | None, fmt: str | None, progress: bool, local: bool,
-            on_wait: Waiting | None) -> Generator[Result, None, Report]:
+            on_wait: Waiting | None, pool_chunks: int = FLUSH_CHUNKS
+            ) -> Generator[Result, None, Report]:
     """The work behind `ingest_stream`: yields results between sources, returns the report."""
     started = time.perf_counter()
     report = Report()
@@ -361,7 +366,8 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
             done(Result(missing, "failed", reason="no such file, folder or URL"))
         yield from _take(final)
 
-        ingestor = Ingestor(store, settings, outlet, on_done=done, on_wait=on_wait)
+        ingestor = Ingestor(store, settings, outlet, on_done=done, on_wait=on_wait,
+                            pool_chunks=pool_chunks)
         bar = tqdm(expanded.sources, unit="src", disable=not progress, dynamic_ncols=True,
                    desc="ingesting", leave=True)
         for source in bar:

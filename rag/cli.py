@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    from rag.connection import as_store_error
     from rag.embeddings import EmbeddingConfigError
     from rag.engine import Engine
     from rag.retrieval import Filters
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # Chroma failing underneath: one line, not a traceback
+        line = as_store_error(exc, _settings(args))
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 1
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)

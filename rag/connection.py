@@ -37,12 +37,36 @@ def location(settings: Settings) -> str:
     return str(Path(settings.data_dir) / "chroma")
 
 
+def _out_of_room(where: str) -> bool:
+    """Chroma reports a full disk as a failed compaction; look at the disk ourselves."""
+    import resource
+    import shutil
+
+    folder = Path(where)
+    try:
+        if folder.exists() and shutil.disk_usage(folder).free < 64 * 2**20:
+            return True
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:  # a file-size limit (ulimit -f) was reached?
+            return any(f.stat().st_size >= limit - 2**20 for f in folder.rglob("*")
+                       if f.is_file())
+    except (OSError, ValueError):
+        return False
+    return False
+
+
 def store_error(exc: BaseException, where: str, doing: str) -> StoreError:
     """One line for a failure of the store itself, naming the folder and what to do."""
     text = " ".join(str(exc).split())
     low = text.casefold()
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "disk is full" in low \
-            or "no space left" in low:
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG)
+    if where.startswith("chroma server") and any(
+            w in low for w in ("connect", "refused", "unreachable", "timed out", "timeout")):
+        why = (f"cannot reach the {where} ({text[:80]}); start it with `chroma run --path DIR "
+               "--port PORT`, or unset CHROMA_HOST to use the embedded store. Answers resume "
+               "by themselves once it is back")
+    elif full or "disk is full" in low or "no space left" in low or "file too large" in low \
+            or (doing.startswith(("writing", "removing", "recording")) and _out_of_room(where)):
         why = (f"the disk holding {where} is full while {doing}; free some space and run the "
                "same command again (what was stored before is intact)")
     elif isinstance(exc, PermissionError) or "readonly" in low or "read-only" in low \
@@ -54,10 +78,44 @@ def store_error(exc: BaseException, where: str, doing: str) -> StoreError:
             or "database disk image" in low:
         why = (f"the store at {where} is damaged ({text[:100]}); restore the folder from a "
                "backup, or move it aside and ingest the articles again")
+    elif "log store" in low or "backfill" in low or "segment" in low:
+        why = (f"the store at {where} could not be read while {doing} ({text[:100]}); it may "
+               "be damaged: run `python -m ingest check`, and if that fails too, restore the "
+               "folder from a backup or move it aside and ingest the articles again")
     else:
         why = (f"the store at {where} failed while {doing} ({type(exc).__name__}: "
                f"{text[:140]}); run `python -m ingest check` to see what is wrong")
     return StoreError(why)
+
+
+def as_store_error(exc: BaseException, settings: Settings, doing: str = "reading it"
+                   ) -> StoreError | None:
+    """A failure raised by Chroma itself (or its database) as our one line; None for
+    anything else. For the last line of defence: CLI mains and the app's error line."""
+    from chromadb.errors import ChromaError
+
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, ChromaError) or type(exc).__module__.startswith(("chromadb", "sqlite3")):
+        return store_error(exc, location(settings), doing)
+    return None
+
+
+def integrity(settings: Settings) -> str | None:
+    """SQLite's own quick check of an embedded store's database: None when sound, else
+    what it says. (Chroma opens a database with a damaged middle without complaint.)"""
+    import sqlite3
+
+    db = Path(settings.data_dir) / "chroma" / "chroma.sqlite3"
+    if settings.chroma_host or not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        return str(exc)
+    said = "; ".join(str(r[0]) for r in rows[:3])
+    return None if said == "ok" else said
 
 
 def _chroma_settings() -> ChromaSettings:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.connection import StoreError, integrity
 from rag.keyword import KeywordIndex
 from rag.store import ArticleStore
 
@@ -94,6 +95,11 @@ def check(store: ArticleStore, sample: int | None = None,
           progress: Progress | None = None) -> Health:
     """Every check; `sample`: look up that many random chunks' vectors, not all (the
     app's start-up look)."""
+    damaged = integrity(store.settings)
+    if damaged:
+        raise StoreError(f"the store at {store.location} is damaged (SQLite: {damaged[:120]}); "
+                         "restore the folder from a backup, or move it aside and ingest the "
+                         "articles again")
     store.sync()
     health = Health()
     if not store.exists:

@@ -66,7 +66,9 @@ def build_llm(settings: Settings, http_client: Any = None) -> LLM:
         "temperature": 0.1,
         "max_tokens": settings.llm_max_tokens,
         "timeout": settings.llm_timeout,
-        "max_retries": 1,
+        # No retries: a retry would outlive the answer's deadline (a 429's Retry-After is
+        # slept inside the call) and go on in the background after we gave up.
+        "max_retries": 0,
     }
     if http_client is not None:
         common["http_client"] = http_client
@@ -98,6 +100,19 @@ def describe_error(exc: Exception, settings: Settings) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"the LLM endpoint {where} answered HTTP {exc.status_code}"
     return f"the LLM call failed ({type(exc).__name__}: {' '.join(str(exc).split())[:100]})"
+
+
+def _finished(chunk: Any) -> bool:  # noqa: ANN401 - a llama-index ChatResponse
+    """Whether a streamed chunk carries the model's finish reason (stop, length, ...)."""
+    raw = getattr(chunk, "raw", None)
+    choices = getattr(raw, "choices", None) or (raw.get("choices") if isinstance(raw, dict)
+                                                else None) or []
+    for choice in choices:
+        reason = getattr(choice, "finish_reason", None) or (
+            choice.get("finish_reason") if isinstance(choice, dict) else None)
+        if reason:
+            return True
+    return False
 
 
 def format_passages(passages: list[Passage]) -> str:
@@ -171,6 +186,7 @@ class LLMAnswerer:
             # A worker reads the stream so that the reader here can give up at the
             # deadline even while the worker waits for the next token.
             gen = None
+            finished = False
             try:
                 gen = llm.stream_chat(self.messages(question, passages))
                 for chunk in gen:
@@ -178,7 +194,10 @@ class LLMAnswerer:
                         break
                     if chunk.delta:
                         deltas.put(("delta", chunk.delta))
-                deltas.put(("end", None))
+                    finished = finished or _finished(chunk)
+                # A stream that ends without a finish reason was cut (the connection
+                # closed mid-answer), and its last sentence may be half a sentence.
+                deltas.put(("end", None) if finished or stop.is_set() else ("cut", None))
             except Exception as exc:
                 deltas.put(("error", exc))
             finally:
@@ -201,6 +220,9 @@ class LLMAnswerer:
                     continue
                 if kind == "end":
                     return
+                if kind == "cut":
+                    raise LLMError("the LLM's answer was cut off: the connection closed before "
+                                   "it finished")
                 if kind == "error":
                     raise LLMError(describe_error(value, self.settings)) from value
                 if written + len(value) > self.max_chars:
@@ -210,7 +232,8 @@ class LLMAnswerer:
                 written += len(value)
                 yield value
         finally:
-            stop.set()  # the worker stops at its next token and closes the connection
+            stop.set()  # the worker stops at its next token...
+            cut()  # ...or now, if it is waiting for one: its connection is closed under it
 
     def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
         parts: list[str] = []

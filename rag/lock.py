@@ -88,7 +88,10 @@ class _Reentrant:
             raise WriterBusyError(self.busy_message(wait))
         try:
             info = holder_info(what)
-            self._acquire(info, deadline, on_wait)
+            try:
+                self._acquire(info, deadline, on_wait)
+            except WriterBusyError:
+                raise WriterBusyError(self.busy_message(wait)) from None
             self.info = info
             self._local.depth = 1
             try:

@@ -46,7 +46,14 @@ def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
     messages += [{"role": "user", "content": render.question_html(question)},
                  {"role": "assistant", "content": render.streaming_html("")}]
     yield messages, turns, "", gr.skip()
-    if not app.store.has_chunks():
+    try:
+        empty = not app.store.has_chunks()
+    except Exception as exc:  # the store is away (a Chroma server down): say so, once
+        line = app.error_line(exc, f"answering {question[:200]!r}")
+        messages[-1]["content"] = render.message_html(f"Could not answer: {line}", "error")
+        yield messages, turns, question, gr.skip()
+        return
+    if empty:
         messages[-1]["content"] = render.message_html(EMPTY_LIBRARY, "empty")
         yield messages, turns, "", gr.skip()
         return

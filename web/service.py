@@ -20,6 +20,7 @@ from typing import Any
 import gradio as gr
 
 from ingest.pipeline import STATUSES, Report, ingest_stream
+from rag.connection import as_store_error
 from rag.engine import AnswerStream, Engine
 from rag.lock import WriterBusyError, describe
 from rag.models import StoredArticle
@@ -156,8 +157,15 @@ class NewsApp:
         the traceback in the server's log."""
         if isinstance(exc, gr.Error):
             return self.redact(str(exc.message))
-        if isinstance(exc, ValueError | StoreError):
+        if isinstance(exc, StoreError):
+            logger.warning("%s failed: %s", doing, exc)
             return self.redact(str(exc))
+        if isinstance(exc, ValueError):
+            return self.redact(str(exc))
+        line = as_store_error(exc, self.settings, "answering")
+        if line is not None:
+            logger.error("%s failed: %s", doing, line, exc_info=exc)
+            return self.redact(str(line))
         logger.error("%s failed", doing, exc_info=exc)
         return UNEXPECTED
 
@@ -281,7 +289,7 @@ class NewsApp:
             lines.append(self.redact(f"waiting for {describe(holder)} to finish writing…"))
             yield lines[-1]
         stream = ingest_stream(refs, self.store, self.settings, outlet=outlet.strip() or None,
-                               progress=False, local=local,
+                               progress=False, local=local, pool_chunks=1,
                                on_wait=lambda line: logger.info("%s", line))
         for result in stream:
             line = (f"failed     {shown(result.source)}: {result.reason}"
