@@ -35,6 +35,7 @@ from test_store_lifecycle import (
     SEED,
     assert_consistent,
     bbc_files,
+    chroma_server,  # noqa: F401 - a fixture, used by name
     cli_env,
     make_settings,
     run_cli,
@@ -584,3 +585,62 @@ def test_store_errors_name_the_folder_and_what_to_do(tmp_path: Path) -> None:
     assert "damaged" in str(damaged) and "backup" in str(damaged)
     assert isinstance(full, StoreError) and issubclass(WriterBusyError, StoreError)
     assert isinstance(Settings(data_dir=tmp_path).write_wait, float)
+
+
+# -- a Chroma server: the lease lock ---------------------------------------------------------
+
+def test_server_writers_take_turns_through_a_lease_that_a_dead_holder_loses(
+        chroma_server: Any, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+    """Two machines share no lock file: the lease record in the server serialises them.
+    A holder killed with SIGKILL stops renewing, and its lease lapses."""
+    from rag.lock import LeaseWriterLock
+
+    settings = make_settings(tmp_path / "unused", chroma_host=chroma_server.host,
+                             chroma_port=chroma_server.port, collection="leased")
+    store = ArticleStore(settings)
+    env = cli_env(CHROMA_HOST=chroma_server.host, CHROMA_PORT=str(chroma_server.port))
+    with store.writing("lease test"):
+        refused = run_cli("--collection", "leased", "--wait", "0", "-q", str(SEED),
+                          cwd=tmp_path, env=env)
+        assert refused.returncode == 1
+        assert "busy: another lease test" in refused.stderr, refused.stderr
+    added = run_cli("--collection", "leased", "--wait", "0", "-q", str(SEED), cwd=tmp_path,
+                    env=env)
+    assert added.returncode == 0, added.stderr
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import time, chromadb\nfrom rag.lock import LeaseWriterLock\n"
+         f"c = chromadb.HttpClient(host={chroma_server.host!r}, port={chroma_server.port})\n"
+         "lock = LeaseWriterLock(c, 'leased', lease=3)\n"
+         "with lock.hold('doomed writer', None):\n"
+         "    print('held', flush=True)\n    time.sleep(600)\n"],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    lock = LeaseWriterLock(store.client, "leased", lease=3)
+    with pytest.raises(WriterBusyError, match="doomed writer"), lock.hold("second", wait=0):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    started = time.monotonic()
+    with lock.hold("second", wait=30):
+        assert lock.current()["what"] == "second"
+    assert time.monotonic() - started < 30
+    assert lock.current() is None  # released
+
+
+def test_the_app_looks_at_the_store_at_start_and_says_what_needs_a_repair(
+        tmp_path: Path) -> None:
+    """The light part of `ingest check` at start-up: the fixture's lost vectors show
+    above the page's tabs with the command that repairs them."""
+    from web.service import NewsApp
+
+    fixture = CORPORA.parent / "fixtures" / "lost-vectors-store.tar.gz"
+    if not fixture.is_file():
+        pytest.skip(f"no fixture at {fixture}")
+    subprocess.run(["tar", "xzf", str(fixture), "-C", str(tmp_path)], check=True)
+    news = NewsApp(Settings(data_dir=tmp_path / "lost-vectors-store", collection="articles"))
+    news.look_at_store()
+    banner = news.banner()
+    assert banner.startswith("**The store needs a repair:**"), banner
+    assert "python -m ingest check --repair" in banner and "lost" in banner
+    assert str(tmp_path) not in banner  # the data folder stays private
