@@ -106,9 +106,9 @@ class Ingestor:
 
     def __init__(self, store: ArticleStore, settings: Settings, outlet: str | None = None,
                  on_done: Callable[[Result], None] | None = None,
-                 on_wait: Waiting | None = None, pool_chunks: int = FLUSH_CHUNKS) -> None:
+                 on_wait: Waiting | None = None, pool_chunks: int | None = None) -> None:
         self.store = store
-        self.pool_chunks = pool_chunks
+        self.pool_chunks = pool_chunks or FLUSH_CHUNKS
         self.settings = settings
         self.outlet = outlet
         self.on_done = on_done or (lambda result: None)
@@ -296,7 +296,7 @@ def ingest_stream(
     progress: bool = True,
     local: bool = True,
     on_wait: Waiting | None = None,
-    pool_chunks: int = FLUSH_CHUNKS,
+    pool_chunks: int | None = None,
 ) -> Streamed[Result, Report]:
     """Add the sources named by `refs`, yielding each result as soon as it is final;
     `.result` is the report. `local=False` (what a web user gave): only http(s) URLs are
@@ -309,7 +309,8 @@ def ingest_stream(
 
     Writes take the store's writer lock a pool at a time, waiting up to
     `settings.write_wait` seconds for another writer (`on_wait` is told once).
-    `pool_chunks=1` writes each article as soon as it is read (the app's few sources:
+    `pool_chunks` (default FLUSH_CHUNKS): chunks embedded per pool; 1 writes each article
+    as soon as it is read (the app's few sources:
     a result per source, so a cancelled job stops at the next one).
     """
     policy = FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW fails here, not later
@@ -343,7 +344,7 @@ def ingest(
 
 def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: FetchPolicy,
             outlet: str | None, fmt: str | None, progress: bool, local: bool,
-            on_wait: Waiting | None, pool_chunks: int = FLUSH_CHUNKS
+            on_wait: Waiting | None, pool_chunks: int | None = None
             ) -> Generator[Result, None, Report]:
     """The work behind `ingest_stream`: yields results between sources, returns the report."""
     started = time.perf_counter()
