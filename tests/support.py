@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+CHROMA = Path(sys.executable).with_name("chroma")  # the venv's `chroma run`
 
 
 def free_port() -> int:
@@ -69,3 +77,47 @@ def pdf_pages(pages: list[list[str]], title: str | None = None,
     out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
         len(objects) + 1, trailer_info, xref)
     return bytes(out)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without our settings: a child process reads only what it is given."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("RAG_", "CHROMA_", "OPENAI_"))}
+
+
+class ChromaServer:
+    """`chroma run` on one loopback port and folder, stopped and started again at will."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.log = root / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, limit: float = 60.0) -> None:
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [str(CHROMA), "run", "--path", str(self.root / "db"), "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=clean_env())
+        deadline = time.monotonic() + limit
+        while True:
+            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat",
+                             timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the chroma server did not come up"
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            stop(self.proc)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None

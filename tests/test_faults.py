@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -33,11 +31,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from support import free_port, stop
+from support import CHROMA, ChromaServer, free_port
 
 from ingest.pipeline import ingest
 from rag.connection import forget
@@ -49,7 +46,6 @@ from web import server as web_server
 from web.service import NewsApp
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed"
-CHROMA = Path(sys.executable).with_name("chroma")
 QUESTION = "Why did relations between Iran and Azerbaijan sour?"
 LLM_TIMEOUT = 3.0
 LLM_BOUND = LLM_TIMEOUT * 2 + 10  # loose: catches a hang, not a slow machine
@@ -250,49 +246,6 @@ def test_llm_endpoint_fault_gives_extractive_answer_with_one_notice(
 
 
 # -- B. the Chroma server stopped while the app runs -------------------------------------
-
-
-def _server_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("RAG_", "CHROMA_", "OPENAI_"))}
-
-
-class ChromaServer:
-    """`chroma run` on one loopback port and folder, stopped and started again at will."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.log = root / "server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, limit: float = 60.0) -> None:
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                [str(CHROMA), "run", "--path", str(self.root / "db"), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=_server_env())
-        deadline = time.monotonic() + limit
-        while True:
-            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-2000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/api/v2/heartbeat",
-                             timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the chroma server did not come up"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop(self.proc)
-        self.proc = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from support import free_port, stop
+from support import CHROMA, ChromaServer, free_port
 
 from ingest.chunking import chunk_article, embedding_text, token_counter
 from ingest.pipeline import ingest
@@ -721,33 +720,14 @@ def test_kill_9_mid_ingest_then_rerun_matches_a_clean_run(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
-    chroma = Path(sys.executable).with_name("chroma")
-    if not chroma.is_file():
+    if not CHROMA.is_file():
         pytest.skip(f"no chroma executable next to {sys.executable}")
-    root = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    log = (root / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(root / "db"), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=cli_env(),
-    )
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (root / "server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat",
-                             timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "chroma server did not come up"
-            time.sleep(0.2)
-        yield SimpleNamespace(host="127.0.0.1", port=port, root=root)
+        yield SimpleNamespace(host="127.0.0.1", port=server.port, root=server.root)
     finally:
-        stop(proc)
-        log.close()
+        server.stop()
 
 
 @pytest.mark.slow
