@@ -174,30 +174,34 @@ def test_app_killed_during_an_upload_leaves_no_half_article_and_re_adding_comple
     assert seeded.returncode == 0, seeded.stderr
     port = free_port()
     proc = _app(data, port, log)
-    big = _story(7, sentences=1500)  # ~90 KB: many chunks, seconds of embedding
+    big = _story(7, sentences=2700)  # ~190 KB: hundreds of chunks
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         client.submit(big, "", "", api_name="/add_text")
-        # kill at a seeded moment of the job: while embedding, or mid-write
-        time.sleep(random.Random(5).uniform(1.0, 6.0))
+        # kill at a seeded moment of the job: reading, embedding, mid-write, or after
+        time.sleep(random.Random(5).uniform(0.3, 2.5))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+    title = "Vellmoor7 lantern survey"
     store = reader(data)
-    listed = {a.title for a in store.list_articles()}
-    assert "Vellmoor7 lantern survey" not in listed
+    listed = {a.title: a for a in store.list_articles()}
+    if title in listed:  # it finished before the kill: then it is whole
+        whole = listed[title]
+        assert len(store.chunk_records(whole.id)) == whole.chunks
+    question = "How many lantern repairs did inspector 3 log in Vellmoor7?"
     proc = _app(data, port, log)  # the restart rolls back a half-written article
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        answer = client.predict("How many lantern repairs did inspector 3 log in Vellmoor7?",
-                                api_name="/ask")
-        assert all("Vellmoor7" not in c["title"] for c in answer["citations"])
+        answer = client.predict(question, api_name="/ask")
+        if title not in listed:
+            assert all(title != c["title"] for c in answer["citations"])
         assert store.half_written() == []
         report = client.predict(big, "", "", api_name="/add_text")
-        assert report["done"] and report["counts"]["added"] == 1, report
-        answer = client.predict("How many lantern repairs did inspector 3 log in Vellmoor7?",
-                                api_name="/ask")
-        assert answer["citations"] and answer["citations"][0]["title"].startswith("Vellmoor7")
+        want = "unchanged" if title in listed else "added"
+        assert report["done"] and report["counts"][want] == 1, report
+        answer = client.predict(question, api_name="/ask")
+        assert answer["citations"] and answer["citations"][0]["title"] == title
     finally:
         stop(proc)
     store = reader(data)
