@@ -34,13 +34,13 @@ _EXPORT_LOCK = threading.Lock()
 
 
 def _key(folder: Path) -> str:
-    """Changes when the weights or their config change."""
-    digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json"):
+    """Changes when the weights or their config change; the same for the same package
+    installed in another venv (so one export serves them all)."""
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for name in ("model.safetensors", "pytorch_model.bin", "tokenizer.json"):
         path = folder / name
         if path.is_file():
-            stat = path.stat()
-            digest.update(f"{name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+            digest.update(f"{name}:{path.stat().st_size}".encode())
     return digest.hexdigest()[:12]
 
 

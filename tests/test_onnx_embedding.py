@@ -57,7 +57,10 @@ def test_the_export_is_made_once_and_reused(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not SEED.is_dir(), reason="shared corpora missing")
 def test_ingest_and_an_answer_never_import_torch(tmp_path: Path) -> None:
-    """The cold start's floor was importing torch and sentence-transformers (~4-10 s)."""
+    """The cold start's floor was importing torch and sentence-transformers (~4-10 s).
+    Once the model is exported (`make setup` does it), nothing imports them."""
+    spec = EmbedSpec.parse("local:all-MiniLM-L6-v2")
+    ensure_onnx(Path(spec.model), Settings().model_cache, spec.name)
     script = (
         "import sys\n"
         "from ingest.pipeline import ingest\nfrom rag.engine import Engine\n"
