@@ -119,7 +119,8 @@ class KeywordIndex:
 
     def _build(self, stamp: dict[str, object]) -> BM25Retriever:
         nodes = [chunk_node(r.pop("id"), r.pop("text"), r) for r in self.store.chunk_records()]
-        bm25 = BM25Retriever(nodes=nodes, similarity_top_k=10)
+        # k above the corpus size makes llama-index warn on every small library
+        bm25 = BM25Retriever(nodes=nodes, similarity_top_k=min(10, len(nodes)))
         self.builds += 1
         try:
             self._save(bm25, stamp)
@@ -171,7 +172,8 @@ class KeywordIndex:
             mask = [int(filters.match(doc)) for doc in base.corpus]  # type: ignore[attr-defined]
             if not any(mask):
                 return _Empty()
-        retriever = _Positive(existing_bm25=base.bm25, similarity_top_k=top_k,
+        retriever = _Positive(existing_bm25=base.bm25,
+                              similarity_top_k=max(1, min(top_k, len(base.corpus))),
                               corpus_weight_mask=mask)
         retriever.corpus = base.corpus  # a fresh build keeps its corpus on the retriever only
         retriever.expand = expand

@@ -4,6 +4,7 @@ citations, follow-ups and filters, over the seed article and a slice of BBC news
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -353,3 +354,20 @@ def test_cli_text_output_and_empty_collection(lib: SimpleNamespace, tmp_path: Pa
     empty = _cli("ask", "anything?", "--data-dir", str(tmp_path))
     assert empty.returncode == 1
     assert "python -m ingest" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_a_small_library_searches_without_warnings(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """Fewer chunks than top_k: BM25 asks for what there is, so llama-index does not warn
+    on every question (it did, twice a question, on a new user's first articles)."""
+    from rag.keyword import KeywordIndex
+
+    settings = Settings(data_dir=tmp_path, collection="tiny")
+    store = ArticleStore(settings)
+    one = tmp_path / "one.txt"
+    one.write_text("Quokka census\n\nRangers counted twelve thousand quokkas on the island.")
+    ingest([str(one)], store, settings, progress=False)
+    caplog.set_level(logging.WARNING)
+    hits = Retriever(store, "hybrid", KeywordIndex.of(store)).retrieve("quokka census", 8)
+    assert hits and hits[0].title == "Quokka census"
+    assert not [r for r in caplog.records if "requires k" in r.getMessage()]
