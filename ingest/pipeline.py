@@ -151,6 +151,11 @@ class Ingestor:
             return
         existing = self.catalogue.get(aid)
         if existing and existing.version == article.version:
+            settled = not article.path or (article.path in existing.paths
+                                           and self.by_path.get(article.path) == aid)
+            if settled:  # nothing to write (a re-ingest's common case): no lock either
+                self._keep(article, result)
+                return
             with self._writing():
                 if self._keep(article, result):
                     return

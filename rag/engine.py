@@ -134,7 +134,6 @@ class Engine:
         timings["condense"] = _ms(started)
 
         with _timed(timings, "retrieve"):
-            self.store.sync()  # see what other processes (a CLI ingest) wrote since
             passages = self.retriever(retrieval).retrieve(
                 standalone, top_k=top_k or self.settings.top_k, filters=filters)
         # A story picked from a question back: its passages, asked the bare question.
