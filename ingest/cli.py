@@ -248,10 +248,13 @@ def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
 def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     from rag.health import check, repair
 
-    health = check(store)
-    if args.repair and not health.ok:
+    if args.repair:  # looked at under the lock, so what is repaired is what was found
         with store.writing("repair", settings.write_wait, say_waiting):
-            health = repair(store, check(store))
+            health = check(store)
+            if not health.ok:
+                health = repair(store, health)
+    else:
+        health = check(store)
     if args.json:
         print(json.dumps(health.to_json(), indent=2))
     else:
