@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bench_growth import _copies
+from eval.bench_growth import _copies, timed_ingest
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
@@ -94,11 +94,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         new = _copies(args.corpus, args.new, Path(tmp) / "new")
         empty = base.override(data_dir=Path(tmp) / "empty")
-        store = ArticleStore(empty)
-        store.embed_model  # noqa: B018
-        started = time.perf_counter()
-        ingest(new, store, empty, progress=False)
-        t_empty = time.perf_counter() - started
+        t_empty, _ = timed_ingest(new, empty)
         forget(empty)
 
         large = base.override(data_dir=Path(tmp) / "large")

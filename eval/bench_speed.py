@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eval.bench_ingest import _sample
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
@@ -29,12 +30,6 @@ from rag.connection import forget
 from rag.embeddings import EmbedSpec, get_embed_model
 from rag.settings import PROJECT_ROOT, Settings, get_settings
 from rag.store import ArticleStore
-
-
-def _sample(corpus: Path, n: int) -> list[str]:
-    files = sorted(f for f in corpus.rglob("*.txt") if not f.name.lower().startswith("readme"))
-    step = max(1, len(files) // n)
-    return [str(f) for f in files[::step][:n]]
 
 
 def _chunk_texts(files: list[str], settings: Settings) -> list[str]:

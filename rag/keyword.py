@@ -100,17 +100,13 @@ class KeywordIndex:
         """Whether the saved index matches the store as it is now (`ingest check`)."""
         if not self.store.has_chunks():
             return True
-        try:
-            return json.loads((self.path / _STAMP).read_text()) == self._current_stamp()
-        except (OSError, ValueError):
-            return False
+        return _saved_stamp(self.path) == self._current_stamp()
 
     def _load(self, stamp: dict[str, object]) -> BM25Retriever | None:
         for _ in range(2):  # a builder may swap the pointer between our two reads
             path = self.path
             try:
-                saved = json.loads((path / _STAMP).read_text())
-                if saved != stamp:
+                if _saved_stamp(path) != stamp:
                     return None
                 return BM25Retriever.from_persist_dir(str(path), show_progress=False)
             except (OSError, ValueError, KeyError):
@@ -178,6 +174,14 @@ class KeywordIndex:
         retriever.corpus = base.corpus  # a fresh build keeps its corpus on the retriever only
         retriever.expand = expand
         return retriever
+
+
+def _saved_stamp(path: Path) -> dict[str, object] | None:
+    """The stamp a saved build was made for (None: no readable build there)."""
+    try:
+        return json.loads((path / _STAMP).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 class _Positive(BM25Retriever):

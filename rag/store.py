@@ -489,20 +489,22 @@ class ArticleStore:
             pass
         return self.recovered - before
 
-    def half_written(self) -> list[tuple[str, str]]:
-        """(article id, writer) of records a writer left mid-write (for `check`)."""
+    def _dirty(self) -> list[tuple[str, dict[str, Any]]]:
+        """(article id, metadata) of records a writer left mid-write."""
         if not self.exists:
             return []
-        dirty = self.articles.get(where={"dirty": True}, include=["metadatas"])
+        got = self._guard("reading half-written records", lambda: self.articles.get(
+            where={"dirty": True}, include=["metadatas"]))
+        return list(zip(got["ids"], got["metadatas"], strict=True))
+
+    def half_written(self) -> list[tuple[str, str]]:
+        """(article id, writer) of records a writer left mid-write (for `check`)."""
         return [(aid, str(meta.get("writer") or "an earlier version of this program"))
-                for aid, meta in zip(dirty["ids"], dirty["metadatas"], strict=True)]
+                for aid, meta in self._dirty()]
 
     def _recover(self) -> int:
-        if not self.exists:
-            return 0
-        dirty = self._guard("recovering", lambda: self.articles.get(
-            where={"dirty": True}, include=["metadatas"]))
-        for aid, meta in zip(dirty["ids"], dirty["metadatas"], strict=True):
+        dirty = self._dirty()
+        for aid, meta in dirty:
             version = meta.get("version", "")
             logger.info("rolling back article %s, left half-written by %s", aid,
                         meta.get("writer") or "an interrupted writer")
@@ -514,9 +516,9 @@ class ArticleStore:
             else:
                 self.chunks.delete(where={"article_id": aid})
                 self.articles.delete(ids=[aid])
-        if dirty["ids"]:
+        if dirty:
             self._bump_generation()
-        return len(dirty["ids"])
+        return len(dirty)
 
 
 def _chunk_base_meta(article: Article, path: str | None) -> dict[str, Any]:
