@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,13 @@ import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
+from filelock import FileLock, Timeout
 
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+OPEN_WAIT = 120.0  # seconds; opening takes well under one, migrating an old store a few
 
 
 class StoreError(RuntimeError):
@@ -139,11 +144,38 @@ def _server_client(settings: Settings) -> ClientAPI:
 def _embedded_client(path: Path) -> ClientAPI:
     try:
         path.mkdir(parents=True, exist_ok=True)
-        client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
-        client.list_collections()  # a damaged database says so here, not mid-answer
+        with _opening(path):
+            client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+            client.list_collections()  # a damaged database says so here, not mid-answer
+    except StoreError:
+        raise
     except Exception as exc:
         raise store_error(exc, str(path), "opening it") from None
     return client
+
+
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """Open one embedded store at a time across processes. Chroma creates (and migrates)
+    its database on open without a lock of its own: two first ingests started together
+    both ran the migrations, and one failed with "table collections already exists".
+    A folder we may not write to cannot be created or migrated either, so there we
+    open without the lock and let Chroma say what it thinks."""
+    lock = FileLock(str(path.parent / "chroma.open.lock"))
+    held = False
+    try:
+        lock.acquire(timeout=OPEN_WAIT)
+        held = True
+    except Timeout:
+        raise StoreError(f"the store at {path} is being opened by another process that "
+                         f"has not finished in {OPEN_WAIT:.0f} s; try again") from None
+    except OSError as exc:
+        logger.debug("opening %s without the open lock: %s", path, exc)
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()
 
 
 class Connection:

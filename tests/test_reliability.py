@@ -284,6 +284,42 @@ def test_two_cli_ingests_at_once_end_as_one_sequential_run(tmp_path: Path) -> No
     assert check(store).ok
 
 
+_OPEN = ("import sys; from rag.settings import Settings; from rag.connection import connect; "
+         "connect(Settings(data_dir=sys.argv[1])).client.list_collections(); print('opened')")
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Chroma creates its database on open without a lock: unguarded, 3 of 24 such
+    openings failed here with "table collections already exists"."""
+    for round_ in range(6):
+        data = tmp_path / f"data{round_}"
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN, str(data)], cwd=ROOT,
+                                  env=cli_env(), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0 and out.strip() == "opened", err[-400:]
+
+
+def test_opening_a_store_waits_while_another_process_opens_it(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    data = tmp_path / "data"
+    data.mkdir()
+    held = FileLock(str(data / "chroma.open.lock"))
+    held.acquire()
+    proc = subprocess.Popen([sys.executable, "-c", _OPEN, str(data)], cwd=ROOT, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(6)  # ample for an import and an open on 2 cores
+        assert proc.poll() is None, proc.communicate()
+        assert not (data / "chroma" / "chroma.sqlite3").exists()
+    finally:
+        held.release()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and out.strip() == "opened", err[-400:]
+
+
 def test_a_writer_waits_for_the_lock_or_refuses_with_who_holds_it(tmp_path: Path) -> None:
     data = tmp_path / "data"
     store = ArticleStore(make_settings(data))
