@@ -204,9 +204,6 @@ def cmd_remove(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             for article in articles:
                 store.remove_article(article.id)
                 print(f"removed {article.id}  {article.title[:70]} ({article.chunks} chunks)")
-    from rag.keyword import KeywordIndex
-
-    KeywordIndex.of(store).refresh()
     return status
 
 

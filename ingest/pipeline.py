@@ -21,7 +21,6 @@ from ingest.chunking import chunk_article, embedding_text
 from ingest.fetch import FetchPolicy
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
-from rag.keyword import KeywordIndex
 from rag.lock import Waiting
 from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
 from rag.settings import Settings
@@ -360,7 +359,6 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
         report.results.append(result)
         final.append(result)
 
-    outcome = "failed"  # "done", or "closed" by the consumer; "failed": an exception
     bar: tqdm | None = None
     try:
         for refused in expanded.refused:
@@ -382,16 +380,8 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
             bar.set_postfix(chunks=chunks_done, rate=f"{chunks_done / elapsed:.0f}/s",
                             failed=report.count("failed"), refresh=False)
         yield from _then_results(ingestor.flush, final)
-        outcome = "done"
-    except GeneratorExit:
-        outcome = "closed"
-        raise
     finally:
-        # Not after a failure: the store may be unusable, and the index is only a warm-up
-        # (a stale one is rebuilt by the next search).
-        wrote = any(r.status in ("added", "updated") for r in report.results)
-        if outcome != "failed" and (wrote or report.recovered):
-            KeywordIndex.of(store).refresh()  # the first question after ingest should not wait
+        # (The keyword index is not rebuilt here: its reader does that, see rag.keyword.)
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - started

@@ -47,8 +47,9 @@ class Health:
 
     @property
     def ok(self) -> bool:
+        # (A keyword index older than the store is no problem: its next reader rebuilds it.)
         return not (self.lost or self.orphans or self.repeats or self.short
-                    or self.half_written or not self.keyword_current)
+                    or self.half_written)
 
     def problems(self) -> list[str]:
         out = []
@@ -66,14 +67,19 @@ class Health:
         if self.half_written:
             writers = ", ".join(sorted({w for _, w in self.half_written}))
             out.append(f"{len(self.half_written)} article(s) were left half-written ({writers})")
-        if not self.keyword_current:
-            out.append("the keyword index is older than the store")
         return out
+
+    def notes(self) -> list[str]:
+        if self.keyword_current:
+            return []
+        return ["the keyword index is older than the store: the next question (or "
+                "`--repair`) rebuilds it"]
 
     def report(self) -> str:
         lines = [f"{self.articles} article(s), {self.chunks} chunk(s); "
                  f"{self.checked} vector(s) looked up"]
         lines += [f"problem: {p}" for p in self.problems()]
+        lines += [f"note: {n}" for n in self.notes()]
         lines += [f"repaired: {r}" for r in self.repaired]
         if self.ok:
             lines.append("ok: every check passed")
@@ -88,6 +94,7 @@ class Health:
                 "short": {k: list(v) for k, v in self.short.items()},
                 "half_written": [list(x) for x in self.half_written],
                 "keyword_current": self.keyword_current, "problems": self.problems(),
+                "notes": self.notes(),
                 "repaired": self.repaired}
 
 

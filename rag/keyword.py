@@ -1,8 +1,14 @@
 """The BM25 keyword index over all chunks, persisted beside the store.
 
 It is rebuilt only when the store changed since it was built (the store bumps a
-generation stamp on every write), never per query. Ingest and remove refresh it
-at once, so the first question after them is not slowed either.
+generation stamp on every write), never per query, and never by a writer: a rebuild
+reads every chunk, so an ingest that ended with one grew slower as the store grew
+(300 new articles took 1.96x as long into 20,000 stored as into none). A reader
+rebuilds instead. A one-shot reader (`rag ask`, evaluation) builds before it answers;
+a long-running one (the app, `background = True`) answers from the build it has while
+a thread makes the new one, and checks that build's hits against the store so that a
+removed or replaced article is never cited. New articles are found by vector search
+meanwhile and by keyword search once the thread is done.
 
 On disk each build is a folder of its own, `<collection>@<stamp>.<random>`, written
 under a unique temporary name and renamed into place; `<collection>.current` names the
@@ -21,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -55,6 +62,9 @@ class KeywordIndex:
         self._stamp: dict[str, object] | None = None
         self._lock = threading.Lock()
         self.builds = 0  # how many times this object built the index (benchmarks, tests)
+        self.background = False  # rebuild in a thread, answering from the old build meanwhile
+        self.stale = False  # the build in use is older than the store
+        self._rebuilding: threading.Thread | None = None
 
     @classmethod
     def of(cls, store: ArticleStore) -> KeywordIndex:
@@ -78,23 +88,65 @@ class KeywordIndex:
         return {"generation": self.store.generation(), "chunks": self.store.chunks.count()}
 
     def ensure(self) -> BM25Retriever | None:
-        """The index for the store as it is now: in memory, else from disk, else built."""
+        """The index for the store as it is now: in memory, else from disk, else built.
+        In the background mode, an older build while the new one is made."""
+        return self._ensure()[0]
+
+    def _ensure(self) -> tuple[BM25Retriever | None, bool]:
+        """The build to use, and whether it is older than the store (decided together:
+        a rebuild may finish between two separate looks)."""
         if not self.store.exists:
-            return None
+            return None, False
         stamp = self._current_stamp()
         with self._lock:
             if self._bm25 is not None and self._stamp == stamp:
-                return self._bm25
+                return self._bm25, False
             if stamp["chunks"] == 0:
-                self._bm25, self._stamp = None, stamp
-                return None
+                self._bm25, self._stamp, self.stale = None, stamp, False
+                return None, False
             loaded = self._load(stamp)
+            if loaded is None and self.background:
+                old = self._bm25 or self._load(None)
+                if old is not None:
+                    self._bm25, self.stale = old, True
+                    self._rebuild_later()
+                    return old, True
             self._bm25 = loaded or self._build(stamp)
-            self._stamp = stamp
-            return self._bm25
+            self._stamp, self.stale = stamp, False
+            return self._bm25, False
 
     def refresh(self) -> None:
-        self.ensure()
+        """Bring the index up to date now, whatever the mode (`check --repair`)."""
+        background, self.background = self.background, False
+        try:
+            self.ensure()
+        finally:
+            self.background = background
+
+    def _rebuild_later(self) -> None:
+        if self._rebuilding is not None and self._rebuilding.is_alive():
+            return
+        self._rebuilding = threading.Thread(target=self._rebuild, name="keyword-rebuild",
+                                            daemon=True)
+        self._rebuilding.start()
+
+    def _rebuild(self) -> None:
+        try:
+            stamp = self._current_stamp()
+            bm25 = self._build(stamp)  # outside the lock: questions go on meanwhile
+        except Exception:  # the old build keeps serving; the next question tries again
+            logger.warning("rebuilding the keyword index failed", exc_info=True)
+            return
+        with self._lock:
+            self._bm25, self._stamp = bm25, stamp
+            self.stale = False  # if the store moved on meanwhile, the next ensure sees it
+        logger.info("keyword index rebuilt (%s chunks)", stamp["chunks"])
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> None:
+        """Tests and benchmarks: let a background rebuild finish."""
+        thread = self._rebuilding
+        if thread is not None:
+            thread.join(timeout)
 
     def is_current(self) -> bool:
         """Whether the saved index matches the store as it is now (`ingest check`)."""
@@ -102,11 +154,13 @@ class KeywordIndex:
             return True
         return _saved_stamp(self.path) == self._current_stamp()
 
-    def _load(self, stamp: dict[str, object]) -> BM25Retriever | None:
+    def _load(self, stamp: dict[str, object] | None) -> BM25Retriever | None:
+        """The saved build for `stamp`, or with None the newest saved build of any."""
         for _ in range(2):  # a builder may swap the pointer between our two reads
             path = self.path
             try:
-                if _saved_stamp(path) != stamp:
+                saved = _saved_stamp(path)
+                if saved is None or (stamp is not None and saved != stamp):
                     return None
                 return BM25Retriever.from_persist_dir(str(path), show_progress=False)
             except (OSError, ValueError, KeyError):
@@ -160,7 +214,7 @@ class KeywordIndex:
     def retriever(self, top_k: int, filters: object = None, expand: bool = False
                   ) -> BaseRetriever:
         """A BM25 retriever for one query, masked to the filters (no re-indexing)."""
-        base = self.ensure()
+        base, stale = self._ensure()
         if base is None:
             return _Empty()
         mask = None
@@ -169,10 +223,14 @@ class KeywordIndex:
             if not any(mask):
                 return _Empty()
         retriever = _Positive(existing_bm25=base.bm25,
-                              similarity_top_k=max(1, min(top_k, len(base.corpus))),
+                              # a stale build: fetch more, some hits may be gone
+                              similarity_top_k=max(1, min(top_k * (2 if stale else 1),
+                                                          len(base.corpus))),
                               corpus_weight_mask=mask)
         retriever.corpus = base.corpus  # a fresh build keeps its corpus on the retriever only
         retriever.expand = expand
+        if stale:
+            retriever.live, retriever.want = self.store.existing_chunks, top_k
         return retriever
 
 
@@ -192,11 +250,19 @@ class _Positive(BM25Retriever):
     """
 
     expand: bool = False
+    live: Callable[[list[str]], set[str]] | None = None  # a stale build: which ids still exist
+    want: int = 0
 
     def _retrieve(self, query_bundle):  # noqa: ANN001, ANN202 - llama-index signature
         if self.expand:
             query_bundle = QueryBundle(expand_query(query_bundle.query_str))
-        return [h for h in super()._retrieve(query_bundle) if (h.score or 0.0) > 0.0]
+        hits = [h for h in super()._retrieve(query_bundle) if (h.score or 0.0) > 0.0]
+        if self.live is not None and hits:
+            # A chunk id names its article's version, so one that still exists still
+            # has the text this build holds; a removed or replaced one is gone.
+            alive = self.live([h.node.node_id for h in hits])
+            hits = [h for h in hits if h.node.node_id in alive][:self.want]
+        return hits
 
 
 class _Empty(BaseRetriever):

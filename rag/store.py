@@ -165,6 +165,11 @@ class ArticleStore:
         self.sync()
         return self.exists and self._guard("counting", self.chunks.count) > 0
 
+    def existing_chunks(self, ids: list[str]) -> set[str]:
+        """Which of these chunk ids the store holds now (checks a stale keyword index)."""
+        got = self._guard("reading it", lambda: self.chunks.get(ids=ids, include=[]))
+        return set(got["ids"])
+
     def empty_message(self) -> str:
         return (
             f"the collection {self.name!r} in {self.location} has no articles yet; add some with "

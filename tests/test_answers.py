@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -181,6 +182,54 @@ def test_keyword_index_follows_ingest_and_remove(tmp_path: Path) -> None:
     assert hits and hits[0].title == "Quokka census"
     store.remove_article(hits[0].article_id)
     assert retriever.retrieve("quokka census", top_k=3) == []
+
+
+def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None:
+    """A writer never rebuilds (that grew ingest with the store); a one-shot reader
+    builds before answering; the app answers from its old build while a thread makes
+    the new one, and never returns a chunk that is gone."""
+    from rag.health import check
+    from rag.keyword import KeywordIndex
+
+    settings = Settings(data_dir=tmp_path, collection="lazy")
+    store = ArticleStore(settings)
+    files = {}
+    for name, text in (("zebra", "Zebra crossing rules\n\nA new zebra crossing law takes "
+                        "effect in Ruritania on Monday."),
+                       ("quokka", "Quokka census\n\nRangers counted twelve thousand quokkas "
+                        "on the island."),
+                       ("walrus", "Walrus sightings\n\nFishermen reported three walruses "
+                        "resting on the harbour wall.")):
+        files[name] = tmp_path / f"{name}.txt"
+        files[name].write_text(text)
+    ingest([str(files["zebra"]), str(files["quokka"])], store, settings, progress=False)
+    index = KeywordIndex(store)
+    assert not index.is_current(), "ingest built the keyword index itself"
+    health = check(store)
+    assert health.ok and health.notes()  # stale is a note, not a problem
+    retriever = Retriever(store, "bm25", index)
+    assert retriever.retrieve("quokka census", top_k=3)  # one-shot: built first
+    assert index.builds == 1 and index.is_current() and not index.stale
+
+    app = KeywordIndex(store)  # the app's, with the build above saved on disk
+    app.background = True
+    go = threading.Event()
+    build = app._build
+    app._build = lambda stamp: (go.wait(60), build(stamp))[1]  # a slow rebuild
+    quokka = next(a for a in store.list_articles() if a.title == "Quokka census")
+    store.remove_article(quokka.id)
+    ingest([str(files["walrus"])], store, settings, progress=False)
+    lazy = Retriever(store, "bm25", app)
+    assert lazy.retrieve("quokka census", top_k=3) == []  # the old build has it: filtered
+    assert lazy.retrieve("walrus sightings", top_k=3) == []  # not in the old build yet
+    assert app.stale and app.builds == 0
+    assert [h.title for h in lazy.retrieve("zebra crossing", top_k=3)] == ["Zebra crossing rules"]
+    go.set()
+    app.wait_for_rebuild(120)
+    hits = lazy.retrieve("walrus sightings", top_k=3)
+    assert hits and hits[0].title == "Walrus sightings"
+    assert not app.stale and app.is_current()
+    assert [h.title for h in lazy.retrieve("zebra crossing", top_k=3)] == ["Zebra crossing rules"]
 
 
 def test_filters_by_article_outlet_and_date(lib: SimpleNamespace, tmp_path: Path) -> None:

@@ -53,6 +53,9 @@ class NewsApp:
         self.settings = settings
         self.engine = engine or Engine(settings)
         self.store: ArticleStore = self.engine.store
+        # A long-running reader: answer from the keyword index it has while a thread
+        # rebuilds it after a write, rather than make a question wait for the rebuild.
+        self.engine.keyword.background = True
         self.users = users  # None: no login, whoever reaches the page edits
         self.limits = Limits(settings)
         self.uploads = Uploads(Path(settings.data_dir) / "uploads", settings.max_file_bytes)
@@ -98,8 +101,7 @@ class NewsApp:
         except StoreError as exc:
             self.health_problems = [str(exc)]
         else:
-            self.health_problems = [p for p in health.problems()
-                                    if "keyword index" not in p]  # the warm-up rebuilds it
+            self.health_problems = health.problems()
         for problem in self.health_problems:
             logger.warning("store check: %s", problem)
 
@@ -299,7 +301,7 @@ class NewsApp:
         report: Report = stream.result
         self._forget_failed_uploads(refs, report)
         if self.store.has_chunks():
-            self.engine.keyword.ensure()  # the next question should not wait for it
+            self.engine.keyword.ensure()  # starts the rebuild, so questions need not wait
         return {
             "summary": shown(report.summary()),
             "lines": lines,
