@@ -220,6 +220,7 @@ def cmd_stats(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         "earliest": dates[0].isoformat() if dates else None,
         "latest": dates[-1].isoformat() if dates else None,
         "outlets": dict(Counter(a.outlet or "(none)" for a in articles).most_common()),
+        **_story_stats(articles),
     }
     if args.json:
         print(json.dumps(stats, indent=2))
@@ -229,6 +230,14 @@ def cmd_stats(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             value = ", ".join(f"{k} ({v})" for k, v in value.items()) or "-"
         print(f"{key:<12} {value if value is not None else '-'}")
     return 0
+
+
+def _story_stats(articles: list[Any]) -> dict[str, Any]:
+    """Stories: groups of copies of one text (wire copies, versions), from ingest."""
+    sizes = Counter(a.story or a.id for a in articles)
+    groups = [n for n in sizes.values() if n > 1]
+    return {"stories": len(sizes), "story_groups": len(groups),
+            "articles_in_groups": sum(groups), "largest_group": max(groups, default=1)}
 
 
 def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:

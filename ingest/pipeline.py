@@ -15,12 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 from tqdm import tqdm
 
 from ingest.chunking import chunk_article, embedding_text
 from ingest.fetch import FetchPolicy
+from ingest.grouping import story_of
 from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
+from rag.copies import plain_title
 from rag.lock import Waiting
 from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
 from rag.settings import Settings
@@ -28,6 +31,10 @@ from rag.store import ArticleStore, StoreError
 from rag.streams import Streamed
 
 logger = logging.getLogger(__name__)
+STORY_CANDIDATES = 8  # stored articles nearest in meaning compared for near-duplicates
+# Cosine of article vectors below which two articles are not compared word by word:
+# copies sit far above it (their texts are mostly the same); most other pairs, below.
+STORY_CLOSE = 0.75
 
 STATUSES = ("added", "updated", "unchanged", "failed")
 
@@ -117,10 +124,29 @@ class Ingestor:
 
     def _load_catalogue(self) -> None:
         self.catalogue: dict[str, StoredArticle] = {a.id: a for a in self.store.list_articles()}
+        self.pages: dict[tuple[str, str], str] = {}  # (outlet, headline) -> a story
+        for a in self.catalogue.values():
+            self._note_page(a.outlet, a.title, a.story or a.id)
         self.by_path: dict[str, str] = {
             p: a.id for a in self.catalogue.values() for p in a.paths
         }
         self._generation = self.store.conn.seen
+
+    def _note_page(self, outlet: str | None, title: str, story: str) -> None:
+        if outlet and plain_title(title):
+            self.pages.setdefault((outlet.casefold(), plain_title(title)), story)
+
+    def _story(self, article: Article, existing: StoredArticle | None,
+               candidates: list[tuple[str, str, str]]) -> str:
+        """The story an article joins: its own if stored; an earlier version's (same
+        outlet and headline: an update may rewrite enough to look like another story);
+        else that of a near-duplicate among the candidates."""
+        if existing is not None and existing.story:
+            return existing.story
+        page = self.pages.get(((article.outlet or "").casefold(), plain_title(article.title)))
+        if article.outlet and page:
+            return page
+        return story_of(article.id, article.text, candidates)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -211,6 +237,17 @@ class Ingestor:
             offset += n
         if not batch:
             return
+        # One story for copies of one text (ingest.grouping): the candidates are the
+        # stored articles nearest in meaning, and those earlier in this pool.
+        means = np.asarray([_mean(v) for _, v in batch], dtype=np.float32)
+        nearest = self.store.nearest_articles(means.tolist(), STORY_CANDIDATES, STORY_CLOSE)
+        close = means @ means.T >= STORY_CLOSE
+        for i, ((p, _), near) in enumerate(zip(batch, nearest, strict=True)):
+            article, existing = p.article, self.catalogue.get(p.article.id)
+            earlier = [(q.article.id, q.article.text, q.article.story or q.article.id)
+                       for j, (q, _) in enumerate(batch[:i]) if close[i, j]]
+            article.story = self._story(article, existing, [*near, *earlier])
+            self._note_page(article.outlet, article.title, article.story)
         self.store.write_articles([(p.article, p.chunks, v, sorted(p.paths)) for p, v in batch])
         for p, _ in batch:
             article, n = p.article, len(p.chunks)
@@ -219,7 +256,7 @@ class Ingestor:
             self.catalogue[article.id] = StoredArticle(
                 id=article.id, title=article.title, text="", version=article.version,
                 chunks=n, url=article.url, paths=sorted(p.paths), published=article.published,
-                authors=article.authors, outlet=article.outlet,
+                authors=article.authors, outlet=article.outlet, story=article.story,
             )
             self._claim_path(article, p.result)
             self.on_done(p.result)
@@ -437,3 +474,9 @@ def _add_source(ingestor: Ingestor, source: Source, settings: Settings, fmt: str
 def _unexpected(exc: Exception) -> str:
     detail = " ".join(str(exc).split())[:120]
     return f"unexpected error ({type(exc).__name__}{': ' + detail if detail else ''})"
+
+
+def _mean(vectors: list[list[float]]) -> list[float]:
+    """An article's vector as the store keeps it: its chunks' mean, normalised."""
+    mean = np.mean(np.asarray(vectors, dtype=np.float32), axis=0)
+    return (mean / (np.linalg.norm(mean) or 1.0)).tolist()

@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only articles published on or after")
     ask.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD",
                      help="only articles published on or before")
+    ask.add_argument("--as-of", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                     help="answer as if today were this day: later articles are left out, "
+                          "and 'last week' or 'in March' are read from it")
+    ask.add_argument("--no-date-filter", action="store_true",
+                     help="don't narrow the search to dates named in the question")
     return parser
 
 
@@ -65,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         filters = Filters(article_ids=args.article, outlets=args.outlet,
                           date_from=args.since, date_to=args.until)
         stream = engine.stream(args.question, history=history, filters=filters,
-                               mode=args.mode, retrieval=args.retrieval)
+                               mode=args.mode, retrieval=args.retrieval, as_of=args.as_of,
+                               date_filter=not args.no_date_filter)
         for delta in stream:
             if not args.json:
                 print(delta, end="", flush=True)
@@ -84,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)
+    if result.date_filter is not None:
+        f = result.date_filter
+        print(f"note: searched only passages about {f.text} (from “{f.phrase}”, read "
+              f"{f.anchor_note}); --no-date-filter searches all dates", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return 0
@@ -104,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\nSources:")
         for c in result.citations:
             where = c.url or c.path or ""
-            print(f"  [{c.n}] {c.title} ({c.published or 'undated'}) {where} "
+            when = f"; about {c.event_text}" if c.event_text else ""
+            print(f"  [{c.n}] {c.title} ({c.published or 'undated'}{when}) {where} "
                   f"chars {c.start}-{c.end}\n      \"{c.quote}\"")
+            if c.also_in:
+                print(f"      also in {len(c.also_in)} other article(s): " + "; ".join(
+                    f"{r.title} ({r.outlet or 'no outlet'}, {r.published or 'undated'})"
+                    for r in c.also_in))
     return 0

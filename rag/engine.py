@@ -19,11 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
+from datetime import date
 from typing import Any
 
+from rag import temporal, timeline
 from rag.answerers import Answerer, ExtractiveAnswerer
 from rag.citations import SupportScorer, number_citations, verify
 from rag.conversation import rewrite, user_turns
+from rag.copies import Settled, settle
+from rag.dates import DateFilter, format_day, format_range, resolve_dates
 from rag.keyword import KeywordIndex
 from rag.llm import LLMAnswerer, LLMError, llm_configured
 from rag.retrieval import Filters, Retriever
@@ -31,17 +36,20 @@ from rag.settings import Settings
 from rag.store import ArticleStore
 from rag.stories import clarify, of_story, story_of
 from rag.streams import Streamed
+from rag.temporal import TimePlan
 from rag.text import content_terms
 from rag.types import (
     REFUSAL,
     Answer,
     AnswerMode,
+    AppliedFilter,
     Checked,
     Choice,
     Draft,
     Passage,
     RetrievalMode,
     Retrieved,
+    TimelineEvent,
     answer_text,
 )
 
@@ -60,6 +68,7 @@ class Engine:
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
         self.extractive = ExtractiveAnswerer(self.store, self.keyword)
+        self._newest_seen: tuple[str | None, date | None] = (None, None)
 
     # -- parts -------------------------------------------------------------
 
@@ -108,15 +117,71 @@ class Engine:
         mode: AnswerMode | str | None = None,
         top_k: int | None = None,
         retrieval: RetrievalMode | str | None = None,
+        as_of: date | None = None,
+        date_filter: bool = True,
     ) -> AnswerStream:
         """Iterate for the answer's text as it is written (an LLM's own deltas; an
         extractive answer in one piece once checked); `.result` is the `Answer`.
-        Nothing runs until it is iterated."""
-        return Streamed(self._answer(question, history, filters, mode, top_k, retrieval))
+        Nothing runs until it is iterated. `as_of`: answer as if today were that day;
+        `date_filter`: let dates in the question narrow the search (shown in the answer).
+        """
+        return Streamed(self._answer(question, history, filters, mode, top_k, retrieval,
+                                     as_of, date_filter))
+
+    def _newest(self) -> date | None:
+        """The library's newest publication date, read once per store generation."""
+        generation = self.store.generation()
+        if self._newest_seen[0] != generation:
+            self._newest_seen = (generation, self.store.newest_published())
+        return self._newest_seen[1]
+
+    def plan(self, question: str, standalone: str, as_of: date | None = None) -> TimePlan:
+        """What the user's own words ask of time (not dates a follow-up's rewrite carried
+        over from earlier turns); retrieval reads the standalone question without the
+        date phrase. The library's newest date is only read when the question has a date
+        or asks for the latest."""
+        rough = temporal.plan(question, as_of)
+        if as_of is None and (rough.window is not None or rough.intent == "latest"):
+            rough = temporal.plan(question, as_of, self._newest())
+        query = standalone
+        if rough.window is not None and rough.window.phrase in standalone:
+            query = standalone.replace(rough.window.phrase, " ", 1)
+            query = " ".join(query.replace(" ?", "?").split())
+        return replace(rough, query=query if standalone != question else rough.query)
+
+    def _retrieve(self, query: str, when: TimePlan, filters: Filters | None, top_k: int,
+                  retrieval: RetrievalMode | str | None, use_dates: bool) -> Settled:
+        """Passages for the question: in its date window, copies of one story settled,
+        and for "latest" the newest of the relevant first."""
+        if when.window is not None and use_dates:
+            filters = replace(filters or Filters(), when_from=when.window.first,
+                              when_to=when.window.last)
+            query = when.query
+        if when.as_of is not None:  # what was not yet published does not exist
+            filters = replace(filters or Filters(), as_of=when.as_of)
+        wide = top_k * 3 if when.intent else top_k
+        retriever = self.retriever(retrieval)
+        passages = retriever.retrieve(query, top_k=wide, filters=filters)
+
+        def fetch(article_id: str) -> list[Passage]:
+            only = replace(filters or Filters(), article_ids=[article_id])
+            return self.retriever(RetrievalMode.DENSE).retrieve(query, top_k=2, filters=only)
+
+        settled = settle(passages, self.store, when.wants_older, fetch, when.as_of)
+        if when.intent == "latest":
+            # Answer from the newest relevant article (its passages only, or the picker
+            # may prefer an older one's sentence that matches the words better).
+            ranked = by_recency(settled.passages)
+            newest = [p for p in ranked if ranked and p.article_id == ranked[0].article_id]
+            settled.passages = newest[:top_k]
+        elif when.intent != "timeline":
+            settled.passages = settled.passages[:top_k]
+        return settled
 
     def _answer(self, question: str, history: list[dict[str, Any]] | None,
                 filters: Filters | None, mode: AnswerMode | str | None, top_k: int | None,
-                retrieval: RetrievalMode | str | None) -> Generator[str, None, Answer]:
+                retrieval: RetrievalMode | str | None, as_of: date | None = None,
+                use_dates: bool = True) -> Generator[str, None, Answer]:
         question = " ".join((question or "").split())
         if not question:
             raise ValueError("the question is empty")
@@ -134,12 +199,27 @@ class Engine:
         timings["condense"] = _ms(started)
 
         with _timed(timings, "retrieve"):
-            passages = self.retriever(retrieval).retrieve(
-                standalone, top_k=top_k or self.settings.top_k, filters=filters)
+            when = self.plan(question, standalone, as_of)
+            settled = self._retrieve(standalone, when, filters, top_k or self.settings.top_k,
+                                     retrieval, use_dates)
+            passages = settled.passages
+        applied = applied_filter(when) if when.window is not None and use_dates else None
+        if applied is not None and not passages:
+            notices.append(f"no passage speaks of {applied.text} (from “{applied.phrase}”, "
+                           f"read {applied.anchor_note}); ask without the date filter to "
+                           "search all dates")
         # A story picked from a question back: its passages, asked the bare question.
         asked, story = story_of(standalone)
         if story is not None:
             passages = of_story(passages, story)
+
+        if when.intent == "timeline" and story is None and passages:
+            answer = self._timeline(question, standalone, passages, notices,
+                                    when.window if applied is not None else None)
+            yield answer.answer
+            timings["total"] = _ms(started)
+            return _dated(answer, passages, settled, applied).model_copy(
+                update={"timings_ms": timings})
 
         choices = clarify(asked, passages) if story is None else []
         if choices:  # a question back: the question names no subject, the passages many
@@ -176,7 +256,28 @@ class Engine:
             # After a rejected or broken-off model answer, the replacement goes out too.
             yield ("\n\n" if written else "") + answer.answer
         timings["total"] = _ms(started)
-        return answer.model_copy(update={"timings_ms": timings})
+        return _dated(answer, passages, settled, applied).model_copy(
+            update={"timings_ms": timings})
+
+    def _timeline(self, question: str, standalone: str, passages: list[Passage],
+                  notices: list[str], window: DateFilter | None) -> Answer:
+        """Dated, quoted sentences oldest first: the same for every answer mode (the
+        sentences are the articles' own words)."""
+        drafted, days = timeline.draft(standalone, passages, self.store.embed_model,
+                                       window.first if window else None,
+                                       window.last if window else None)
+        checked = check(drafted, passages, SupportScorer(self.store.embed_model))
+        answer = assemble(question, standalone, drafted, checked, passages,
+                          AnswerMode.EXTRACTIVE, None, [*notices, drafted.notice])
+        if drafted.refused:
+            return answer
+        events = [TimelineEvent(date=day.isoformat(), date_text=timeline.day_text(day),
+                                sentence=s.text, citation=s.citations[0] if s.citations else 0)
+                  for day, s in zip(days, answer.sentences, strict=True)]
+        text = "\n".join(f"- {e.date_text}: {s.text} "
+                         + "".join(f"[{n}]" for n in s.citations)
+                         for e, s in zip(events, answer.sentences, strict=True))
+        return answer.model_copy(update={"timeline": events, "answer": text})
 
     def _nothing_found(self) -> Draft:
         """No passage matched: refused, saying so when the library is empty."""
@@ -257,6 +358,53 @@ def _recording(gen: Generator[str, None, Draft], sink: list[str]
             yield item
     finally:
         gen.close()
+
+
+def applied_filter(when: TimePlan) -> AppliedFilter:
+    window = when.window
+    assert window is not None
+    return AppliedFilter(
+        first=window.first.isoformat() if window.first else None,
+        last=window.last.isoformat() if window.last else None,
+        phrase=window.phrase, text=window.describe(), anchor=when.anchor.isoformat(),
+        anchor_note=when.anchor_note)
+
+
+def by_recency(passages: list[Passage], relevant: float = 0.8) -> list[Passage]:
+    """For "the latest on X": among passages nearly as relevant as the best, the newest
+    first; the rest after, by relevance."""
+    if not passages:
+        return passages
+    best = max(p.score for p in passages)
+    close = [p for p in passages if p.score >= relevant * best]
+    rest = [p for p in passages if p.score < relevant * best]
+    close.sort(key=lambda p: (p.published or "", p.score), reverse=True)
+    return close + rest
+
+
+def event_day(quote: str, published: str | None) -> tuple[str | None, str | None]:
+    """The day a quoted sentence speaks of (ISO, shown), read against its publication."""
+    day = date.fromisoformat(published) if published else None
+    mentions = resolve_dates(quote, day)
+    for m in mentions:
+        if m.first == m.last:
+            return m.first.isoformat(), format_day(m.first)
+    if mentions:
+        return None, format_range(mentions[0].first, mentions[0].last)
+    return None, None
+
+
+def _dated(answer: Answer, passages: list[Passage], settled: Settled,
+           applied: AppliedFilter | None) -> Answer:
+    """The answer with each citation's event day and story copies, and the date filter."""
+    stories = {p.article_id: p.story for p in passages}
+    citations = []
+    for c in answer.citations:
+        iso, shown = event_day(c.quote, c.published)
+        citations.append(c.model_copy(update={
+            "event_date": iso, "event_text": shown, "story": stories.get(c.article_id),
+            "also_in": settled.others.get(c.article_id, [])}))
+    return answer.model_copy(update={"citations": citations, "date_filter": applied})
 
 
 def _retrieved(p: Passage) -> Retrieved:

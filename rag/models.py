@@ -77,6 +77,8 @@ class Article:
     authors: list[str] = field(default_factory=list)
     outlet: str | None = None
     notes: list[str] = field(default_factory=list)  # warnings for the ingest summary
+    # Set by ingest from the library, not part of the text: not in `version`.
+    story: str | None = None  # the story (near-duplicate group) this article joins
 
     # `id` and `version` hash the whole text, and ingest asks for them many times per
     # article: they are cached, and any assignment (ingest sets `outlet` and `url` after
@@ -141,6 +143,7 @@ class StoredArticle:
     authors: list[str] = field(default_factory=list)
     outlet: str | None = None
     ingested_at: str | None = None
+    story: str | None = None  # None: stored before stories were kept
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -155,4 +158,5 @@ class StoredArticle:
             "chars": len(self.text),
             "version": self.version,
             "ingested_at": self.ingested_at,
+            "story": self.story or self.id,
         }

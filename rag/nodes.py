@@ -8,7 +8,8 @@ from llama_index.core.schema import TextNode
 
 # Keys of chunk metadata that are bookkeeping, not text: kept out of BM25 and prompts.
 HIDDEN_KEYS = ("article_id", "version", "chunk_index", "start", "end", "paragraph",
-               "paragraph_end", "published_int", "url", "path", "outlet", "published")
+               "paragraph_end", "published_int", "url", "path", "outlet", "published",
+               "story", "dates", "dates_first", "dates_last")
 
 
 def chunk_node(chunk_id: str, text: str, meta: dict[str, Any]) -> TextNode:

@@ -27,15 +27,23 @@ from rag.types import Passage, RetrievalMode
 
 @dataclass
 class Filters:
-    """Restrict retrieval to some articles, outlets, or a published-date range."""
+    """Restrict retrieval to some articles, outlets, a published-date range, or a range
+    of days the passage is about (`when_*`: published then, or a date it mentions, read
+    against its publication date, falls in it; the filter a question's dates become;
+    undated passages naming no date, and those stored before dates were read, are kept,
+    as nothing rules them out)."""
 
     article_ids: list[str] = field(default_factory=list)
     outlets: list[str] = field(default_factory=list)
     date_from: date | None = None
     date_to: date | None = None
+    when_from: date | None = None
+    when_to: date | None = None
+    as_of: date | None = None  # nothing published after it (undated articles stay)
 
     def __bool__(self) -> bool:
-        return bool(self.article_ids or self.outlets or self.date_from or self.date_to)
+        return bool(self.article_ids or self.outlets or self.date_from or self.date_to
+                    or self.when_from or self.when_to or self.as_of)
 
     def where(self) -> dict[str, Any] | None:
         """The same restriction as a Chroma `where` clause."""
@@ -48,6 +56,14 @@ class Filters:
             clauses.append({"published_int": {"$gte": date_int(self.date_from)}})
         if self.date_to:
             clauses.append({"published_int": {"$lte": date_int(self.date_to)}})
+        if self.when_from or self.when_to:
+            lo = date_int(self.when_from) if self.when_from else 0
+            hi = date_int(self.when_to) if self.when_to else 99991231
+            clauses.append({"$or": [
+                {"$and": [{"published_int": {"$gte": lo}}, {"published_int": {"$lte": hi}}]},
+                {"$and": [{"dates_first": {"$lte": hi}}, {"dates_last": {"$gte": lo}}]},
+            ]})
+        # (`as_of` has no clause: Chroma cannot ask for a missing date; `match` decides.)
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}
@@ -62,7 +78,27 @@ class Filters:
             return False
         if self.date_from and published < date_int(self.date_from):
             return False
-        return not (self.date_to and published > date_int(self.date_to))
+        if self.date_to and published > date_int(self.date_to):
+            return False
+        if self.as_of and published is not None and published > date_int(self.as_of):
+            return False
+        return not (self.when_from or self.when_to) or self._about_when(meta)
+
+    def _about_when(self, meta: dict[str, Any]) -> bool:
+        """Published in the range or speaking of a day in it. A passage with no date at
+        all (an undated article that names none) cannot be ruled out, so it stays."""
+        lo = date_int(self.when_from) if self.when_from else 0
+        hi = date_int(self.when_to) if self.when_to else 99991231
+        published = meta.get("published_int")
+        if "dates" not in meta or (published is None and not meta["dates"]):
+            return True  # stored before dates were read, or nothing dates it
+        if published is not None and lo <= published <= hi:
+            return True
+        for pair in str(meta.get("dates") or "").split(";"):
+            first, _, last = pair.partition("-")
+            if first and last and int(first) <= hi and int(last) >= lo:
+                return True
+        return False
 
 
 def passage_from_node(hit: NodeWithScore) -> Passage:
@@ -72,7 +108,7 @@ def passage_from_node(hit: NodeWithScore) -> Passage:
         start=int(meta["start"]), end=int(meta["end"]), score=float(hit.score or 0.0),
         title=meta.get("title", ""), url=meta.get("url"), path=meta.get("path"),
         published=meta.get("published"), outlet=meta.get("outlet"),
-        paragraph=int(meta.get("paragraph", 0)),
+        paragraph=int(meta.get("paragraph", 0)), story=meta.get("story"),
     )
 
 
@@ -153,9 +189,9 @@ class Retriever:
 
 def diversify(passages: list[Passage], top_k: int, per_article: int,
               margin: float = 0.75) -> list[Passage]:
-    """Rank order, but at most `per_article` passages of one article while passages of
-    other articles score within `margin` of the one held back; past that, relevance
-    wins (one article may be all that answers)."""
+    """Rank order, but at most `per_article` passages of one story (an article and its
+    copies count once) while passages of other stories score within `margin` of the
+    one held back; past that, relevance wins (one article may be all that answers)."""
     chosen: list[Passage] = []
     held: list[Passage] = []
     counts: dict[str, int] = {}
@@ -164,9 +200,10 @@ def diversify(passages: list[Passage], top_k: int, per_article: int,
             chosen.append(held.pop(0))
         if len(chosen) == top_k:
             break
-        if counts.get(passage.article_id, 0) < per_article:
+        key = passage.story or passage.article_id
+        if counts.get(key, 0) < per_article:
             chosen.append(passage)
-            counts[passage.article_id] = counts.get(passage.article_id, 0) + 1
+            counts[key] = counts.get(key, 0) + 1
         else:
             held.append(passage)
     return (chosen + held)[:top_k]

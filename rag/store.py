@@ -32,6 +32,7 @@ import numpy as np
 from chromadb.api.models.Collection import Collection
 
 from rag.connection import Connection, StoreError, connect, location, store_error
+from rag.dates import resolve_dates
 from rag.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
 from rag.lock import FileWriterLock, LeaseWriterLock, Waiting, WriterBusyError
 from rag.models import Article, Chunk, StoredArticle, canonical_url, split_line_ref
@@ -310,6 +311,55 @@ class ArticleStore:
         ]
         return sorted(found, key=lambda a: (a.published or date.min, a.title), reverse=True)
 
+    def story_members(self, stories: Iterable[str]) -> dict[str, list[StoredArticle]]:
+        """The stored articles of each story (texts left out). An article stored before
+        stories were kept is a story of its own, named by its id."""
+        stories = sorted(set(stories))
+        if not self.exists or not stories:
+            return {}
+        got = self._guard("reading it", lambda: self.articles.get(
+            where={"story": {"$in": stories}}, include=["metadatas"]))
+        out: dict[str, list[StoredArticle]] = {}
+        for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            if meta.get("version"):
+                out.setdefault(str(meta["story"]), []).append(_to_article(aid, meta, ""))
+        missing = [s for s in stories if s not in out]
+        if missing:  # older records carry no story: the id is the story
+            got = self._guard("reading it", lambda: self.articles.get(
+                ids=missing, include=["metadatas"]))
+            for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                if meta.get("version"):
+                    out[aid] = [_to_article(aid, meta, "")]
+        return out
+
+    def nearest_articles(self, vectors: list[list[float]], n: int, min_similarity: float
+                         ) -> list[list[tuple[str, str, str]]]:
+        """For each vector, the stored articles nearest to it, at least `min_similarity`
+        (cosine) close: (id, text, story). Ingest compares a new article with these to
+        find its copies."""
+        if not vectors:
+            return []
+        if not self.exists or not (count := self.articles.count()):
+            return [[] for _ in vectors]
+        got = self._guard("reading it", lambda: self.articles.query(
+            query_embeddings=vectors, n_results=min(n, count),
+            include=["documents", "metadatas", "distances"]))
+        return [[(aid, doc or "", str(meta.get("story") or aid))
+                 for aid, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
+                 if meta.get("version") and 1.0 - dist >= min_similarity]
+                for ids, docs, metas, dists in zip(got["ids"], got["documents"],
+                                                   got["metadatas"], got["distances"],
+                                                   strict=True)]
+
+    def newest_published(self) -> date | None:
+        """The latest publication date in the library (what "now" is in an archive)."""
+        if not self.exists:
+            return None
+        got = self._guard("reading it", lambda: self._get_all(self.articles,
+                                                              include=["metadatas"]))
+        days = [m.get("published") for m in got["metadatas"] if m.get("published")]
+        return date.fromisoformat(max(days)) if days else None
+
     def get_article(self, article_id: str) -> StoredArticle | None:
         if not self.exists:
             return None
@@ -433,7 +483,8 @@ class ArticleStore:
                 texts.append(c.text)
                 metas.append({**meta, "version": article.version, "chunk_index": c.index,
                               "start": c.start, "end": c.end, "paragraph": c.paragraph,
-                              "paragraph_end": c.paragraph_end})
+                              "paragraph_end": c.paragraph_end,
+                              **chunk_dates(c.text, article.published)})
         self.chunks.upsert(ids=chunk_ids, embeddings=chunk_vectors, documents=texts,
                            metadatas=metas)
         # 3. commit the new versions
@@ -527,7 +578,8 @@ class ArticleStore:
 
 
 def _chunk_base_meta(article: Article, path: str | None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"article_id": article.id, "title": article.title}
+    meta: dict[str, Any] = {"article_id": article.id, "title": article.title,
+                            "story": article.story or article.id}
     if article.published:
         meta["published"] = article.published.isoformat()
         meta["published_int"] = date_int(article.published)
@@ -558,6 +610,19 @@ def _article_meta(article: Article, paths: list[str], n_chunks: int) -> dict[str
     return meta
 
 
+def chunk_dates(text: str, published: date | None) -> dict[str, Any]:
+    """The days a chunk's text speaks of, read against the publication date, as chunk
+    metadata: `dates` lists each mention's range ("20250428-20250428;..."), and
+    `dates_first`/`dates_last` span them all, so a Chroma `where` can pre-select and
+    `Filters.match` decide exactly."""
+    mentions = resolve_dates(text, published)
+    if not mentions:
+        return {"dates": ""}  # read, and none: unlike a chunk stored before dates were read
+    pairs = sorted({(date_int(m.first), date_int(m.last)) for m in mentions})
+    return {"dates": ";".join(f"{a}-{b}" for a, b in pairs),
+            "dates_first": min(a for a, _ in pairs), "dates_last": max(b for _, b in pairs)}
+
+
 def _to_article(aid: str, meta: dict[str, Any], text: str) -> StoredArticle:
     published = meta.get("published")
     authors = meta.get("authors") or []
@@ -573,4 +638,5 @@ def _to_article(aid: str, meta: dict[str, Any], text: str) -> StoredArticle:
         authors=list(authors),
         outlet=meta.get("outlet"),
         ingested_at=meta.get("ingested_at"),
+        story=meta.get("story"),
     )

@@ -64,6 +64,7 @@ class Passage(_Frozen):
     published: str | None = None
     outlet: str | None = None
     paragraph: int = 0
+    story: str | None = None  # near-duplicate group (wire copies, versions) it belongs to
 
 
 class Claim(_Frozen):
@@ -110,6 +111,38 @@ class Citation(_Frozen):
     end: int = 0
     quote: str = ""
     outlet: str | None = None
+    event_date: str | None = None  # ISO day the quoted sentence speaks of ("on Monday" read)
+    event_text: str | None = None  # that day as shown: "28 Apr 2025"
+    story: str | None = None
+    also_in: list[Related] = Field(default_factory=list)  # other copies of the story
+
+
+class Related(_Frozen):
+    """Another article telling the same story (a wire copy, another version)."""
+
+    article_id: str
+    title: str = ""
+    outlet: str | None = None
+    published: str | None = None
+    url: str | None = None
+
+
+class AppliedFilter(_Frozen):
+    """The date range a question's words became, shown so the user can drop it."""
+
+    first: str | None = None  # ISO; None: open
+    last: str | None = None
+    phrase: str = ""  # the words it came from: "in March"
+    text: str = ""  # "1–31 Mar 2025"
+    anchor: str = ""  # ISO day relative dates were read against
+    anchor_note: str = ""  # "today", "as of 3 Mar 2025", "the newest article (…)"
+
+
+class TimelineEvent(_Frozen):
+    date: str  # ISO
+    date_text: str = ""
+    sentence: str = ""
+    citation: int = 0  # Citation.n
 
 
 class AnswerSentence(_Frozen):
@@ -154,6 +187,8 @@ class Answer(_Frozen):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     notice: str = ""  # e.g. why an LLM answer fell back to the extractive one
     clarify: list[Choice] = Field(default_factory=list)  # set: a question back, not an answer
+    date_filter: AppliedFilter | None = None
+    timeline: list[TimelineEvent] = Field(default_factory=list)  # oldest first
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

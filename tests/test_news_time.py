@@ -1,0 +1,253 @@
+"""News-aware answers over the dated fixture corpus: event dates, date filters from the
+question, "as of", the latest, timelines, and one story however many copies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_store_lifecycle import cli_env, make_settings
+
+from ingest.pipeline import ingest
+from rag.engine import Engine, by_recency, event_day
+from rag.retrieval import Filters
+from rag.store import ArticleStore, chunk_dates
+from rag.temporal import anchor_day, plan
+from rag.types import Answer, AppliedFilter, Citation, Passage, Related, TimelineEvent
+from web import render
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "eval" / "datasets" / "dated_news.jsonl"
+JUNE = date(2025, 6, 30)
+
+
+@pytest.fixture(scope="module")
+def news(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    data = tmp_path_factory.mktemp("dated")
+    settings = make_settings(data, collection="dated")
+    store = ArticleStore(settings)
+    report = ingest([str(CORPUS)], store, settings, progress=False)
+    assert report.count("added") == 51, report.summary()
+    articles = store.list_articles()
+    by_url = {a.url: a for a in articles}
+    return SimpleNamespace(settings=settings, store=store, engine=Engine(settings, store),
+                           articles=articles, by_url=by_url, data=data)
+
+
+def _url(news: SimpleNamespace, tail: str) -> str:
+    found = [u for u in news.by_url if u and u.endswith(tail)]
+    assert len(found) == 1, (tail, found)
+    return found[0]
+
+
+# -- dates in the text, stored per chunk ----------------------------------------------
+
+
+def test_chunks_carry_the_days_they_speak_of(news: SimpleNamespace) -> None:
+    ferry = news.by_url[_url(news, "/2025/04/30/ferry-runs-aground-off-tessel-island")]
+    got = news.store.chunks.get(where={"article_id": ferry.id}, include=["metadatas"])
+    # "on Monday evening" in an article of Wednesday 30 April 2025 is 28 April
+    assert any("20250428-20250428" in m.get("dates", "") for m in got["metadatas"])
+    assert chunk_dates("Nothing dated here.", date(2025, 4, 30)) == {"dates": ""}
+    assert chunk_dates("It happened on Monday.", None) == {"dates": ""}  # no anchor, no guess
+
+
+def test_date_filters_keep_what_cannot_be_ruled_out() -> None:
+    march = Filters(when_from=date(2025, 3, 1), when_to=date(2025, 3, 31))
+    assert march.match({"published_int": 20250315, "dates": ""})
+    assert march.match({"published_int": 20250401, "dates": "20250328-20250328"})
+    assert not march.match({"published_int": 20250401, "dates": "20250402-20250402"})
+    assert march.match({"dates": ""})  # undated and naming no day: nothing rules it out
+    assert not march.match({"dates": "20240101-20241231"})
+    assert march.match({"published_int": 20250601})  # stored before dates were read
+    since = Filters(when_from=date(2025, 4, 1))
+    assert since.match({"published_int": 20250101, "dates": "20250301-20250430"})
+    assert not Filters(as_of=date(2025, 3, 12)).match({"published_int": 20250313})
+    assert Filters(as_of=date(2025, 3, 12)).match({"dates": ""})
+
+
+# -- what a question asks of time ------------------------------------------------------
+
+
+def test_the_day_questions_are_read_against() -> None:
+    assert anchor_day(date(2025, 3, 1), date(2005, 12, 31))[0] == date(2025, 3, 1)
+    day, note = anchor_day(None, date(2005, 12, 31), today=date(2026, 11, 28))
+    assert day == date(2005, 12, 31) and "newest article" in note  # an archive
+    assert anchor_day(None, date(2026, 11, 20), today=date(2026, 11, 28))[0] == date(
+        2026, 11, 28)
+    p = plan("What did Iran say about the corridor in 2024?", today=JUNE)
+    assert (p.window.first, p.window.last) == (date(2024, 1, 1), date(2024, 12, 31))
+    assert p.query == "What did Iran say about the corridor?"
+    assert plan("What did the 2023 embassy attack lead to?", today=JUNE).window is None
+    assert plan("What is the latest on the recall?").intent == "latest"
+    assert plan("What is the current account deficit?").intent is None
+    assert plan("How did relations between Iran and Azerbaijan develop?").intent == "timeline"
+    assert plan("Timeline of the water contamination").intent == "timeline"
+    assert plan("What did Quillon originally say about the recall?").wants_older
+
+
+def test_a_date_in_the_question_becomes_a_filter_the_answer_shows(news: SimpleNamespace
+                                                                  ) -> None:
+    q = "What did the Velland foreign ministry say about the Hallen Gate crossing in March?"
+    answer = news.engine.ask(q, as_of=JUNE)
+    f = answer.date_filter
+    assert f is not None and (f.first, f.last) == ("2025-03-01", "2025-03-31")
+    assert f.phrase == "in March" and "30 Jun 2025" in f.anchor_note
+    assert "hostile and unjustified" in answer.answer
+    for c in answer.citations:
+        assert c.published.startswith("2025-03") or (c.event_date or "").startswith("2025-03")
+    unfiltered = news.engine.ask(q, as_of=JUNE, date_filter=False)
+    assert unfiltered.date_filter is None
+    topic = news.engine.ask("What did the 2023 flood inquiry find about the Hollin "
+                            "treatment works?", as_of=JUNE)
+    assert topic.date_filter is None  # a year that names a topic is no filter
+
+
+def test_citations_show_the_day_a_sentence_speaks_of(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("When did the Tessel Star ferry run aground?", as_of=JUNE)
+    assert answer.citations[0].event_date == "2025-04-28"
+    assert answer.citations[0].event_text == "28 Apr 2025"
+    assert event_day("The union met on Monday.", "2025-04-30") == ("2025-04-28", "28 Apr 2025")
+    assert event_day("Prices rose in March.", "2025-04-30") == (None, "Mar 2025")
+    assert event_day("No day here.", None) == (None, None)
+
+
+def test_as_of_leaves_out_what_was_not_yet_published(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("What is the latest on the Kessling water outbreak?",
+                             as_of=date(2025, 3, 12))
+    assert answer.citations[0].url.endswith("kessling-water-illness-cases-climb-updated")
+    assert "79" in answer.answer
+    assert all(c.published is None or c.published <= "2025-03-12" for c in answer.citations)
+    assert all(r.published is None or r.published <= "2025-03-12"
+               for c in answer.citations for r in c.also_in)
+
+
+def test_the_latest_is_the_newest_relevant_article(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("What is the latest on the Quillon Halo 5 battery recall?",
+                             as_of=JUNE)
+    assert answer.citations[0].url.endswith("quillon-launches-redesigned-halo-5r-battery")
+    passages = [Passage(chunk_id=f"{n}:v:0", article_id=str(n), text="t", start=0, end=1,
+                        score=s, published=d)
+                for n, s, d in ((1, 0.9, "2025-01-01"), (2, 0.8, "2025-06-01"),
+                                (3, 0.3, "2025-07-01"))]
+    assert [p.article_id for p in by_recency(passages)] == ["2", "1", "3"]
+
+
+# -- one story, many copies ------------------------------------------------------------
+
+
+def test_wire_copies_and_updates_are_one_story(news: SimpleNamespace) -> None:
+    hallen = [news.by_url[_url(news, t)] for t in (
+        "northernpost.vl/world/2025/03/15/drossmark-shuts-hallen-gate-to-freight-as-border-"
+        "row-deepens", "coastlinewire.vl/world/2025/03/15/drossmark-closes-hallen-gate-border-"
+        "crossing-to-lorries", "hallen-gate-closed-to-freight-after-tobacco-seizure")]
+    assert len({a.story for a in hallen}) == 1
+    ferry = [news.by_url[_url(news, t)] for t in (
+        "/2025/04/30/ferry-runs-aground-off-tessel-island",
+        "/2025/05/01/ferry-runs-aground-off-tessel-island-updated")]
+    assert ferry[0].story == ferry[1].story
+    assert hallen[0].story != ferry[0].story
+    stories = {a.story for a in news.articles}
+    assert 38 <= len(stories) <= 46  # 51 articles, 5 wire groups and 4 updates at most
+
+
+def test_an_update_replaces_the_old_version_unless_the_older_is_asked_for(
+        news: SimpleNamespace) -> None:
+    answer = news.engine.ask("How many people were injured when the Tessel Star ran aground?",
+                             as_of=JUNE)
+    assert "17" in answer.answer
+    assert not any(c.url.endswith("/2025/04/30/ferry-runs-aground-off-tessel-island")
+                   for c in answer.citations)
+    first = answer.citations[0]
+    assert [r.url for r in first.also_in] == [
+        _url(news, "/2025/04/30/ferry-runs-aground-off-tessel-island")]
+    older = news.engine.ask("How many people were initially reported injured when the "
+                            "Tessel Star ran aground?", as_of=JUNE)
+    assert any(c.url.endswith("/2025/04/30/ferry-runs-aground-off-tessel-island")
+               for c in older.citations)
+
+
+def test_copies_count_once_and_citations_name_the_others(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("When did Drossmark close the Hallen Gate crossing to freight?",
+                             as_of=JUNE)
+    cited = answer.citations[0]
+    assert len(cited.also_in) == 2 and cited.story
+    retrieved_stories = [news.store.get_article(r.article_id).story for r in answer.retrieved]
+    quotes = [c.quote for c in answer.citations]
+    assert len(quotes) == len(set(quotes))
+    assert retrieved_stories.count(cited.story) <= 4
+
+
+# -- timelines -----------------------------------------------------------------------------
+
+
+def test_a_timeline_is_dated_quoted_cited_and_in_order(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("How did the Hallen Gate border dispute between Velland and "
+                             "Drossmark develop?", as_of=JUNE)
+    days = [e.date for e in answer.timeline]
+    assert len(days) >= 4 and days == sorted(days)
+    assert "2025-03-14" in days and "2025-05-14" in days
+    by_n = {c.n: c for c in answer.citations}
+    for event in answer.timeline:
+        assert event.sentence in by_n[event.citation].quote  # verbatim, cited
+    assert answer.answer.splitlines()[0].startswith(f"- {answer.timeline[0].date_text}: ")
+    data = answer.to_json()
+    assert data["timeline"][0].keys() >= {"date", "sentence", "citation"}
+
+
+def test_a_timeline_keeps_to_the_dates_asked(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("How did the Port Alder strike develop in February?", as_of=JUNE)
+    assert answer.date_filter is not None and answer.timeline
+    assert all(e.date.startswith("2025-02") for e in answer.timeline)
+
+
+def test_the_cli_answers_as_of_a_day_and_says_which_dates_it_searched(
+        news: SimpleNamespace) -> None:
+    args = [sys.executable, "-m", "rag", "ask", "--data-dir", str(news.data), "--collection",
+            "dated", "--as-of", "2025-06-30"]
+    proc = subprocess.run([*args, "What happened at Port Alder in May?"], cwd=ROOT,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "searched only passages about 1–31 May 2025" in proc.stderr
+    assert "--no-date-filter" in proc.stderr
+    proc = subprocess.run([*args, "--json", "Timeline of the Quillon Halo 5 battery recall"],
+                          cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    timeline = json.loads(proc.stdout)["timeline"]
+    assert len(timeline) >= 3 and [e["date"] for e in timeline] == sorted(
+        e["date"] for e in timeline)
+    bad = subprocess.run([*args[:-1], "2025-13-01", "Anything?"], cwd=ROOT, env=cli_env(),
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--as-of" in bad.stderr
+
+
+# -- the page ------------------------------------------------------------------------------
+
+
+def test_the_page_shows_the_timeline_the_filter_and_the_other_copies() -> None:
+    from rag.types import AnswerSentence
+
+    citation = Citation(n=1, article_id="a", title="Crossing <closed>", quote="It shut.",
+                        published="2025-03-15", event_text="14 Mar 2025",
+                        also_in=[Related(article_id="b", title="Copy <b>", outlet="Wire",
+                                         published="2025-03-15", url="https://x.vl/b")])
+    answer = Answer(
+        answer="- 14 Mar 2025: It shut. [1]",
+        sentences=[AnswerSentence(text="It shut.", citations=[1], supported=True)],
+        citations=[citation],
+        timeline=[TimelineEvent(date="2025-03-14", date_text="14 Mar 2025",
+                                sentence="It shut.", citation=1)],
+        date_filter=AppliedFilter(first="2025-03-01", last="2025-03-31", phrase="in <March>",
+                                  text="1–31 Mar 2025", anchor="2025-06-30",
+                                  anchor_note="as of 30 Jun 2025"))
+    html = render.answer_html(answer, "t1")
+    assert '<ol class="rag-timeline">' in html and '<time class="rag-day" datetime=' \
+        '"2025-03-14">14 Mar 2025</time>' in html
+    assert "1–31 Mar 2025" in html and "in &lt;March&gt;" in html
+    assert "about 14 Mar 2025" in html and "also in 1 other article" in html
+    assert "Copy &lt;b&gt;" in html and "<b>Copy" not in html
