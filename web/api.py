@@ -25,18 +25,23 @@ def register(app: NewsApp) -> None:
     def ask(question: str, history: list[dict[str, Any]] | None = None,
             article_ids: list[str] | None = None, outlets: list[str] | None = None,
             date_from: str | None = None, date_to: str | None = None,
-            mode: str | None = None) -> dict[str, Any]:
+            mode: str | None = None, question_dates: bool = True,
+            as_of: str | None = None) -> dict[str, Any]:
         """One answer as JSON (each source file is `file_path`).
-        `history`: earlier turns as [{"role": "user"|"assistant", "content": ...}]."""
+        `history`: earlier turns as [{"role": "user"|"assistant", "content": ...}].
+        `question_dates`: dates in the question narrow the search (`date_filter` in the
+        answer says how); `as_of`: YYYY-MM-DD, answer as if today were that day."""
         try:
             question = app.limits.question(question)
+            day = app.limits.day(as_of, "as_of")
             turns = app.limits.history(history)
             if not app.store.has_chunks():
                 return Answer(question=question, refused=True,
                               notice=" ".join(EMPTY_LIBRARY.split()),
                               mode=app.engine.resolve_mode(mode or None)).to_json()
             filters = app.limits.filters(article_ids, outlets, date_from, date_to)
-            answer = app.answer(question, turns, filters, mode).result
+            answer = app.answer(question, turns, filters, mode,
+                                date_filter=bool(question_dates), as_of=day).result
         except Exception as exc:
             line = app.error_line(exc, f"answering {str(question)[:200]!r}")
             raise gr.Error(line, print_exception=False) from None

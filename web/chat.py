@@ -30,7 +30,8 @@ EXPORTS = Path(tempfile.gettempdir()) / "newsrag-exports"
 
 def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
          turns: list[Turn] | None, article_ids: list[str] | None, outlets: list[str] | None,
-         date_from: Any, date_to: Any, mode: str | None) -> Iterator[tuple[Any, ...]]:
+         date_from: Any, date_to: Any, mode: str | None, question_dates: bool = True
+         ) -> Iterator[tuple[Any, ...]]:
     """Yields (chatbot, turns, question box, export button) as the answer is written."""
     messages, turns = list(messages or []), list(turns or [])
     try:
@@ -65,7 +66,8 @@ def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
         return
     try:
         filters = app.limits.filters(article_ids, outlets, date_from, date_to)
-        stream = app.answer(question, history_of(turns), filters, mode)
+        stream = app.answer(question, history_of(turns), filters, mode,
+                            date_filter=question_dates is not False)
         text = ""
         for delta in stream:
             text += delta

@@ -56,6 +56,18 @@ h1 { font-weight: 600 !important; }
 .rag-hidden { display: none !important; }
 .rag-choices { margin: .2em 0 .5em 1.2em; }
 .rag-choice { cursor: pointer; }
+.rag-filter { font-size: .88em; padding: .2em .5em; border-radius: 6px;
+  background: var(--background-fill-secondary); display: inline-block; }
+.rag-timeline { list-style: none; margin: .2em 0 .5em 0; padding-left: .2em;
+  border-left: 2px solid var(--color-accent); }
+.rag-timeline li { margin: 0 0 .45em .6em; position: relative; }
+.rag-timeline li::before { content: ""; position: absolute; left: -1.05em; top: .45em;
+  width: .55em; height: .55em; border-radius: 50%; background: var(--color-accent); }
+.rag-day { font-weight: 600; font-variant-numeric: tabular-nums; margin-right: .4em;
+  white-space: nowrap; }
+.rag-also { opacity: .8; font-size: .9em; }
+.rag-also-list { font-size: .88em; opacity: .9; }
+.rag-also-list ul { margin: .1em 0 .2em 1.2em; }
 """
 
 # A footnote [n] opens its source's <details> and scrolls to it (without this script
@@ -154,6 +166,10 @@ def _chat_tab(app: NewsApp) -> dict[str, Any]:
                                          label="Published from", elem_id="filter-from")
             c["date_to"] = gr.DateTime(include_time=False, type="string",
                                        label="Published until", elem_id="filter-to")
+            c["question_dates"] = gr.Checkbox(
+                value=True, label="Dates in my question narrow the search",
+                info="“in March”, “last week”, “since 2024”: the answer shows the range; "
+                     "untick to search all dates", elem_id="question-dates")
             c["mode"] = gr.Radio(choices(AnswerMode), value=app.settings.answer_mode,
                                  label="Answer mode", elem_id="mode")
             gr.Markdown(app.mode_text(), elem_id="mode-info")
@@ -218,7 +234,7 @@ def _wire_chat(app: NewsApp, c: dict[str, Any]) -> None:
     chat_io = {
         "fn": functools.partial(chat.chat, app),
         "inputs": [c["question"], c["chatbot"], c["turns"], c["articles"], c["outlets"],
-                   c["date_from"], c["date_to"], c["mode"]],
+                   c["date_from"], c["date_to"], c["mode"], c["question_dates"]],
         "outputs": [c["chatbot"], c["turns"], c["question"], c["export"]],
         "concurrency_id": "answer",
         "concurrency_limit": app.settings.answer_concurrency,

@@ -94,6 +94,15 @@ class Limits:
             self.field(url, "URL", URL_CHARS)
         return urls
 
+    def day(self, value: Any, what: str) -> date | None:  # noqa: ANN401
+        """A day given by a client (YYYY-MM-DD), or None."""
+        if value is not None and len(str(value)) > 40:
+            raise ValueError(f"{what} is not a date (use YYYY-MM-DD)")
+        try:
+            return parse_date(value)
+        except ValueError as exc:
+            raise ValueError(f"{what}: {exc}") from None
+
     def filters(self, article_ids: list[str] | None, outlets: list[str] | None,
                 date_from: Any, date_to: Any) -> Filters:
         for what, items in (("articles", article_ids), ("outlets", outlets)):

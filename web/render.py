@@ -131,8 +131,9 @@ def source_html(citation: Citation, prefix: str, lookup: TextLookup | None = Non
     quote = citation.quote or ""
     text = lookup(citation.article_id) if lookup else None
     snippet = passage_context(text, start, end, quote)
+    about = f"about {citation.event_text}" if citation.event_text else ""
     byline = [x for x in (one_line(citation.outlet),
-                          one_line(citation.published)) if x]
+                          one_line(citation.published), about) if x]
     link = _link(citation.url, citation.path)
     where = (f"characters {start}–{end} of the article" if snippet.exact
              else "the passage as quoted (the article has changed or was removed)")
@@ -149,13 +150,44 @@ def source_html(citation: Citation, prefix: str, lookup: TextLookup | None = Non
         parts.append(f' <span class="rag-byline">· {esc(" · ".join(byline))}</span>')
     if link:
         parts.append(f" · {link}")
+    if citation.also_in:
+        parts.append(f' <span class="rag-also">· also in {len(citation.also_in)} other '
+                     f'article{"s" if len(citation.also_in) > 1 else ""}</span>')
     parts += [
         "</summary>",
         f'<blockquote class="rag-passage">{snippet.html()}</blockquote>',
         f'<div class="rag-span">{esc(where)}</div>',
-        "</details>",
     ]
+    if citation.also_in:
+        items = "".join(
+            f"<li>{esc(one_line(r.title) or '(untitled)')} · "
+            f"{esc(' · '.join(x for x in (one_line(r.outlet), one_line(r.published)) if x))}"
+            f"{' · ' + _link(r.url, None) if r.url else ''}</li>" for r in citation.also_in)
+        parts.append('<div class="rag-also-list">The same story, also in:'
+                     f"<ul>{items}</ul></div>")
+    parts.append("</details>")
     return "".join(parts)
+
+
+def timeline_html(result: Answer, prefix: str, titles: dict[int, str]) -> str:
+    """A timeline answer: one line per event, its day first, oldest at the top."""
+    sentences = list(result.sentences)
+    rows = []
+    for event, sentence in zip(result.timeline, sentences, strict=False):
+        rows.append(f'<li><time class="rag-day" datetime="{esc(event.date)}">'
+                    f"{esc(event.date_text or event.date)}</time> "
+                    f"{_sentence_html(sentence, prefix, titles)}</li>")
+    return f'<ol class="rag-timeline">{"".join(rows)}</ol>'
+
+
+def filter_html(result: Answer) -> str:
+    """The date range the question's words became, and how to drop it."""
+    f = result.date_filter
+    if f is None:
+        return ""
+    return (f'<p class="rag-filter">Searched passages about <b>{esc(f.text)}</b> '
+            f"(from “{esc(one_line(f.phrase))}”, read {esc(f.anchor_note)}). Untick "
+            "“Dates in my question narrow the search” to search all dates.</p>")
 
 
 def _sentence_html(sentence: AnswerSentence, prefix: str, titles: dict[int, str]) -> str:
@@ -181,9 +213,11 @@ def answer_html(result: Answer, prefix: str = "a", lookup: TextLookup | None = N
     citations = list(result.citations)
     sentences = list(result.sentences)
     titles = {c.n: one_line(c.title) for c in citations}
-    parts = ['<div class="rag-answer">']
+    parts = ['<div class="rag-answer">', filter_html(result)]
     if result.clarify:
         parts.append(clarify_html(result))
+    elif result.timeline and not result.refused:
+        parts.append(timeline_html(result, prefix, titles))
     elif result.refused or not sentences:
         parts.append(f'<p class="rag-text rag-refused">{esc(result.answer)}</p>')
     else:

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -178,16 +179,19 @@ class NewsApp:
         return article.text if article else None
 
     def answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-               mode: str | None) -> AnswerStream:
+               mode: str | None, date_filter: bool = True, as_of: date | None = None
+               ) -> AnswerStream:
         """The engine's stream, after warm-up; its answer with a hint when filters leave
-        nothing, and source names in place of server paths."""
-        return Streamed(self._answer(question, history, filters, mode))
+        nothing, and source names in place of server paths. `date_filter`: let dates in
+        the question narrow the search; `as_of`: answer as if today were that day."""
+        return Streamed(self._answer(question, history, filters, mode, date_filter, as_of))
 
     def _answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-                mode: str | None) -> Generator[str, None, Answer]:
+                mode: str | None, date_filter: bool, as_of: date | None
+                ) -> Generator[str, None, Answer]:
         self.warm_up()
         stream = self.engine.stream(question, history=history, filters=filters,
-                                    mode=mode or None)
+                                    mode=mode or None, date_filter=date_filter, as_of=as_of)
         yield from stream
         answer = stream.result
         if filters and not answer.retrieved:
