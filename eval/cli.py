@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="evaluate configurations on a dataset")
     run.add_argument("--dataset", type=Path, required=True, help="JSONL question set")
     run.add_argument("--corpus", type=Path, required=True,
-                     help="folder the dataset's `source` paths are relative to")
+                     help="folder the dataset's `source` paths are relative to, or a file "
+                          "(a .jsonl corpus, whose articles `source` names by URL)")
     run.add_argument("--data-dir", type=Path,
                      help="evaluation store (default: eval/ inside RAG_DATA_DIR or the "
                           "project's data/)")
@@ -33,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="configuration(s) to run (default: hybrid, dense, bm25, and llm "
                           "when an LLM is configured)")
     run.add_argument("--top-k", type=int, default=10, help="passages per question (10)")
+    run.add_argument("--split", choices=qa.SPLITS,
+                     help="only the questions of this split (the dataset needs `split`)")
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.add_argument("--out", type=Path, help="output folder (default: eval/out/<time>)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -120,7 +123,8 @@ def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
     missing = [i.id for i in items if i.answerable and not golds[i.id].article_ids]
     if missing:
         raise RuntimeError(f"gold articles not in the store for {len(missing)} question(s), "
-                           f"e.g. {missing[:3]}: is --corpus the folder `source` is relative to?")
+                           f"e.g. {missing[:3]}: is --corpus the folder `source` is relative "
+                           "to, or the corpus holding its URLs?")
     judged, judge_note = judge(items, records, settings, store, progress)
     result = {
         "dataset": "",
@@ -136,7 +140,10 @@ def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    items = qa.load(args.dataset)[: args.limit]
+    items = qa.load(args.dataset)
+    if args.split:
+        items = qa.select_split(items, args.split)
+    items = items[: args.limit]
     settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
     names = args.config or runner.default_configs(settings)
     if "llm" in names and "llm" not in runner.default_configs(settings):
@@ -148,6 +155,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                                do_ingest=not args.no_ingest, top_k=args.top_k,
                                progress=not args.quiet)
     result["dataset"] = str(args.dataset)
+    if args.split:
+        result["split"] = args.split
     out.mkdir(parents=True, exist_ok=True)
     with (out / "records.jsonl").open("w", encoding="utf-8") as f:
         for record in records:

@@ -49,7 +49,8 @@ def judge(items: list[QAItem], records: list[dict[str, Any]], settings: Settings
                 query=item.question, response=result["answer"], contexts=contexts).passing)
             scores["relevancy"] = float(relevancy.evaluate(
                 query=item.question, response=result["answer"], contexts=contexts).passing)
-            reference = "; ".join(item.answers) or item.evidence or ""
+            reference = ("; ".join(item.answers) or item.evidence
+                         or " ".join(e["evidence"] for e in item.timeline or []))
             if reference:
                 got = correctness.evaluate(query=item.question, response=result["answer"],
                                            reference=reference)

@@ -15,6 +15,8 @@ ORDER = [
     "answer_contains", "answer_f1", "keyword_recall",
     "citation_precision", "support_rate", "unsupported_rate",
     "refusal_rate", "false_refusal_rate", "vague_ok", "clarify_rate",
+    "filter_accuracy", "date_accuracy", "latest_accuracy", "timeline_recall", "timeline_order",
+    "timeline_date_accuracy", "topic_year_no_filter",
     "faithfulness", "relevancy", "correctness",
     "latency_retrieve_p50_ms", "latency_retrieve_p95_ms", "latency_answer_p50_ms",
     "latency_answer_p95_ms", "latency_total_p50_ms", "latency_total_p95_ms",
@@ -48,13 +50,15 @@ def write(out: Path, report: dict[str, Any]) -> None:
     (out / "report.json").write_text(json.dumps(report, indent=2))
     md = [f"# Evaluation: {report['dataset']}", "",
           f"- corpus: `{report['corpus']}`",
+          *([f"- split: {report['split']}"] if report.get("split") else []),
           f"- questions: {report['questions']} ({report['answerable']} answerable, "
           f"{report['questions'] - report['answerable']} unanswerable)",
           f"- configurations: {', '.join(report['configs'])}",
           f"- created: {report['created']}", "",
           table(report["configs"], report.get("judge")), "",
-          "Metric definitions: see `eval/metrics.py`. Retrieval metrics count answerable "
-          "questions only; refusal_rate counts unanswerable ones."]
+          "Metric definitions: see `eval/metrics.py` (dated questions: `eval/temporal.py`). "
+          "Retrieval metrics count answerable questions only; refusal_rate counts "
+          "unanswerable ones; each dated metric counts the questions with its field."]
     (out / "report.md").write_text("\n".join(md) + "\n")
     chart(report["configs"], out / "report.png")
 

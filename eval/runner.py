@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ CONFIGS = {
 }
 DEFAULT_CONFIGS = ("hybrid", "dense", "bm25")
 
+logger = logging.getLogger(__name__)
+
 
 def default_configs(settings: Settings) -> list[str]:
     return [*DEFAULT_CONFIGS, "llm"] if llm_configured(settings) else list(DEFAULT_CONFIGS)
@@ -62,17 +66,39 @@ def prepare_store(settings: Settings, corpus: Path, do_ingest: bool = True,
     return store
 
 
+def accepts_as_of(engine: Engine) -> bool:
+    """Whether `engine.ask` takes `as_of`, itself or through the `**kwargs` it passes on to
+    `stream`: dated sets run on engines from before dated answers too."""
+    for name in ("ask", "stream"):
+        method = getattr(engine, name, None)
+        if method is None:
+            return False
+        params = inspect.signature(method).parameters
+        if "as_of" in params:
+            return True
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
+
+
 def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int = 10,
         progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
         ) -> list[dict[str, Any]]:
-    """One record per question and configuration: the id, the config, the full result."""
+    """One record per question and configuration: the id, the config, the full result.
+    A dated question is asked as of its `as_of` day, when the engine takes one."""
     records: list[dict[str, Any]] = []
+    dated = accepts_as_of(engine)
+    if not dated and any(item.as_of for item in items):
+        logger.warning("the engine takes no as_of: dated questions are asked as of today, "
+                       "so relative dates (\"last week\") resolve against today")
     total = len(items) * len(configs)
     with tqdm(total=total, disable=not progress, unit="q", desc="evaluating") as bar:
         for config in configs:
             for item in items:
+                when = {"as_of": item.as_of_date} if dated and item.as_of else {}
                 result = engine.ask(item.question, history=item.history or None,
-                                    mode=config.mode, retrieval=config.retrieval, top_k=top_k)
+                                    mode=config.mode, retrieval=config.retrieval, top_k=top_k,
+                                    **when)
                 record = {"id": item.id, "config": config.name, "result": result.to_json()}
                 records.append(record)
                 if on_record:
