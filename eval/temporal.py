@@ -15,6 +15,8 @@ Each metric is scored only over the items that have the field it checks:
   matches. An entry matches an event when their sentences overlap heavily (token Jaccard
   >= 0.6, or one contains the other), or when it has the event's date and cites its source.
   Each entry matches one event at most; sentence matches are taken before date ones.
+- timeline_precision: share of the answer's timeline entries that match an expected event
+  (entries beyond the expected ones are not all wrong, but a long list dilutes).
 - timeline_order: share of pairs of matched events that the answer's timeline puts in the
   expected order (1.0 when fewer than two matched).
 - timeline_date_accuracy: share of matched entries dated the event's day.
@@ -36,7 +38,7 @@ from eval.qa import QAItem, url_key
 
 JACCARD_MIN = 0.6
 METRICS = ("filter_accuracy", "date_accuracy", "latest_accuracy", "timeline_recall",
-           "timeline_order", "timeline_date_accuracy", "topic_year_no_filter")
+           "timeline_precision", "timeline_order", "timeline_date_accuracy", "topic_year_no_filter")
 
 
 def filter_matches(expected: dict[str, str | None] | None,
@@ -132,12 +134,13 @@ def match_timeline(expected: Sequence[dict[str, str]], entries: Sequence[dict[st
 
 def timeline_scores(expected: Sequence[dict[str, str]], result: dict[str, Any]
                     ) -> dict[str, float]:
-    """timeline_recall, timeline_order and (when any matched) timeline_date_accuracy."""
+    """timeline_recall, _precision, _order and (when any matched) _date_accuracy."""
     entries = result.get("timeline") or []
     matched = match_timeline(expected, entries, _citations_by_n(result))
     pairs = list(combinations(sorted(matched), 2))  # expected order: i before k
     agree = sum(1 for i, k in pairs if matched[i] < matched[k])
     out = {"timeline_recall": len(matched) / len(expected),
+           "timeline_precision": len(matched) / len(entries) if entries else 0.0,
            "timeline_order": agree / len(pairs) if pairs else 1.0}
     if matched:
         out["timeline_date_accuracy"] = sum(

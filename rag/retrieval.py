@@ -94,11 +94,20 @@ class Filters:
             return True  # stored before dates were read, or nothing dates it
         if published is not None and lo <= published <= hi:
             return True
+        # A mention much wider than the range asked ("in May" for "last week") says too
+        # little about it: it counts only when it is at most twice as long.
+        span = (_day(hi) - _day(lo)).days if self.when_from and self.when_to else None
         for pair in str(meta.get("dates") or "").split(";"):
             first, _, last = pair.partition("-")
-            if first and last and int(first) <= hi and int(last) >= lo:
+            if not (first and last and int(first) <= hi and int(last) >= lo):
+                continue
+            if span is None or (_day(int(last)) - _day(int(first))).days <= 2 * span + 1:
                 return True
         return False
+
+
+def _day(value: int) -> date:
+    return date(value // 10000, value // 100 % 100, value % 100)
 
 
 def passage_from_node(hit: NodeWithScore) -> Passage:

@@ -14,7 +14,8 @@ STOPWORDS = frozenset(
     ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself also said
-    says say according would could may might must shall still yet one two s t""".split()  # noqa: SIM905
+    says say according would could may might must shall still yet one two s t happen happened
+    happens happening""".split()  # noqa: SIM905
 )
 
 

@@ -23,7 +23,9 @@ from rag.types import Claim, Draft, Passage
 
 MAX_EVENTS = 8
 MIN_DENSE = 0.3  # below this a dated sentence is about something else
-KEEP = 0.7  # of the best event's score: weaker ones are side notes
+# Of the best event's score: weaker ones are side notes. Tuned on the dated set's dev
+# half: 0.7 -> 0.6 lifted timeline recall 0.63 -> 0.75; 0.5 listed 9-10 events for 6-7.
+KEEP = 0.6
 _WORD = re.compile(r"\w+")
 # Words of a timeline request, not of its subject.
 _ASKING = {"timelin", "develop", "unfold", "evolv", "progress", "chang", "happen", "histori",

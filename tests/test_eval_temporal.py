@@ -207,10 +207,13 @@ def test_timeline_metrics() -> None:
     # matched events 0, 1, 2 sit at entries 0, 2, 1: pairs (0,1) yes, (0,2) yes, (1,2) no
     assert got["timeline_order"] == pytest.approx(2 / 3)
     assert got["timeline_date_accuracy"] == pytest.approx(2 / 3)
+    assert got["timeline_precision"] == 3 / 4  # the distractor matches nothing
     assert t.timeline_scores(EVENTS, _result()) == {"timeline_recall": 0.0,
+                                                    "timeline_precision": 0.0,
                                                     "timeline_order": 1.0}
     one = t.timeline_scores(EVENTS, _result(timeline=entries[:1], citations=cites))
-    assert one == {"timeline_recall": 0.25, "timeline_order": 1.0, "timeline_date_accuracy": 0}
+    assert one == {"timeline_recall": 0.25, "timeline_precision": 1.0, "timeline_order": 1.0,
+                   "timeline_date_accuracy": 0}
 
 
 def test_sentences_match_by_jaccard_or_containment() -> None:

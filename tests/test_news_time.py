@@ -65,6 +65,9 @@ def test_date_filters_keep_what_cannot_be_ruled_out() -> None:
     assert march.match({"dates": ""})  # undated and naming no day: nothing rules it out
     assert not march.match({"dates": "20240101-20241231"})
     assert march.match({"published_int": 20250601})  # stored before dates were read
+    week = Filters(when_from=date(2025, 5, 12), when_to=date(2025, 5, 18))
+    assert not week.match({"published_int": 20250423, "dates": "20250501-20250531"})  # "May"
+    assert week.match({"published_int": 20250423, "dates": "20250514-20250514"})
     since = Filters(when_from=date(2025, 4, 1))
     assert since.match({"published_int": 20250101, "dates": "20250301-20250430"})
     assert not Filters(as_of=date(2025, 3, 12)).match({"published_int": 20250313})
