@@ -96,6 +96,7 @@ class Settled:
         self.passages = passages
         self.others = others  # article id -> other articles of its story
         self.replaced = replaced  # superseded article id -> the version that replaced it
+        self.backup: list[Passage] = []  # to answer from if the passages chosen do not
 
 
 def settle(passages: list[Passage], store: ArticleStore, wants_older: bool = False,

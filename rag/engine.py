@@ -173,7 +173,7 @@ class Engine:
             # may prefer an older one's sentence that matches the words better).
             ranked = by_recency(settled.passages)
             newest = [p for p in ranked if ranked and p.article_id == ranked[0].article_id]
-            settled.passages = newest[:top_k]
+            settled.passages, settled.backup = newest[:top_k], ranked[:top_k]
         elif when.intent != "timeline":
             settled.passages = settled.passages[:top_k]
         return settled
@@ -228,8 +228,31 @@ class Engine:
             timings["total"] = _ms(started)
             return answer.model_copy(update={"timings_ms": timings})
 
-        scorer = SupportScorer(self.store.embed_model if passages else None)
         written: list[str] = []
+        if when.intent == "latest":
+            asked = temporal.without_latest(asked)
+        draft, checked, answerer, model = yield from self._draft(
+            chain, asked, passages, notices, timings, written)
+        if draft.refused and settled.backup and story is None:
+            # "The latest": its newest article did not answer; the others, newest first.
+            passages = settled.backup
+            draft, checked, answerer, model = yield from self._draft(
+                chain, asked, passages, notices, timings, written)
+        with _timed(timings, "verify"):
+            answer = assemble(question, standalone, draft, checked, passages, answerer.mode,
+                              model, [*notices, draft.notice])
+        if not answerer.streams_text:
+            # After a rejected or broken-off model answer, the replacement goes out too.
+            yield ("\n\n" if written else "") + answer.answer
+        timings["total"] = _ms(started)
+        return _dated(answer, passages, settled, applied).model_copy(
+            update={"timings_ms": timings})
+
+    def _draft(self, chain: list[Answerer], asked: str, passages: list[Passage],
+               notices: list[str], timings: dict[str, float], written: list[str]
+               ) -> Generator[str, None, tuple[Draft, list[Checked], Answerer, str | None]]:
+        """The first draft in the chain that stands, checked against the passages."""
+        scorer = SupportScorer(self.store.embed_model if passages else None)
         model: str | None = None
         for answerer in chain:
             with _timed(timings, "answer"):
@@ -249,15 +272,7 @@ class Engine:
                 notices.append(UNSUPPORTED)
                 continue
             break
-        with _timed(timings, "verify"):
-            answer = assemble(question, standalone, draft, checked, passages, answerer.mode,
-                              model, [*notices, draft.notice])
-        if not answerer.streams_text:
-            # After a rejected or broken-off model answer, the replacement goes out too.
-            yield ("\n\n" if written else "") + answer.answer
-        timings["total"] = _ms(started)
-        return _dated(answer, passages, settled, applied).model_copy(
-            update={"timings_ms": timings})
+        return draft, checked, answerer, model
 
     def _timeline(self, question: str, standalone: str, passages: list[Passage],
                   notices: list[str], window: DateFilter | None) -> Answer:

@@ -56,6 +56,12 @@ def anchor_day(as_of: date | None, newest: date | None, today: date | None = Non
     return today, f"today ({format_day(today)})"
 
 
+def without_latest(question: str) -> str:
+    """The question without its "latest" words: they ask for recency, which retrieval
+    has handled, and no sentence of an answer contains them."""
+    return " ".join(_LATEST.sub(" ", question).split())
+
+
 def intent(question: str) -> str | None:
     if _TIMELINE.search(question):
         return "timeline"

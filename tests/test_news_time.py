@@ -254,3 +254,44 @@ def test_the_page_shows_the_timeline_the_filter_and_the_other_copies() -> None:
     assert "1–31 Mar 2025" in html and "in &lt;March&gt;" in html
     assert "about 14 Mar 2025" in html and "also in 1 other article" in html
     assert "Copy &lt;b&gt;" in html and "<b>Copy" not in html
+
+
+def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer(
+        tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", collection="latest")
+    store = ArticleStore(settings)
+    src = tmp_path / "bridge.jsonl"
+    src.write_text("\n".join(json.dumps(x) for x in (
+        {"title": "Builder chosen for Zorland bridge", "published": "2025-01-10",
+         "outlet": "Wire", "url": "https://wire.vl/bridge-builder",
+         "text": "The regional council chose Ostmark Builders to build the new Zorland bridge "
+                 "over the Ems river, it said on Thursday. The contract is worth 40 million "
+                 "crowns."},
+        {"title": "Zorland bridge building starts", "published": "2025-03-02",
+         "outlet": "Wire", "url": "https://wire.vl/bridge-opens",
+         "text": "Building work on the Zorland bridge over the Ems river began on Saturday. "
+                 "The company building the bridge expects to finish it by 2027."})) + "\n")
+    ingest([str(src)], store, settings, progress=False)
+    engine = Engine(settings, store)
+    newest = engine.ask("What is the latest on the Zorland bridge?", as_of=JUNE)
+    assert newest.citations[0].url == "https://wire.vl/bridge-opens"
+    # The picker sometimes answers from a passage that does not hold the fact; here it
+    # is made to refuse the newest article, as it does when nothing there matches.
+    real = engine.extractive.draft
+    seen: list[set[str]] = []
+
+    def draft(question: str, passages: list[Passage]):  # noqa: ANN202 - a draft generator
+        seen.append({p.url for p in passages})
+        if seen[-1] == {"https://wire.vl/bridge-opens"}:
+            from rag.types import Draft
+
+            return Draft(refused=True)
+            yield
+        return (yield from real(question, passages))
+
+    engine.extractive.draft = draft
+    builder = engine.ask("What is the latest on which company is building the Zorland "
+                         "bridge?", as_of=JUNE)
+    assert seen[0] == {"https://wire.vl/bridge-opens"} and len(seen) == 2
+    assert "https://wire.vl/bridge-builder" in seen[1]
+    assert not builder.refused  # answered from the other articles, newest first
