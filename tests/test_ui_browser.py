@@ -406,3 +406,41 @@ def test_a_question_without_a_subject_is_asked_back_and_a_story_link_answers_it(
         expect(last).not_to_contain_text("Castle United")
         shot(page, "clarify", full=True)
         assert not watch.dialogs and not watch.errors
+
+
+def test_timeline_view_date_filter_and_story_copies(browser: Browser, tmp_path: Path) -> None:
+    """Over the dated fixture corpus (which ends in June 2025, so relative dates are read
+    against its newest article): a timeline question gets the timeline view; a question
+    with "in March" says which dates it searched, and unticking the box drops that; a
+    source other articles repeat lists them."""
+    from ingest.pipeline import ingest
+    from rag.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", collection="timelineui")
+    news = NewsApp(settings)
+    corpus = ROOT / "eval" / "datasets" / "dated_news.jsonl"
+    assert ingest([str(corpus)], news.store, settings, progress=False).count("added") == 51
+    with own_app(browser, news) as (page, watch):
+        ask(page, "How did the Hallen Gate border dispute between Velland and Drossmark "
+                  "develop?")
+        rows = last_answer(page).locator("ol.rag-timeline li")
+        assert rows.count() >= 4
+        days = [rows.nth(i).locator("time").get_attribute("datetime")
+                for i in range(rows.count())]
+        assert days == sorted(days)
+        expect(rows.first.locator("a.rag-cite")).to_have_count(1)
+        shot(page, "timeline", full=True)
+
+        question = ("What did the Velland foreign ministry say about the Hallen Gate crossing "
+                    "in March?")
+        ask(page, question)
+        expect(last_answer(page).locator(".rag-filter")).to_contain_text("1–31 Mar 2025")
+        expect(last_answer(page).locator(".rag-filter")).to_contain_text("newest article")
+        last_answer(page).locator("a.rag-cite").first.click()
+        source = last_answer(page).locator("details.rag-source").first
+        expect(source.locator(".rag-also")).to_contain_text("also in 2 other articles")
+        expect(source.locator(".rag-also-list li")).to_have_count(2)
+        page.locator("#question-dates input[type=checkbox]").uncheck()
+        ask(page, question)
+        expect(last_answer(page).locator(".rag-filter")).to_have_count(0)
+        assert not watch.dialogs and not watch.errors
