@@ -18,6 +18,7 @@ from datetime import date
 
 from rag.models import StoredArticle, canonical_url
 from rag.store import ArticleStore
+from rag.text import word_overlap
 from rag.types import Passage, Related
 
 logger = logging.getLogger(__name__)
@@ -66,20 +67,14 @@ def supersedes(newer: Record, older: Record) -> bool:
 
 
 SAME_TEXT = 0.6  # token Jaccard from which two passages of one story say the same thing
-_WORD = re.compile(r"\w+")
 
 
 def _record(a: StoredArticle) -> Record:
     return Record(id=a.id, title=a.title, outlet=a.outlet, url=a.url, published=a.published)
 
 
-def _tokens(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
-
-
 def _same_text(a: str, b: str) -> bool:
-    ta, tb = _tokens(a), _tokens(b)
-    return bool(ta and tb) and len(ta & tb) / len(ta | tb) >= SAME_TEXT
+    return word_overlap(a, b) >= SAME_TEXT
 
 
 def related(article: StoredArticle) -> Related:

@@ -54,3 +54,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
                 spans.append((offset + lead, offset + len(part.rstrip())))
             offset += len(part)
     return spans
+
+
+def word_overlap(a: str, b: str) -> float:
+    """Jaccard similarity of two texts' lowercased words: how nearly they say the same
+    thing in the same words (copies of a passage, one event told twice)."""
+    wa, wb = set(re.findall(r"\w+", a.lower())), set(re.findall(r"\w+", b.lower()))
+    return len(wa & wb) / len(wa | wb) if wa and wb else 0.0
