@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from eval.bench_grouping import ground_truth, load_corpus, pairwise, similar_pairs
-from ingest.grouping import (
-    SHINGLE_SIZE,
+from eval.bench_grouping import (
     StoryIndex,
     from_signature,
+    ground_truth,
+    ingest_labels,
+    load_corpus,
     lsh_bands,
-    shingles,
+    pairwise,
     signature,
+    similar_pairs,
+    versions_truth,
 )
+from ingest.grouping import SHINGLE_SIZE, shingles
 from rag.copies import Record, supersedes
 
 BBC = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bbc"
@@ -243,3 +247,18 @@ def test_bbc_grouping_matches_exact_jaccard() -> None:
     score = pairwise(stories, truth.labels)
     assert score.precision >= 0.95 and score.recall >= 0.9, score
     assert all(len({stories[i] for i in g}) == 1 for g in truth.exact_groups)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BBC.is_dir(), reason="BBC corpus not present")
+def test_ingest_groups_bbc_copies_and_versions() -> None:
+    """What ingest itself stores (vector-search candidates, exact shingle Jaccard, same
+    outlet and headline) against copies and same-headline versions, on one category."""
+    docs = load_corpus(BBC, ["business"])
+    truth = ground_truth(docs)
+    either, n_versions = versions_truth(docs, truth)
+    assert n_versions >= 10 and truth.exact_groups
+    labels, _ = ingest_labels([BBC / "business"], docs)
+    score = pairwise(labels, either)
+    assert score.precision >= 0.95 and score.recall >= 0.95, score
+    assert all(len({labels[i] for i in g}) == 1 for g in truth.exact_groups)
