@@ -295,3 +295,18 @@ def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer
     assert seen[0] == {"https://wire.vl/bridge-opens"} and len(seen) == 2
     assert "https://wire.vl/bridge-builder" in seen[1]
     assert not builder.refused  # answered from the other articles, newest first
+
+
+def test_the_export_keeps_the_timeline_the_filter_and_the_copies(news: SimpleNamespace) -> None:
+    from rag.types import Turn
+    from web.export import conversation_markdown
+
+    answer = news.engine.ask("How did the Port Alder strike develop in February?", as_of=JUNE)
+    md = conversation_markdown([Turn(question="How did the strike develop?", result=answer)])
+    first = answer.timeline[0]
+    assert f"- **{first.date_text}**: " in md
+    assert "Searched passages about 1–28 Feb 2025" in md
+    copies = news.engine.ask("When did Drossmark close the Hallen Gate crossing to freight?",
+                             as_of=JUNE)
+    md = conversation_markdown([Turn(question="When?", result=copies)])
+    assert "Also in 2 other article(s)" in md and "about 14 Mar 2025" in md

@@ -106,6 +106,11 @@ def conversation_markdown(turns: Iterable[Turn | Mapping[str, Any]], title: str 
                       + (f" ({_md(c.published)})" if c.published else "") for c in result.clarify]
         elif result.refused or not result.sentences:
             lines.append(_md(result.answer))
+        elif result.timeline:
+            for event, s in zip(result.timeline, result.sentences, strict=False):
+                marks = "".join(f"[{n}]" for n in s.citations)
+                lines.append(f"- **{_md(event.date_text or event.date)}**: {_md(s.text)} {marks}"
+                             .rstrip())
         else:
             out = []
             for s in result.sentences:
@@ -116,13 +121,18 @@ def conversation_markdown(turns: Iterable[Turn | Mapping[str, Any]], title: str 
                 out.append(text)
             lines.append(" ".join(out))
         lines.append("")
+        if result.date_filter is not None:
+            f = result.date_filter
+            lines += [f"Searched passages about {_md(f.text)} (from “{_md(f.phrase)}”, read "
+                      f"{_md(f.anchor_note)}).", ""]
         if result.notice:
             lines += [f"Note: {_md(result.notice)}", ""]
         lines += [f"*Mode: {_md(mode_label(result))}*", ""]
         if result.citations:
             lines += ["Sources:", ""]
             for c in result.citations:
-                meta = [x for x in (_md(c.outlet), _md(c.published)) if x]
+                about = f"about {_md(c.event_text)}" if c.event_text else ""
+                meta = [x for x in (_md(c.outlet), _md(c.published), about) if x]
                 link = _md_url(c.url) if c.url else None
                 where = (f"<{link}>" if link else _md(c.url) if c.url else _md_code(c.path))
                 head = f"{c.n}. **{_md(c.title) or '(untitled)'}**"
@@ -131,5 +141,11 @@ def conversation_markdown(turns: Iterable[Turn | Mapping[str, Any]], title: str 
                 if where:
                     head += f" — {where}"
                 head += f" — characters {c.start}–{c.end}"
-                lines += [head, f"   > {_md(c.quote)}", ""]
+                lines += [head, f"   > {_md(c.quote)}"]
+                if c.also_in:
+                    lines.append(f"   Also in {len(c.also_in)} other article(s): " + "; ".join(
+                        f"{_md(r.title) or '(untitled)'}"
+                        + (f" ({_md(r.outlet)}, {_md(r.published)})" if r.outlet else "")
+                        for r in c.also_in))
+                lines.append("")
     return "\n".join(lines).rstrip() + "\n"
