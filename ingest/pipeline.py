@@ -175,7 +175,9 @@ class Ingestor:
             self.on_done(result)
             return
         existing = self.catalogue.get(aid)
-        if existing and existing.version == article.version:
+        if existing and existing.version == article.version and existing.story is None:
+            result.notes.append("rewritten: stored before event dates and stories were kept")
+        if _current(existing, article):
             settled = not article.path or (article.path in existing.paths
                                            and self.by_path.get(article.path) == aid)
             if settled:  # nothing to write (a re-ingest's common case): no lock either
@@ -194,7 +196,7 @@ class Ingestor:
         """The stored version is this one: record a new path, report "unchanged". False
         if the catalogue (just read again under the lock) no longer has it."""
         existing = self.catalogue.get(article.id)
-        if not existing or existing.version != article.version:
+        if existing is None or not _current(existing, article):
             return False
         result.chunks = existing.chunks
         paths = {*existing.paths, *([article.path] if article.path else [])}
@@ -227,7 +229,7 @@ class Ingestor:
         for p in pending:
             article, n = p.article, len(p.chunks)
             existing = self.catalogue.get(article.id)
-            if existing and existing.version == article.version:  # another writer's
+            if _current(existing, article):  # another writer's
                 offset += n
                 self._keep(article, p.result)
                 continue
@@ -480,3 +482,10 @@ def _mean(vectors: list[list[float]]) -> list[float]:
     """An article's vector as the store keeps it: its chunks' mean, normalised."""
     mean = np.mean(np.asarray(vectors, dtype=np.float32), axis=0)
     return (mean / (np.linalg.norm(mean) or 1.0)).tolist()
+
+
+def _current(existing: StoredArticle | None, article: Article) -> bool:
+    """The store holds this very version, written with its event dates and story (a
+    record from before those were kept is rewritten, so it gains them)."""
+    return (existing is not None and existing.version == article.version
+            and existing.story is not None)

@@ -310,3 +310,24 @@ def test_the_export_keeps_the_timeline_the_filter_and_the_copies(news: SimpleNam
                              as_of=JUNE)
     md = conversation_markdown([Turn(question="When?", result=copies)])
     assert "Also in 2 other article(s)" in md and "about 14 Mar 2025" in md
+
+
+def test_articles_stored_before_dates_and_stories_are_rewritten_on_re_ingest(
+        tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data", collection="upgrade")
+    store = ArticleStore(settings)
+    src = tmp_path / "port.txt"
+    src.write_text("Port strike ends\n\nDockworkers voted on Monday to end their strike.\n")
+    first = ingest([str(src)], store, settings, progress=False).results[0]
+    # what an older version of this program stored: no story, no dates on the chunks
+    store.articles.update(ids=[first.article_id], metadatas=[{"story": None}])
+    got = store.chunks.get(where={"article_id": first.article_id}, include=["metadatas"])
+    store.chunks.update(ids=got["ids"], metadatas=[{"dates": None}] * len(got["ids"]))
+    assert store.get_article(first.article_id).story is None
+    again = ingest([str(src)], store, settings, progress=False).results[0]
+    assert again.status == "updated" and "before event dates" in " ".join(again.notes)
+    assert store.get_article(first.article_id).story == first.article_id
+    got = store.chunks.get(where={"article_id": first.article_id}, include=["metadatas"])
+    assert all("dates" in m for m in got["metadatas"])
+    third = ingest([str(src)], store, settings, progress=False).results[0]
+    assert third.status == "unchanged"
