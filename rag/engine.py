@@ -20,7 +20,7 @@ import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from rag import temporal, timeline
@@ -45,6 +45,7 @@ from rag.types import (
     AppliedFilter,
     Checked,
     Choice,
+    Claim,
     Draft,
     Passage,
     RetrievalMode,
@@ -214,8 +215,16 @@ class Engine:
             passages = of_story(passages, story)
 
         if when.intent == "timeline" and story is None and passages:
-            answer = self._timeline(question, standalone, passages, notices,
-                                    when.window if applied is not None else None)
+            window = when.window if applied is not None else None
+            before: list[Passage] = []
+            if window is not None and window.first is not None and temporal.asks_change(
+                    question):  # "what changed since March?": how things stood before too
+                until = replace(filters or Filters(), when_to=window.first - timedelta(days=1),
+                                as_of=when.as_of)
+                before = self.retriever(retrieval).retrieve(
+                    when.query, top_k=top_k or self.settings.top_k, filters=until)
+            answer = self._timeline(question, standalone, passages, notices, window, before)
+            passages = passages + before
             yield answer.answer
             timings["total"] = _ms(started)
             return _dated(answer, passages, settled, applied).model_copy(
@@ -275,21 +284,36 @@ class Engine:
         return draft, checked, answerer, model
 
     def _timeline(self, question: str, standalone: str, passages: list[Passage],
-                  notices: list[str], window: DateFilter | None) -> Answer:
+                  notices: list[str], window: DateFilter | None,
+                  before: list[Passage] | None = None) -> Answer:
         """Dated, quoted sentences oldest first: the same for every answer mode (the
-        sentences are the articles' own words)."""
-        drafted, days = timeline.draft(standalone, passages, self.store.embed_model,
+        sentences are the articles' own words). `before`: passages from before the
+        window, whose latest event shows how things stood ("what changed since…")."""
+        embed = self.store.embed_model
+        drafted, days = timeline.draft(standalone, passages, embed,
                                        window.first if window else None,
                                        window.last if window else None)
-        checked = check(drafted, passages, SupportScorer(self.store.embed_model))
-        answer = assemble(question, standalone, drafted, checked, passages,
+        earlier = 0
+        if before and window is not None and window.first is not None and not drafted.refused:
+            then, then_days = timeline.draft(standalone, before, embed,
+                                             None, window.first - timedelta(days=1))
+            if not then.refused:
+                last = then.claims[-1]  # the latest event before the window
+                shifted = Claim(text=last.text, passages=[n + len(passages)
+                                                          for n in last.passages])
+                drafted = drafted.model_copy(update={"claims": [shifted, *drafted.claims]})
+                days, earlier = [then_days[-1], *days], 1
+        everything = passages + (before or [])
+        checked = check(drafted, everything, SupportScorer(embed))
+        answer = assemble(question, standalone, drafted, checked, everything,
                           AnswerMode.EXTRACTIVE, None, [*notices, drafted.notice])
         if drafted.refused:
             return answer
         events = [TimelineEvent(date=day.isoformat(), date_text=timeline.day_text(day),
-                                sentence=s.text, citation=s.citations[0] if s.citations else 0)
-                  for day, s in zip(days, answer.sentences, strict=True)]
-        text = "\n".join(f"- {e.date_text}: {s.text} "
+                                sentence=s.text, citation=s.citations[0] if s.citations else 0,
+                                before=k < earlier)
+                  for k, (day, s) in enumerate(zip(days, answer.sentences, strict=True))]
+        text = "\n".join(f"- {e.date_text}{' (before)' if e.before else ''}: {s.text} "
                          + "".join(f"[{n}]" for n in s.citations)
                          for e, s in zip(events, answer.sentences, strict=True))
         return answer.model_copy(update={"timeline": events, "answer": text})

@@ -56,6 +56,15 @@ def anchor_day(as_of: date | None, newest: date | None, today: date | None = Non
     return today, f"today ({format_day(today)})"
 
 
+_CHANGE = re.compile(r"\bwhat (?:has |have )?changed\b|\bhow (?:has|have) .{2,60}? changed\b",
+                     re.I)
+
+
+def asks_change(question: str) -> bool:
+    """"What changed since March?": the answer shows how things stood before, too."""
+    return bool(_CHANGE.search(question))
+
+
 def without_latest(question: str) -> str:
     """The question without its "latest" words: they ask for recency, which retrieval
     has handled, and no sentence of an answer contains them."""

@@ -143,6 +143,7 @@ class TimelineEvent(_Frozen):
     date_text: str = ""
     sentence: str = ""
     citation: int = 0  # Citation.n
+    before: bool = False  # how things stood before the dates asked ("what changed since…")
 
 
 class AnswerSentence(_Frozen):

@@ -331,3 +331,18 @@ def test_articles_stored_before_dates_and_stories_are_rewritten_on_re_ingest(
     assert all("dates" in m for m in got["metadatas"])
     third = ingest([str(src)], store, settings, progress=False).results[0]
     assert third.status == "unchanged"
+
+
+def test_what_changed_since_shows_how_things_stood_before(news: SimpleNamespace) -> None:
+    answer = news.engine.ask("What changed in the Hallen Gate dispute since April?", as_of=JUNE)
+    assert answer.date_filter is not None and answer.date_filter.first == "2025-04-01"
+    first, *rest = answer.timeline
+    assert first.before and first.date < "2025-04-01"
+    assert rest and all(not e.before and e.date >= "2025-04-01" for e in rest)
+    assert answer.answer.splitlines()[0].startswith(f"- {first.date_text} (before): ")
+    by_n = {c.n: c for c in answer.citations}
+    assert first.sentence in by_n[first.citation].quote
+    html = render.answer_html(answer, "t1")
+    assert '<li class="rag-before">' in html and "rag-before-tag" in html
+    plain = news.engine.ask("How did the Hallen Gate dispute develop since April?", as_of=JUNE)
+    assert not any(e.before for e in plain.timeline)  # only "what changed" looks back

@@ -109,8 +109,8 @@ def conversation_markdown(turns: Iterable[Turn | Mapping[str, Any]], title: str 
         elif result.timeline:
             for event, s in zip(result.timeline, result.sentences, strict=False):
                 marks = "".join(f"[{n}]" for n in s.citations)
-                lines.append(f"- **{_md(event.date_text or event.date)}**: {_md(s.text)} {marks}"
-                             .rstrip())
+                when = _md(event.date_text or event.date) + (" (before)" if event.before else "")
+                lines.append(f"- **{when}**: {_md(s.text)} {marks}".rstrip())
         else:
             out = []
             for s in result.sentences:

@@ -65,6 +65,11 @@ h1 { font-weight: 600 !important; }
   width: .55em; height: .55em; border-radius: 50%; background: var(--color-accent); }
 .rag-day { font-weight: 600; font-variant-numeric: tabular-nums; margin-right: .4em;
   white-space: nowrap; }
+.rag-timeline li.rag-before { opacity: .75; }
+.rag-timeline li.rag-before::before { background: transparent;
+  border: 2px solid var(--color-accent); box-sizing: border-box; }
+.rag-before-tag { font-size: .8em; text-transform: uppercase; letter-spacing: .04em;
+  opacity: .8; margin-right: .3em; }
 .rag-also { opacity: .8; font-size: .9em; }
 .rag-also-list { font-size: .88em; opacity: .9; }
 .rag-also-list ul { margin: .1em 0 .2em 1.2em; }

@@ -174,8 +174,10 @@ def timeline_html(result: Answer, prefix: str, titles: dict[int, str]) -> str:
     sentences = list(result.sentences)
     rows = []
     for event, sentence in zip(result.timeline, sentences, strict=False):
-        rows.append(f'<li><time class="rag-day" datetime="{esc(event.date)}">'
-                    f"{esc(event.date_text or event.date)}</time> "
+        opening = '<li class="rag-before">' if event.before else "<li>"
+        tag = '<span class="rag-before-tag">before</span> ' if event.before else ""
+        rows.append(f'{opening}<time class="rag-day" datetime="{esc(event.date)}">'
+                    f"{esc(event.date_text or event.date)}</time> {tag}"
                     f"{_sentence_html(sentence, prefix, titles)}</li>")
     return f'<ol class="rag-timeline">{"".join(rows)}</ol>'
 
