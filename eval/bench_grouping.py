@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from eval.bench_ingest import BBC_CORPUS
 from ingest.grouping import SHINGLE_SIZE, THRESHOLD, normalise, shingles
 
 logger = logging.getLogger(__name__)
@@ -218,7 +219,6 @@ class StoryIndex:
         return {story: self.members(story) for story in sorted(self._members)}
 
 
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bbc"
 TRUTH_JACCARD = 0.5
 CLOSE_JACCARD = 0.2  # pairs below the cut that a low threshold might still join
 THRESHOLDS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8)
@@ -411,7 +411,7 @@ def ingested(corpus: Path, docs: Sequence[Doc]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_grouping")
-    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--corpus", type=Path, default=BBC_CORPUS)
     parser.add_argument("--ingest", action="store_true",
                         help="score the stories a real ingest stores (takes ~2 min)")
     args = parser.parse_args()

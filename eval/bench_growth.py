@@ -17,18 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval.bench_ingest import BBC_CORPUS, _sample
 from ingest.pipeline import Report, ingest
 from rag.connection import forget
-from rag.settings import PROJECT_ROOT, Settings, get_settings
+from rag.settings import Settings, get_settings
 from rag.store import ArticleStore
 
 
 def _copies(corpus: Path, n: int, folder: Path) -> list[str]:
-    files = sorted(f for f in corpus.rglob("*.txt") if not f.name.lower().startswith("readme"))
-    step = max(1, len(files) // n)
     out = []
     folder.mkdir(parents=True, exist_ok=True)
-    for k, src in enumerate(files[::step][:n]):
+    for k, src in enumerate(map(Path, _sample(corpus, n))):
         title, _, body = src.read_text(encoding="utf-8", errors="replace").partition("\n")
         text = (f"{title.strip()} (wire copy {k})\n\nFiled on {1 + k % 28} March 2006. "
                 f"{body.strip()}\n")
@@ -56,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_growth")
     parser.add_argument("--copies", type=int, default=300)
     parser.add_argument("--corpus", type=Path,
-                        default=PROJECT_ROOT.parent / "shared" / "corpora" / "bbc")
+                        default=BBC_CORPUS)
     args = parser.parse_args()
     base = get_settings()
     with tempfile.TemporaryDirectory() as tmp:

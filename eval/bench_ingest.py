@@ -18,6 +18,8 @@ from ingest.pipeline import ingest
 from rag.settings import PROJECT_ROOT, get_settings
 from rag.store import ArticleStore
 
+BBC_CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "bbc"  # beside the project, as in CI
+
 
 def _sample(corpus: Path, n: int) -> list[str]:
     files = sorted(corpus.rglob("*.txt"))
@@ -30,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_ingest")
     parser.add_argument("--n", type=int, default=200, help="articles to ingest")
     parser.add_argument("--corpus", type=Path,
-                        default=PROJECT_ROOT.parent / "shared" / "corpora" / "bbc")
+                        default=BBC_CORPUS)
     args = parser.parse_args()
     files = _sample(args.corpus, args.n)
     base = get_settings()

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+from eval.bench_ingest import BBC_CORPUS
 from ingest import textparse
 from ingest.readers import _unwrap_pdf_lines
-from rag.settings import PROJECT_ROOT
 
 _DATES = [  # none reads "on <date>": find_date(after_on=True) must look at every one
     "by 31 December 2004", "from 14 February 2005:", "since March 3, 2005,", "ref 2005-01-17:",
@@ -105,7 +105,7 @@ def main() -> None:
                         help="MB of hostile lines (default: --sizes)")
     parser.add_argument("--no-old", action="store_true", help="skip the quadratic old version")
     parser.add_argument("--corpus", type=Path,
-                        default=PROJECT_ROOT.parent / "shared" / "corpora" / "bbc")
+                        default=BBC_CORPUS)
     args = parser.parse_args()
     sizes = [float(x) for x in args.sizes.split(",")]
     hostile = [float(x) for x in (args.hostile_sizes or args.sizes).split(",")]

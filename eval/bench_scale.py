@@ -32,6 +32,7 @@ import httpx
 import numpy as np
 
 from eval.bench_growth import _copies, timed_ingest
+from eval.bench_ingest import BBC_CORPUS
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
@@ -39,7 +40,7 @@ from rag.connection import forget
 from rag.keyword import KeywordIndex
 from rag.models import Article
 from rag.retrieval import Retriever
-from rag.settings import PROJECT_ROOT, Settings, get_settings
+from rag.settings import Settings, get_settings
 from rag.store import ArticleStore
 
 QUESTIONS = [
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=300)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--corpus", type=Path,
-                        default=PROJECT_ROOT.parent / "shared" / "corpora" / "bbc")
+                        default=BBC_CORPUS)
     parser.add_argument("--server", action="store_true",
                         help="keep the stores in a `chroma run` server on loopback")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bench_ingest import _sample
+from eval.bench_ingest import BBC_CORPUS, _sample
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m eval.bench_speed")
     parser.add_argument("--n", type=int, default=300, help="articles to ingest")
     parser.add_argument("--corpus", type=Path,
-                        default=PROJECT_ROOT.parent / "shared" / "corpora" / "bbc")
+                        default=BBC_CORPUS)
     args = parser.parse_args()
     files = _sample(args.corpus, args.n)
     base = get_settings()

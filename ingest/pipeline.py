@@ -27,7 +27,7 @@ from rag.copies import plain_title
 from rag.lock import Waiting
 from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
 from rag.settings import Settings
-from rag.store import ArticleStore, StoreError
+from rag.store import ArticleStore, StoreError, article_vector
 from rag.streams import Streamed
 
 logger = logging.getLogger(__name__)
@@ -241,7 +241,7 @@ class Ingestor:
             return
         # One story for copies of one text (ingest.grouping): the candidates are the
         # stored articles nearest in meaning, and those earlier in this pool.
-        means = np.asarray([_mean(v) for _, v in batch], dtype=np.float32)
+        means = np.asarray([article_vector(v) for _, v in batch], dtype=np.float32)
         nearest = self.store.nearest_articles(means.tolist(), STORY_CANDIDATES, STORY_CLOSE)
         close = means @ means.T >= STORY_CLOSE
         for i, ((p, _), near) in enumerate(zip(batch, nearest, strict=True)):
@@ -477,11 +477,6 @@ def _unexpected(exc: Exception) -> str:
     detail = " ".join(str(exc).split())[:120]
     return f"unexpected error ({type(exc).__name__}{': ' + detail if detail else ''})"
 
-
-def _mean(vectors: list[list[float]]) -> list[float]:
-    """An article's vector as the store keeps it: its chunks' mean, normalised."""
-    mean = np.mean(np.asarray(vectors, dtype=np.float32), axis=0)
-    return (mean / (np.linalg.norm(mean) or 1.0)).tolist()
 
 
 def _current(existing: StoredArticle | None, article: Article) -> bool:

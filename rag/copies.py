@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 from rag.models import StoredArticle, canonical_url
@@ -83,15 +83,13 @@ def related(article: StoredArticle) -> Related:
                    url=article.url)
 
 
+@dataclass
 class Settled:
     """The passages to answer from, and for each article the other tellings of its story."""
 
-    def __init__(self, passages: list[Passage], others: dict[str, list[Related]],
-                 replaced: dict[str, str]) -> None:
-        self.passages = passages
-        self.others = others  # article id -> other articles of its story
-        self.replaced = replaced  # superseded article id -> the version that replaced it
-        self.backup: list[Passage] = []  # to answer from if the passages chosen do not
+    passages: list[Passage]
+    others: dict[str, list[Related]]  # article id -> other articles of its story
+    backup: list[Passage] = field(default_factory=list)  # if `passages` give no answer
 
 
 def settle(passages: list[Passage], store: ArticleStore, wants_older: bool = False,
@@ -143,4 +141,4 @@ def settle(passages: list[Passage], store: ArticleStore, wants_older: bool = Fal
         others[p.article_id] = [related(a) for a in group if a.id != p.article_id]
     if replaced:
         logger.debug("updated versions replaced %s", replaced)
-    return Settled(kept, others, replaced)
+    return Settled(kept, others)

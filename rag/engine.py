@@ -309,7 +309,7 @@ class Engine:
                           AnswerMode.EXTRACTIVE, None, [*notices, drafted.notice])
         if drafted.refused:
             return answer
-        events = [TimelineEvent(date=day.isoformat(), date_text=timeline.day_text(day),
+        events = [TimelineEvent(date=day.isoformat(), date_text=format_day(day),
                                 sentence=s.text, citation=s.citations[0] if s.citations else 0,
                                 before=k < earlier)
                   for k, (day, s) in enumerate(zip(days, answer.sentences, strict=True))]

@@ -454,10 +454,7 @@ class ArticleStore:
     def _write(self, items: list[tuple[Article, Sequence[Chunk], Sequence[Sequence[float]],
                                        list[str]]]) -> None:
         ids = [a.id for a, *_ in items]
-        vectors = []
-        for _, _, embeddings, _ in items:
-            mean = np.mean(np.asarray(embeddings, dtype=np.float32), axis=0)
-            vectors.append((mean / (np.linalg.norm(mean) or 1.0)).tolist())
+        vectors = [article_vector(embeddings) for _, _, embeddings, _ in items]
         self._bump_generation()  # before and after: a reader that indexes mid-write is stale
         old = self.articles.get(ids=ids, include=["metadatas"])
         old_meta = dict(zip(old["ids"], old["metadatas"], strict=True))
@@ -608,6 +605,13 @@ def _article_meta(article: Article, paths: list[str], n_chunks: int) -> dict[str
     if article.authors:
         meta["authors"] = list(article.authors)
     return meta
+
+
+def article_vector(embeddings: Sequence[Sequence[float]]) -> list[float]:
+    """An article's vector as the article collection keeps it: its chunks' mean,
+    normalised (what ingest searches with to find an article's copies)."""
+    mean = np.mean(np.asarray(embeddings, dtype=np.float32), axis=0)
+    return (mean / (np.linalg.norm(mean) or 1.0)).tolist()
 
 
 def chunk_dates(text: str, published: date | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from datetime import date
 
 import numpy as np
 
-from rag.dates import format_day, resolve_dates
+from rag.dates import resolve_dates
 from rag.text import content_terms, sentence_spans, word_overlap
 from rag.types import Claim, Draft, Passage
 
@@ -87,7 +87,3 @@ def draft(question: str, passages: list[Passage], embed_model,  # noqa: ANN001
     chosen.sort(key=lambda e: (e.day, e.passage))
     claims = [Claim(text=e.text, passages=[e.passage + 1]) for e in chosen]
     return Draft(claims=claims), [e.day for e in chosen]
-
-
-def day_text(day: date) -> str:
-    return format_day(day)
