@@ -305,6 +305,10 @@ def test_short_fields_filters_and_exports_are_bounded(site: SimpleNamespace) -> 
         msg = _refusal(lambda kw=kw: site.ed.predict("When did they meet?", api_name="/ask",
                                                      **kw))
         assert "filter is too large" in msg
+    for bad in ("2025-13-01", "tomorrow", long):  # the answer-as-of day: a date or nothing
+        msg = _refusal(lambda bad=bad: site.ed.predict("When did they meet?", as_of=bad,
+                                                       api_name="/ask"))
+        assert "as_of" in msg and "YYYY-MM-DD" in msg and len(msg) < 300
     turn = {"question": "q", "result": {"answer": "y" * limits.EXPORT_CHARS}}
     assert "characters as JSON" in _refusal(lambda: site.ed.predict([turn], api_name="/export"))
 
