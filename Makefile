@@ -62,7 +62,10 @@ $(LLAMA_STAMP): $(LLAMA_WHEELS)/.built | $(RUN_STAMP)
 	rm -f $(VENV)/.llama-*
 	touch $@
 
-llama: $(LLAMA_STAMP)
+# Reinstalls and checks the keyed build (compiling it if absent), whatever the venv has.
+llama: | $(RUN_STAMP)
+	rm -f $(LLAMA_STAMP)
+	$(MAKE) $(LLAMA_STAMP)
 
 # The test extras on top: Playwright, hypothesis, pytest, ruff.
 $(TEST_STAMP): $(RUN_STAMP) $(LLAMA_STAMP)
