@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any, Protocol
 
+from rag.dates import DateFilter
 from rag.extractive import SentencePicker, bm25_idf, bm25_known
 from rag.keyword import KeywordIndex
 from rag.store import ArticleStore
@@ -22,6 +23,11 @@ class Answerer(Protocol):
     model: str | None  # the model that writes its text, if any
     streams_text: bool  # its draft's deltas are the answer's text as shown
     must_be_supported: bool  # a draft with no supported sentence is discarded
+    # Optional (absent is False): `draft` also takes `window=`, the date filter the
+    # question's dates became when one was applied. An answerer that matches the
+    # question's words against sentences needs it: a passage the filter kept for its
+    # dates need not say "2024" again. A model reads the dates in the question itself.
+    takes_window: bool
 
     def condense(self, question: str, history: list[dict[str, Any]]) -> str | None:
         """A standalone form of a follow-up, or None to keep the rule-based rewrite."""
@@ -39,6 +45,7 @@ class ExtractiveAnswerer:
     model = None
     streams_text = False  # the text goes out once it is checked and numbered
     must_be_supported = False  # quoted sentences support themselves; it is the last resort
+    takes_window = True
 
     def __init__(self, store: ArticleStore, keyword: KeywordIndex) -> None:
         self.store, self.keyword = store, keyword
@@ -54,6 +61,7 @@ class ExtractiveAnswerer:
         return SentencePicker(self.store.embed_model, idf=bm25_idf(bm25.bm25),
                               known=bm25_known(bm25.bm25))
 
-    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
-        return self.picker().answer(question, passages)
+    def draft(self, question: str, passages: list[Passage],
+              window: DateFilter | None = None) -> Generator[str, None, Draft]:
+        return self.picker().answer(question, passages, window)
         yield  # a generator, like every answerer's draft, that streams nothing

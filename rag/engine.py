@@ -240,13 +240,14 @@ class Engine:
         written: list[str] = []
         if when.intent == "latest":
             asked = temporal.without_latest(asked)
+        window = when.window if applied is not None else None
         draft, checked, answerer, model = yield from self._draft(
-            chain, asked, passages, notices, timings, written)
+            chain, asked, window, passages, notices, timings, written)
         if draft.refused and settled.backup and story is None:
             # "The latest": its newest article did not answer; the others, newest first.
             passages = settled.backup
             draft, checked, answerer, model = yield from self._draft(
-                chain, asked, passages, notices, timings, written)
+                chain, asked, window, passages, notices, timings, written)
         with _timed(timings, "verify"):
             answer = assemble(question, standalone, draft, checked, passages, answerer.mode,
                               model, [*notices, draft.notice])
@@ -257,10 +258,13 @@ class Engine:
         return _dated(answer, passages, settled, applied).model_copy(
             update={"timings_ms": timings})
 
-    def _draft(self, chain: list[Answerer], asked: str, passages: list[Passage],
-               notices: list[str], timings: dict[str, float], written: list[str]
+    def _draft(self, chain: list[Answerer], asked: str, window: DateFilter | None,
+               passages: list[Passage], notices: list[str], timings: dict[str, float],
+               written: list[str]
                ) -> Generator[str, None, tuple[Draft, list[Checked], Answerer, str | None]]:
-        """The first draft in the chain that stands, checked against the passages."""
+        """The first draft in the chain that stands, checked against the passages.
+        `window`: the date filter the question's dates became, if it was applied; an
+        answerer that matches the question's words needs it (`Answerer.takes_window`)."""
         scorer = SupportScorer(self.store.embed_model if passages else None)
         model: str | None = None
         for answerer in chain:
@@ -269,8 +273,10 @@ class Engine:
                     draft = self._nothing_found()
                 else:
                     try:
-                        draft = yield from _recording(answerer.draft(asked, passages),
-                                                      written)
+                        drafting = (answerer.draft(asked, passages, window=window)
+                                    if getattr(answerer, "takes_window", False)
+                                    else answerer.draft(asked, passages))
+                        draft = yield from _recording(drafting, written)
                     except LLMError as exc:
                         notices.append(f"{exc}; showing the extractive answer instead")
                         continue

@@ -17,8 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.dates import DateFilter
 from rag.expansion import related_stems
+from rag.retrieval import dated_within
 from rag.stories import Stories, wants_several
+from rag.temporal import without_dates
 from rag.text import content_terms, numbers, sentence_spans
 from rag.types import Claim, Draft, Passage
 
@@ -95,20 +98,34 @@ class SentencePicker:
         self.known = known or (lambda term: True)  # is a stemmed term in the library at all
         self.max_sentences = max_sentences
 
-    def answer(self, question: str, passages: list[Passage]) -> Draft:
+    def answer(self, question: str, passages: list[Passage],
+               window: DateFilter | None = None) -> Draft:
+        """`window`: the date filter the question's dates became, if one was applied.
+        A passage it kept for its dates (published then, or speaking of a day then)
+        need not hold the words of its phrase ("in 2024", "in March", "last week"): an
+        article of 2024 seldom says "2024". A passage it kept only because nothing
+        dates it still must, or an undated archive would answer any year's question."""
         candidates = self._candidates(passages)
-        if (not candidates or _missing_question_numbers(question, passages)
-                or _missing_names(question, passages, self.known)):
+        # The passages the filter kept for their dates are asked the question without
+        # its date phrase; the others, the whole question.
+        dated = {i for i, p in enumerate(passages)
+                 if window is not None and dated_within(window, p)}
+        short = without_dates(question, window) if window is not None and dated else question
+        if (not candidates or _missing_question_numbers(short, passages)
+                or _missing_names(short, passages, self.known)):
             return Draft(refused=True)
         q_terms = list(dict.fromkeys(content_terms(question)))
         kind = question_type(question)
         weights = {t: self.idf(t) for t in q_terms}
+        kept = set(content_terms(short))
+        weights_dated = {t: w for t, w in weights.items() if t in kept}
         asked = set(q_terms) | {r for t in q_terms for r in related_stems(t)}
         passage_terms = [set(content_terms(p.text)) for p in passages]
         for cand in candidates:
             terms = set(content_terms(cand.text))
-            cand.lexical = coverage(weights, terms, passage_terms[cand.passage])
-            cand.own = coverage(weights, terms, set())
+            wanted = weights_dated if cand.passage in dated else weights
+            cand.lexical = coverage(wanted, terms, passage_terms[cand.passage])
+            cand.own = coverage(wanted, terms, set())
             cand.novelty = len(terms - asked) / max(len(terms), 1)
             cand.typed = _holds_answer(kind, cand.text, question)
         # The answer is often the sentence after (or before) the one that restates the

@@ -18,10 +18,11 @@ from llama_index.core.retrievers import QueryFusionRetriever
 from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from rag.dates import DateFilter
 from rag.expansion import expand_query
 from rag.keyword import KeywordIndex
 from rag.nodes import chunk_node
-from rag.store import ArticleStore, date_int
+from rag.store import ArticleStore, chunk_dates, date_int
 from rag.types import Passage, RetrievalMode
 
 
@@ -87,11 +88,18 @@ class Filters:
     def _about_when(self, meta: dict[str, Any]) -> bool:
         """Published in the range or speaking of a day in it. A passage with no date at
         all (an undated article that names none) cannot be ruled out, so it stays."""
-        lo = date_int(self.when_from) if self.when_from else 0
-        hi = date_int(self.when_to) if self.when_to else 99991231
         published = meta.get("published_int")
         if "dates" not in meta or (published is None and not meta["dates"]):
             return True  # stored before dates were read, or nothing dates it
+        return self.dated_within(meta)
+
+    def dated_within(self, meta: dict[str, Any]) -> bool:
+        """Published in the `when_*` range or speaking of a day in it: kept for its
+        dates, unlike a passage nothing dates, which is kept because nothing rules it
+        out (an answer may take the range's words as said only of the first kind)."""
+        lo = date_int(self.when_from) if self.when_from else 0
+        hi = date_int(self.when_to) if self.when_to else 99991231
+        published = meta.get("published_int")
         if published is not None and lo <= published <= hi:
             return True
         # A mention much wider than the range asked ("in May" for "last week") says too
@@ -104,6 +112,15 @@ class Filters:
             if span is None or (_day(int(last)) - _day(int(first))).days <= 2 * span + 1:
                 return True
         return False
+
+
+def dated_within(window: DateFilter, passage: Passage) -> bool:
+    """Whether a question's date filter kept this passage for its dates (published in
+    the range, or speaking of a day in it), read as ingest read them."""
+    published = date.fromisoformat(passage.published) if passage.published else None
+    meta = {"published_int": date_int(published) if published else None,
+            **chunk_dates(passage.text, published)}
+    return Filters(when_from=window.first, when_to=window.last).dated_within(meta)
 
 
 def _day(value: int) -> date:

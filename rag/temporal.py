@@ -9,7 +9,7 @@ in 2026 would match nothing. The answer says which day it read them against.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from rag.dates import DateFilter, format_day, question_dates, strip_dates
@@ -69,6 +69,18 @@ def without_latest(question: str) -> str:
     """The question without its "latest" words: they ask for recency, which retrieval
     has handled, and no sentence of an answer contains them."""
     return " ".join(_LATEST.sub(" ", question).split())
+
+
+def without_dates(question: str, window: DateFilter) -> str:
+    """The question without the date phrase its filter came from ("in 2024", "last
+    week"): the filter has applied those words, so an answer's sentence need not hold
+    them; a passage of 2024 seldom says "2024". A question the phrase is not found in
+    (a rewrite that dropped it) is returned as it is."""
+    at = question.lower().find(window.phrase.lower())
+    if at < 0:
+        return question
+    at_phrase = replace(window, start=at, end=at + len(window.phrase))
+    return strip_dates(question, at_phrase) or question
 
 
 def intent(question: str) -> str | None:

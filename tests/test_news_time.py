@@ -17,7 +17,7 @@ from ingest.pipeline import ingest
 from rag.engine import Engine, by_recency, event_day
 from rag.retrieval import Filters
 from rag.store import ArticleStore, chunk_dates
-from rag.temporal import anchor_day, plan
+from rag.temporal import anchor_day, plan, without_dates
 from rag.types import Answer, AppliedFilter, Citation, Passage, Related, TimelineEvent
 from web import render
 
@@ -280,14 +280,14 @@ def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer
     real = engine.extractive.draft
     seen: list[set[str]] = []
 
-    def draft(question: str, passages: list[Passage]):  # noqa: ANN202 - a draft generator
+    def draft(question: str, passages: list[Passage], window=None):  # noqa: ANN001, ANN202
         seen.append({p.url for p in passages})
         if seen[-1] == {"https://wire.vl/bridge-opens"}:
             from rag.types import Draft
 
             return Draft(refused=True)
             yield
-        return (yield from real(question, passages))
+        return (yield from real(question, passages, window))
 
     engine.extractive.draft = draft
     builder = engine.ask("What is the latest on which company is building the Zorland "
@@ -346,3 +346,117 @@ def test_what_changed_since_shows_how_things_stood_before(news: SimpleNamespace)
     assert '<li class="rag-before">' in html and "rag-before-tag" in html
     plain = news.engine.ask("How did the Hallen Gate dispute develop since April?", as_of=JUNE)
     assert not any(e.before for e in plain.timeline)  # only "what changed" looks back
+
+
+# -- the words a date filter applied are not asked of the answer -----------------------
+
+# Our own small dated library: two Port Vellmar stories a year apart, one naming an
+# earlier inquiry by its year, two distractors of 2024 and an undated explainer.
+PORT_NEWS = [
+    {"title": "Port Vellmar dockers walk out over pay", "published": "2024-03-12",
+     "outlet": "Harbour Wire", "url": "https://harbourwire.vl/2024/03/12/vellmar-walkout",
+     "text": "Dockers at Port Vellmar walked out on Tuesday after talks with the harbour "
+             "board collapsed. The dockers' union demanded a nine percent pay rise and an "
+             "end to rolling night shifts. Ships queued in the outer roads while the cranes "
+             "stood idle. The harbour board said it would meet union officials again on "
+             "Friday."},
+    {"title": "Crane safety row at Port Vellmar", "published": "2023-05-04",
+     "outlet": "Harbour Wire", "url": "https://harbourwire.vl/2023/05/04/vellmar-cranes",
+     "text": "A crane collapsed on the eastern quay at Port Vellmar on Wednesday, injuring "
+             "two workers. The dockers' union demanded an independent inspection of every "
+             "crane on the quay. Union officials said the findings of the 2022 crane inquiry "
+             "had been ignored by the harbour board."},
+    {"title": "Oster valley grain harvest shrinks", "published": "2024-08-20",
+     "outlet": "Harbour Wire", "url": "https://harbourwire.vl/2024/08/20/oster-harvest",
+     "text": "Farmers in the Oster valley brought in a smaller grain harvest this summer. A "
+             "dry spring cut yields by a fifth, the farmers' association said. Bread flour "
+             "prices rose in local markets."},
+    {"title": "Island ferry adds winter sailings", "published": "2024-11-02",
+     "outlet": "Harbour Wire", "url": "https://harbourwire.vl/2024/11/02/ferry-winter",
+     "text": "The island ferry line will add two winter sailings a week from December. The "
+             "company said bookings had grown by a third since the spring."},
+    {"title": "Who runs Port Vellmar", "outlet": "Harbour Wire",
+     "url": "https://harbourwire.vl/explainers/who-runs-port-vellmar",
+     "text": "Port Vellmar is run by a harbour board of nine members appointed by the "
+             "city. The dockers' union demanded a seat on the harbour board for its "
+             "members. The board sets berth fees and hires the pilots."},
+]
+DEMAND = "What did the dockers' union at Port Vellmar demand"
+PAY = ("The dockers' union demanded a nine percent pay rise and an end to rolling night "
+       "shifts.")
+CRANES = "The dockers' union demanded an independent inspection of every crane on the quay."
+
+
+@pytest.fixture(scope="module")
+def port(tmp_path_factory: pytest.TempPathFactory) -> Engine:
+    data = tmp_path_factory.mktemp("port")
+    settings = make_settings(data / "data", collection="port")
+    store = ArticleStore(settings)
+    src = data / "port.jsonl"
+    src.write_text("\n".join(json.dumps(a) for a in PORT_NEWS) + "\n")
+    report = ingest([str(src)], store, settings, progress=False)
+    assert report.count("added") == len(PORT_NEWS), report.summary()
+    return Engine(settings, store)
+
+
+@pytest.mark.parametrize(("question", "as_of", "first", "last", "quote"), [
+    (f"{DEMAND} in 2024?", date(2025, 1, 15), "2024-01-01", "2024-12-31", PAY),
+    (f"{DEMAND} in 2023?", date(2025, 1, 15), "2023-01-01", "2023-12-31", CRANES),
+    ("In 2024, what did the dockers' union at Port Vellmar demand?", date(2025, 1, 15),
+     "2024-01-01", "2024-12-31", PAY),
+    (f"{DEMAND} since 2024?", date(2025, 1, 15), "2024-01-01", None, PAY),
+    (f"{DEMAND} in March 2024?", date(2025, 1, 15), "2024-03-01", "2024-03-31", PAY),
+    (f"{DEMAND} in March?", date(2024, 6, 1), "2024-03-01", "2024-03-31", PAY),
+    (f"{DEMAND} last week?", date(2024, 3, 19), "2024-03-11", "2024-03-17", PAY),
+    (f"{DEMAND} last month?", date(2024, 4, 10), "2024-03-01", "2024-03-31", PAY),
+    (f"{DEMAND} last year?", date(2025, 1, 15), "2024-01-01", "2024-12-31", PAY),
+], ids=["year", "another-year", "year-first", "since-year", "month-year", "month",
+        "last-week", "last-month", "last-year"])
+def test_the_dates_a_filter_applied_are_no_words_the_answer_must_hold(
+        port: Engine, question: str, as_of: date, first: str, last: str | None,
+        quote: str) -> None:
+    """The articles of 2024 don't say "2024" (nor "March", nor "last week"): once the
+    question's dates are the filter, the answer is the plain sentence that answers it.
+    (Before, the extractive answer refused: no passage held the year or the month.)"""
+    answer = port.ask(question, as_of=as_of, mode="extractive")
+    f = answer.date_filter
+    assert f is not None and (f.first, f.last) == (first, last)
+    assert not answer.refused, answer.answer
+    assert quote in [s.text for s in answer.sentences]
+    other_year = CRANES if quote == PAY else PAY
+    assert other_year not in answer.answer  # the filter left that article out
+
+
+def test_a_passage_kept_only_as_undated_must_still_hold_the_year(port: Engine) -> None:
+    """The filter keeps an undated passage that names no day (nothing rules it out) but
+    has not checked its dates: the year asked is still a word it must hold, or an
+    undated library would answer a question about any year."""
+    answer = port.ask(f"{DEMAND} in 2021?", as_of=date(2025, 1, 15), mode="extractive")
+    assert answer.date_filter is not None and answer.date_filter.first == "2021-01-01"
+    assert answer.retrieved and all("explainers" in (r.url or "") for r in answer.retrieved)
+    assert answer.refused
+
+
+def test_a_year_naming_a_topic_is_still_a_word_the_answer_must_hold(port: Engine) -> None:
+    named = port.ask("What did the dockers' union say about the 2022 crane inquiry?",
+                     as_of=date(2025, 1, 15), mode="extractive")
+    assert named.date_filter is None and not named.refused
+    assert any("2022 crane inquiry" in s.text for s in named.sentences)
+    unknown = port.ask("What did the dockers' union say about the 2019 crane inquiry?",
+                       as_of=date(2025, 1, 15), mode="extractive")
+    assert unknown.date_filter is None and unknown.refused  # no article names 2019's
+
+
+def test_without_dates_drops_the_phrase_the_filter_came_from() -> None:
+    def undated(question: str) -> str:
+        window = plan(question, today=JUNE).window
+        assert window is not None
+        return without_dates(question, window)
+
+    assert undated(f"{DEMAND} in 2024?") == f"{DEMAND}?"
+    assert undated("In March 2024, what did the union demand?") == "What did the union demand?"
+    assert undated("What did the union demand last week?") == "What did the union demand?"
+    assert undated("What has Iran's 2024 budget done since March?") == (
+        "What has Iran's 2024 budget done?")
+    window = plan("What happened in 2024?", today=JUNE).window
+    assert window is not None and without_dates("And the port?", window) == "And the port?"
