@@ -448,6 +448,29 @@ def test_login_required_when_auth_is_set(server: SimpleNamespace) -> None:
         demo.close()
 
 
+def test_ask_on_an_empty_library_answers_what_the_page_says(tmp_path: Path) -> None:
+    """/ask on an empty library: the answer itself says the library is empty and how to
+    add articles, in the chat's own words (one text for both; it was an empty answer,
+    the words only in `notice`, so a client printing the answer printed nothing)."""
+    from rag.settings import Settings
+
+    news = NewsApp(Settings(data_dir=tmp_path / "data", collection="emptyapi"))
+    port = free_port()
+    demo = web_server.start(news, "127.0.0.1", port, block=False)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        got = client.predict("What did the dockers demand in 2024?", api_name="/ask")
+    finally:
+        demo.close()
+    assert got["refused"] and not got["citations"]
+    assert got["answer"].startswith("Your library is empty")
+    assert "Library tab" in got["answer"] and "python -m ingest" in got["answer"]
+    assert got["answer"] not in got["notice"]  # said once, as the answer
+    *_, last = chat.chat(news, "What did the dockers demand?", [], [], [], [], None, None,
+                         "auto")
+    assert last[0][-1]["content"] == render.message_html(got["answer"], "empty")
+
+
 def test_python_app_py_on_an_empty_library(tmp_path: Path) -> None:
     """`python app.py` with nothing but a data folder and port: the page serves, and a
     question is answered with how to add articles."""
@@ -471,8 +494,8 @@ def test_python_app_py_on_an_empty_library(tmp_path: Path) -> None:
                 time.sleep(0.3)
         client = Client(url, verbose=False)
         got = client.predict("what happened?", api_name="/ask")
-        assert got["refused"] and "Library tab" in got["notice"]
-        assert "python -m ingest" in got["notice"]
+        assert got["refused"] and "Library tab" in got["answer"]
+        assert "python -m ingest" in got["answer"]
         assert client.predict(api_name="/library") == []
         job = client.submit("what happened?", [], [], [], "", "", "auto", api_name="/chat")
         assert "Your library is empty" in job.result(timeout=60)[0][-1]["content"][0]["text"]

@@ -11,10 +11,9 @@ from typing import Any
 
 import gradio as gr
 
-from rag.types import Answer
 from web.export import ExportError, conversation_markdown
 from web.limits import EXPORT_CHARS
-from web.service import EMPTY_LIBRARY, NewsApp
+from web.service import NewsApp
 
 LIBRARY_KEYS = ["title", "published", "outlet", "chunks", "source", "id"]
 
@@ -36,9 +35,7 @@ def register(app: NewsApp) -> None:
             day = app.limits.day(as_of, "as_of")
             turns = app.limits.history(history)
             if not app.store.has_chunks():
-                return Answer(question=question, refused=True,
-                              notice=" ".join(EMPTY_LIBRARY.split()),
-                              mode=app.engine.resolve_mode(mode or None)).to_json()
+                return app.empty_answer(question, mode).to_json()
             filters = app.limits.filters(article_ids, outlets, date_from, date_to)
             answer = app.answer(question, turns, filters, mode,
                                 date_filter=bool(question_dates), as_of=day).result

@@ -198,6 +198,13 @@ class NewsApp:
             answer = answer.with_notice(NO_MATCH)
         return self.public(answer)
 
+    def empty_answer(self, question: str, mode: str | None) -> Answer:
+        """The answer while the library is empty: the words the chat shows
+        (EMPTY_LIBRARY) as its text, so an API client that prints the answer says what
+        the page says, and how to add articles."""
+        return Answer(question=question, standalone_question=question, answer=EMPTY_LIBRARY,
+                      refused=True, mode=self.engine.resolve_mode(mode or None))
+
     # -- the library -------------------------------------------------------
 
     def articles(self) -> list[StoredArticle]:
