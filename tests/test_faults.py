@@ -7,14 +7,17 @@ B. The Chroma server stopped while the app runs: the API and the chat say so in 
    line, at once, and answers resume by themselves when it is back (`chroma run`
    stopped and started again on the same port and folder).
 
-Already covered elsewhere: an LLM server process that dies mid-answer
-(test_llama_check.py `test_the_app_says_a_server_died_mid_answer`), a closed LLM port (test_llm_answers.py
-`test_server_down_gives_extractive_answer`, `test_cli_server_down_prints_one_note`), a
-model slower than RAG_LLM_TIMEOUT (`test_real_server_answer_stops_at_the_wall_clock_deadline`,
-test_web_safety.py `test_llm_answers_stop_at_the_deadline_and_on_cancel`), a wrong key
-on the real server (`test_wrong_api_key_gives_extractive_answer`, slow), and a Chroma
-server down at start-up (test_store_lifecycle.py
-`test_unreachable_chroma_server_is_a_clear_error`).
+Already covered elsewhere:
+- an LLM server process that dies mid-answer: test_llama_check.py
+  `test_the_app_says_a_server_died_mid_answer`;
+- a closed LLM port: test_llm_answers.py `test_server_down_gives_extractive_answer`,
+  `test_cli_server_down_prints_one_note`;
+- a model slower than RAG_LLM_TIMEOUT:
+  `test_real_server_answer_stops_at_the_wall_clock_deadline`, test_web_safety.py
+  `test_llm_answers_stop_at_the_deadline_and_on_cancel`;
+- a wrong key on the real server: `test_wrong_api_key_gives_extractive_answer` (slow);
+- a Chroma server down at start-up: test_store_lifecycle.py
+  `test_unreachable_chroma_server_is_a_clear_error`.
 """
 
 from __future__ import annotations
