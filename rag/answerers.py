@@ -12,8 +12,9 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from rag.dates import DateFilter
-from rag.extractive import SentencePicker, bm25_idf, bm25_known
+from rag.extractive import HeuristicReader, SentencePicker, bm25_idf, bm25_known
 from rag.keyword import KeywordIndex
+from rag.reader import Reader
 from rag.store import ArticleStore
 from rag.types import AnswerMode, Draft, Passage
 
@@ -39,7 +40,8 @@ class Answerer(Protocol):
 
 
 class ExtractiveAnswerer:
-    """The retrieved sentences that best answer the question, verbatim (`SentencePicker`)."""
+    """The retrieved sentences that best answer the question, verbatim (`SentencePicker`),
+    chosen by its `reader` (`rag.reader`; the heuristic one unless one is injected)."""
 
     mode = AnswerMode.EXTRACTIVE
     model = None
@@ -47,8 +49,10 @@ class ExtractiveAnswerer:
     must_be_supported = False  # quoted sentences support themselves; it is the last resort
     takes_window = True
 
-    def __init__(self, store: ArticleStore, keyword: KeywordIndex) -> None:
+    def __init__(self, store: ArticleStore, keyword: KeywordIndex,
+                 reader: Reader | None = None) -> None:
         self.store, self.keyword = store, keyword
+        self.reader = reader or HeuristicReader()  # which candidate sentences answer
 
     def condense(self, question: str, history: list[dict[str, Any]]) -> str | None:
         return None
@@ -57,9 +61,9 @@ class ExtractiveAnswerer:
         """Weighted by the library's word statistics as they are now."""
         bm25 = self.keyword.ensure()
         if bm25 is None:
-            return SentencePicker(self.store.embed_model)
+            return SentencePicker(self.store.embed_model, reader=self.reader)
         return SentencePicker(self.store.embed_model, idf=bm25_idf(bm25.bm25),
-                              known=bm25_known(bm25.bm25))
+                              known=bm25_known(bm25.bm25), reader=self.reader)
 
     def draft(self, question: str, passages: list[Passage],
               window: DateFilter | None = None) -> Generator[str, None, Draft]:

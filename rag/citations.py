@@ -93,6 +93,16 @@ def _missing_numbers(sentence: str, passage: str) -> bool:
     return bool(numbers(sentence) - numbers(passage))
 
 
+def _quoted_at(claim: Claim, index: int, passage: Passage) -> bool:
+    """Whether the claim carries its span in this passage and the text there is its own
+    (a span is trusted only when the passage says exactly that at that place)."""
+    span = claim.span
+    if span is None or span.passage != index:
+        return False
+    a, b = span.start - passage.start, span.end - passage.start
+    return 0 <= a < b <= len(passage.text) and passage.text[a:b] == claim.text
+
+
 def verify(
     claims: list[Claim],
     passages: list[Passage],
@@ -108,6 +118,11 @@ def verify(
         for n in dict.fromkeys(claim.passages):
             if not 1 <= n <= len(passages):
                 continue  # the answerer was never given such a passage
+            if _quoted_at(claim, n - 1, passages[n - 1]):
+                span = claim.span  # the reader's own sentence: cited where it stands
+                best_score = 1.0
+                spans.append(Span(passage=n - 1, start=span.start, end=span.end))
+                continue
             score, start, end = scorer.best_span(claim.text, passages[n - 1])
             best_score = max(best_score, score)
             spans.append(Span(passage=n - 1, start=start, end=end))

@@ -31,6 +31,7 @@ from rag.copies import Settled, settle
 from rag.dates import DateFilter, format_day, format_range, resolve_dates
 from rag.keyword import KeywordIndex
 from rag.llm import LLMAnswerer, LLMError, llm_configured
+from rag.reader import Reader
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.store import ArticleStore
@@ -62,13 +63,15 @@ UNSUPPORTED = ("the model's answer was not supported by the articles; showing th
 
 class Engine:
     def __init__(self, settings: Settings, store: ArticleStore | None = None,
-                 llm_answerer: LLMAnswerer | None = None) -> None:
+                 llm_answerer: LLMAnswerer | None = None, reader: Reader | None = None) -> None:
+        """Parts may be injected (a ready LLM answerer; the `Reader` that chooses the
+        extractive answer's sentences, by default the heuristic one)."""
         self.settings = settings
         self.store = store or ArticleStore(settings)
         self.keyword = KeywordIndex.of(self.store)
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
-        self.extractive = ExtractiveAnswerer(self.store, self.keyword)
+        self.extractive = ExtractiveAnswerer(self.store, self.keyword, reader)
         self._newest_seen: tuple[str | None, date | None] = (None, None)
 
     # -- parts -------------------------------------------------------------

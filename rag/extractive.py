@@ -1,11 +1,13 @@
 """The offline answerer: the retrieved sentences that best answer the question, verbatim.
 
-No library composes a cited extractive answer, so this is ours. Each candidate
-sentence is scored on meaning (MiniLM similarity to the question), on the
-question's rare words it contains (IDF from the BM25 index), on its passage's
-rank, and on whether it has what the question type asks for (a cause for "why",
-a date for "when", a number for "how many"). The best few, minus near-repeats,
-are put back in article order. When even the best sentence is weak, it refuses.
+No library composes a cited extractive answer, so this is ours. The picker measures
+each candidate sentence on meaning (MiniLM similarity to the question), on the
+question's rare words it contains (IDF from the BM25 index), on its passage's rank,
+and on whether it has what the question type asks for (a cause for "why", a date for
+"when", a number for "how many"); a reader (`rag.reader`) chooses among them. The
+heuristic reader here scores those measures and keeps the best few, minus
+near-repeats; when even the best sentence is weak, it refuses. The chosen sentences
+are put back in article order.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from rag.dates import DateFilter
 from rag.expansion import related_stems
+from rag.reader import Candidate, Pick, Question, Reader, Reading
 from rag.retrieval import dated_within
 from rag.stories import Stories, wants_several
 from rag.temporal import without_dates
 from rag.text import content_terms, numbers, sentence_spans
-from rag.types import Claim, Draft, Passage
+from rag.types import Claim, Draft, Passage, Span
 
 _CAUSE = re.compile(
     r"\b(because|due to|driven|after|as a result|amid|led to|leading to|caused|causing|"
@@ -68,35 +70,101 @@ def question_type(question: str) -> str:
     return "what"
 
 
-@dataclass
-class _Candidate:
-    passage: int  # index into passages
-    start: int  # offsets in the passage text
-    end: int
-    text: str
-    dense: float = 0.0
-    lexical: float = 0.0  # the question's weighted words, in it or its passage
-    own: float = 0.0  # ... in the sentence itself
-    context: float = 0.0  # `own` of the best neighbouring sentence
-    novelty: float = 1.0  # share of its words the question did not use
-    typed: bool = False  # holds the kind of thing the question asks for
-    score: float = 0.0
+class HeuristicReader:
+    """The reader that needs no model: a weighted score of the picker's measures, a
+    refusal when even the best sentence is weak, and the best few sentences of one
+    story, minus near-repeats. The weights and thresholds were calibrated on answerable
+    and unanswerable questions over the seed and BBC articles (dev halves only)."""
+
+    name = "heuristic"
+    # An answer needs a sentence that covers most of the question's weighted words
+    # (in the sentence or its passage), or one very close in meaning.
+    min_coverage = 0.6
+    min_dense = 0.55
+
+    def __init__(self, max_sentences: int = 4) -> None:
+        self.max_sentences = max_sentences
+
+    @staticmethod
+    def topical(cand: Candidate) -> float:
+        """How well a sentence matches the question's words; one holding the asked-for
+        kind of thing also counts its neighbours' match (most of it)."""
+        return max(cand.lexical, 0.8 * cand.context) if cand.typed else cand.lexical
+
+    def score(self, cand: Candidate, kind: str) -> float:
+        prior = 1.0 / (1.0 + 0.25 * cand.passage)  # the passage's retrieval rank
+        return (0.4 * cand.dense + 0.4 * self.topical(cand) + 0.1 * prior
+                + (_TYPE_BONUS.get(kind, 0.0) if cand.typed else 0.0)
+                - (0.12 if cand.novelty < 0.3 else 0.0))  # says only what was asked
+
+    def rank(self, question: Question, candidates: list[Candidate]) -> list[Pick]:
+        """Every candidate with its score, best first (another reader's shortlist)."""
+        picks = [Pick(c, self.score(c, question.kind)) for c in candidates]
+        return sorted(picks, key=lambda p: -p.score)
+
+    def read(self, question: Question, candidates: list[Candidate]) -> Reading:
+        if not candidates:
+            return Reading(reader=self.name)
+        best_dense = max(c.dense for c in candidates)
+        best_cover = max(c.lexical for c in candidates)
+        if best_cover < self.min_coverage and best_dense < self.min_dense:
+            return Reading(reader=self.name)
+        # A question that asks for a number, date or name is not answered by passages on
+        # its topic that hold none: "How much did X pay?" needs a sum somewhere relevant.
+        kind, text = question.kind, question.text
+        relevant = [c for c in candidates if c.lexical >= 0.5 or c.dense >= self.min_dense]
+        if kind in _TYPED and not any(_has_type(kind, c.text, text) for c in relevant):
+            return Reading(reader=self.name)
+        return Reading(picks=self._select(self.rank(question, candidates), question),
+                       reader=self.name)
+
+    def _select(self, ranked: list[Pick], question: Question) -> list[Pick]:
+        passages, kind = question.passages, question.kind
+        # One story per answer: sentences of other articles join only when those tell
+        # the same story, unless the question asks for a comparison or an overview.
+        stories = Stories(passages)
+        lead = passages[ranked[0].candidate.passage].article_id
+        if not wants_several(question.text):
+            ranked = [p for p in ranked
+                      if stories.same(lead, passages[p.candidate.passage].article_id)]
+        top = ranked[0].score
+        limit = self.max_sentences if kind in ("why", "how", "what") else 3
+        chosen: list[Pick] = []
+        for pick in ranked:
+            if len(chosen) == limit:
+                break
+            if chosen and pick.score < 0.8 * top:
+                break
+            if any(float(pick.candidate.vector @ c.candidate.vector) > 0.85 for c in chosen):
+                continue  # says again what a chosen sentence says
+            chosen.append(pick)
+        # The best sentences may set the scene without the figure, date or name asked
+        # for; then the best sentence that has it joins them (it is usually next door).
+        if kind in _TYPED and not any(p.candidate.typed for p in chosen):
+            typed = [p for p in ranked if p not in chosen and p.score >= 0.6 * top
+                     and p.candidate.typed]
+            if typed:
+                chosen = [*chosen[: limit - 1], typed[0]]
+        return chosen
 
 
 class SentencePicker:
-    # An answer needs a sentence that covers most of the question's weighted words
-    # (in the sentence or its passage), or one very close in meaning. Calibrated on
-    # answerable and unanswerable questions over the seed and BBC articles.
-    min_coverage = 0.6
-    min_dense = 0.55
+    """Candidate sentences of the passages, measured; a `Reader` chooses among them.
+
+    What stays here is what every reader needs: the sentences that could be answers
+    (no headings, fragments or repeats), the cheap checks that no passage can answer
+    (a year or a name the question turns on that none mentions), the measures, and
+    the chosen sentences put back in reading order as claims carrying their spans."""
+
     max_candidates = 32
 
     def __init__(self, embed_model, idf: Callable[[str], float] | None = None,  # noqa: ANN001
-                 max_sentences: int = 4, known: Callable[[str], bool] | None = None) -> None:
+                 known: Callable[[str], bool] | None = None,
+                 reader: Reader | None = None) -> None:
         self.embed_model = embed_model
         self.idf = idf or (lambda term: 1.0)
         self.known = known or (lambda term: True)  # is a stemmed term in the library at all
-        self.max_sentences = max_sentences
+        self.reader: Reader = reader or HeuristicReader()
 
     def answer(self, question: str, passages: list[Passage],
                window: DateFilter | None = None) -> Draft:
@@ -105,7 +173,26 @@ class SentencePicker:
         need not hold the words of its phrase ("in 2024", "in March", "last week"): an
         article of 2024 seldom says "2024". A passage it kept only because nothing
         dates it still must, or an undated archive would answer any year's question."""
-        candidates = self._candidates(passages)
+        candidates = self.candidates(question, passages, window)
+        if not candidates:
+            return Draft(refused=True)
+        asked = Question(text=question, kind=question_type(question), passages=passages)
+        reading = self.reader.read(asked, candidates)
+        if reading.refused:
+            return Draft(refused=True)
+        # Back in reading order: articles by their best sentence's rank, then position.
+        rank_of_passage: dict[str, int] = {}
+        for i, pick in enumerate(reading.picks):
+            rank_of_passage.setdefault(passages[pick.candidate.passage].article_id, i)
+        picks = sorted(reading.picks, key=lambda p: (
+            rank_of_passage[passages[p.candidate.passage].article_id],
+            passages[p.candidate.passage].start + p.candidate.start))
+        return Draft(claims=[claim_of(p, passages) for p in picks])
+
+    def candidates(self, question: str, passages: list[Passage],
+                   window: DateFilter | None = None) -> list[Candidate]:
+        """The measured candidates, or none when the passages cannot answer."""
+        candidates = self._sentences(passages)
         # The passages the filter kept for their dates are asked the question without
         # its date phrase; the others, the whole question.
         dated = {i for i, p in enumerate(passages)
@@ -113,7 +200,7 @@ class SentencePicker:
         short = without_dates(question, window) if window is not None and dated else question
         if (not candidates or _missing_question_numbers(short, passages)
                 or _missing_names(short, passages, self.known)):
-            return Draft(refused=True)
+            return []
         q_terms = list(dict.fromkeys(content_terms(question)))
         kind = question_type(question)
         weights = {t: self.idf(t) for t in q_terms}
@@ -137,7 +224,8 @@ class SentencePicker:
             cand.context = max(near, default=0.0)
         # Embedding every sentence of every passage is most of the answer's time; those
         # far down on words and passage rank are never chosen, so they are not embedded.
-        candidates.sort(key=lambda c: -(self._topical(c) + 0.3 / (1.0 + 0.25 * c.passage)))
+        candidates.sort(key=lambda c: -(HeuristicReader.topical(c)
+                                        + 0.3 / (1.0 + 0.25 * c.passage)))
         candidates = candidates[: self.max_candidates]
         vectors = np.asarray(self.embed_model.get_text_embedding_batch(
             [question, *(c.text for c in candidates)]))
@@ -145,37 +233,12 @@ class SentencePicker:
         qvec, svecs = vectors[0], vectors[1:]
         for cand, vec in zip(candidates, svecs, strict=True):
             cand.dense = float(vec @ qvec)
-            prior = 1.0 / (1.0 + 0.25 * cand.passage)
-            cand.score = (0.4 * cand.dense + 0.4 * self._topical(cand) + 0.1 * prior
-                          + (_TYPE_BONUS.get(kind, 0.0) if cand.typed else 0.0)
-                          - (0.12 if cand.novelty < 0.3 else 0.0))  # says only what was asked
-        best_dense = max(c.dense for c in candidates)
-        best_cover = max(c.lexical for c in candidates)
-        if best_cover < self.min_coverage and best_dense < self.min_dense:
-            return Draft(refused=True)
-        # A question that asks for a number, date or name is not answered by passages on
-        # its topic that hold none: "How much did X pay?" needs a sum somewhere relevant.
-        relevant = [c for c in candidates if c.lexical >= 0.5 or c.dense >= self.min_dense]
-        if kind in _TYPED and not any(_has_type(kind, c.text, question) for c in relevant):
-            return Draft(refused=True)
-        chosen = self._select(candidates, svecs, kind, question, passages)
-        # Back in reading order: articles by their best sentence's rank, then position.
-        rank_of_passage: dict[str, int] = {}
-        for i, cand in enumerate(chosen):
-            rank_of_passage.setdefault(passages[cand.passage].article_id, i)
-        chosen.sort(key=lambda c: (rank_of_passage[passages[c.passage].article_id],
-                                   passages[c.passage].start + c.start))
-        return Draft(claims=[Claim(text=c.text, passages=[c.passage + 1]) for c in chosen])
+            cand.vector = vec
+        return candidates
 
-    @staticmethod
-    def _topical(cand: _Candidate) -> float:
-        """How well a sentence matches the question's words; one holding the asked-for
-        kind of thing also counts its neighbours' match (most of it)."""
-        return max(cand.lexical, 0.8 * cand.context) if cand.typed else cand.lexical
-
-    def _candidates(self, passages: list[Passage]) -> list[_Candidate]:
+    def _sentences(self, passages: list[Passage]) -> list[Candidate]:
         seen: set[str] = set()
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         for i, passage in enumerate(passages):
             for start, end in sentence_spans(passage.text):
                 text = passage.text[start:end]
@@ -186,38 +249,18 @@ class SentencePicker:
                         or _MID_SENTENCE.match(text)):
                     continue
                 seen.add(key)
-                out.append(_Candidate(i, start, end, text))
+                out.append(Candidate(i, start, end, text))
         return out
 
-    def _select(self, candidates: list[_Candidate], vectors: np.ndarray, kind: str,
-                question: str, passages: list[Passage]) -> list[_Candidate]:
-        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
-        # One story per answer: sentences of other articles join only when those tell
-        # the same story, unless the question asks for a comparison or an overview.
-        stories = Stories(passages)
-        lead = passages[candidates[order[0]].passage].article_id
-        if not wants_several(question):
-            order = [i for i in order
-                     if stories.same(lead, passages[candidates[i].passage].article_id)]
-        top = candidates[order[0]].score
-        limit = self.max_sentences if kind in ("why", "how", "what") else 3
-        chosen: list[int] = []
-        for i in order:
-            if len(chosen) == limit:
-                break
-            if chosen and candidates[i].score < 0.8 * top:
-                break
-            if any(float(vectors[i] @ vectors[j]) > 0.85 for j in chosen):
-                continue  # says again what a chosen sentence says
-            chosen.append(i)
-        # The best sentences may set the scene without the figure, date or name asked
-        # for; then the best sentence that has it joins them (it is usually next door).
-        if kind in _TYPED and not any(candidates[i].typed for i in chosen):
-            typed = [i for i in order if i not in chosen and candidates[i].score >= 0.6 * top
-                     and candidates[i].typed]
-            if typed:
-                chosen = [*chosen[: limit - 1], typed[0]]
-        return [candidates[i] for i in chosen]
+
+def claim_of(pick: Pick, passages: list[Passage]) -> Claim:
+    """A chosen sentence as a claim that carries where it is (so the citation need not
+    find it again by its text) and how sure the reader was."""
+    cand, passage = pick.candidate, passages[pick.candidate.passage]
+    span = Span(passage=cand.passage, start=passage.start + cand.start,
+                end=passage.start + cand.end)
+    return Claim(text=cand.text, passages=[cand.passage + 1], span=span,
+                 score=round(pick.score, 4))
 
 
 def coverage(weights: dict[str, float], sentence: set[str], passage: set[str]) -> float:

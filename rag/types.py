@@ -67,11 +67,25 @@ class Passage(_Frozen):
     story: str | None = None  # near-duplicate group (wire copies, versions) it belongs to
 
 
+class Span(_Frozen):
+    """The part of a passage that supports a claim, as offsets in the article."""
+
+    passage: int  # 0-based index into the passages
+    start: int
+    end: int
+
+
 class Claim(_Frozen):
-    """A draft sentence: `passages` are 1-based numbers into the passages it was given."""
+    """A draft sentence: `passages` are 1-based numbers into the passages it was given.
+
+    A quoted sentence carries where it was quoted from (`span`, offsets in the article)
+    and the reader's confidence in it (`score`), so its citation is that span, not the
+    first place its words happen to occur. A model's sentence has neither."""
 
     text: str
     passages: list[int] = Field(default_factory=list)
+    span: Span | None = None
+    score: float | None = None
 
 
 class Draft(_Frozen):
@@ -80,14 +94,6 @@ class Draft(_Frozen):
     claims: list[Claim] = Field(default_factory=list)
     refused: bool = False
     notice: str = ""
-
-
-class Span(_Frozen):
-    """The part of a passage that supports a claim, as offsets in the article."""
-
-    passage: int  # 0-based index into the passages
-    start: int
-    end: int
 
 
 class Checked(_Frozen):
