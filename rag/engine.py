@@ -71,6 +71,11 @@ class Engine:
         self.keyword = KeywordIndex.of(self.store)
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
+        self._reader_notice = ""  # why the configured reader could not be had, said once
+        if reader is None:
+            from rag.llm_reader import reader_for
+
+            reader, self._reader_notice = reader_for(settings)
         self.extractive = ExtractiveAnswerer(self.store, self.keyword, reader)
         self._newest_seen: tuple[str | None, date | None] = (None, None)
 
@@ -191,6 +196,9 @@ class Engine:
             raise ValueError("the question is empty")
         chain, notice = self.answerers(mode)
         notices = [notice] if notice else []
+        if self._reader_notice:
+            notices.append(self._reader_notice)
+            self._reader_notice = ""
         timings: dict[str, float] = {}
         started = time.perf_counter()
 

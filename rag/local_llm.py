@@ -1,0 +1,107 @@
+"""A llama.cpp model run in this process (llama-cpp-python), for the local reader.
+
+In-process rather than through a server: the reader needs the logits of one next
+token (a server's API gives sampled text and top log-probabilities at best), and the
+KV cache of the last prompt stays in memory, so the next prompt only computes what
+follows their common prefix (the fixed instructions and the question). A llama.cpp
+built for another CPU crashed on its first multi-token prompt, which in-process
+would take the app down: so before the model is first loaded here, the same build
+and model run one prompt in a child process (`rag.llama_check`); if that fails, the
+model is not loaded and the caller is told why, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag import llama_check
+
+logger = logging.getLogger(__name__)
+
+
+class LocalModelError(RuntimeError):
+    """The local model can't run here; the message is one line saying why."""
+
+
+class LocalLLM:
+    """One model shared by every question, one prompt at a time (a llama context is
+    not thread-safe)."""
+
+    def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048,
+                 checked: bool = False) -> None:
+        if not checked:
+            result = llama_check.check(path)
+            if not result.ok:
+                raise LocalModelError(result.line)
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # the check above ran in a child with the same venv
+            raise LocalModelError("llama-cpp-python is not installed: run `make llama`") from exc
+        self.path = path
+        started = time.monotonic()
+        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
+                         n_threads_batch=threads, n_batch=512, verbose=False, seed=1)
+        self.lock = threading.Lock()
+        self.loaded_in = time.monotonic() - started
+        logger.info("local model %s loaded in %.1f s", path.name, self.loaded_in)
+
+    def chat_tokens(self, system: str, user: str, answer_prefix: str = "") -> list[int]:
+        """A ChatML prompt (the template of the Qwen models this runs), ready for the
+        assistant's reply; the model's own template is not read, to keep the prefix
+        byte-identical from one question to the next."""
+        text = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                f"<|im_start|>assistant\n{answer_prefix}")
+        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+
+    def token_ids(self, *texts: str) -> list[int]:
+        """The single-token ids of these texts (those that are one token)."""
+        ids = []
+        for text in texts:
+            found = self.llm.tokenize(text.encode(), add_bos=False, special=False)
+            if len(found) == 1:
+                ids.append(found[0])
+        return ids
+
+    def _eval_reusing(self, tokens: list[int]) -> None:
+        """Evaluate `tokens`, keeping the cached prefix they share with the last prompt."""
+        llm = self.llm
+        if len(tokens) >= llm.n_ctx():
+            raise LocalModelError(f"the prompt is {len(tokens)} tokens, over the model's "
+                                  f"context of {llm.n_ctx()}")
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        keep = 0
+        for a, b in zip(cached, tokens, strict=False):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(tokens) - 1)  # at least one token is evaluated: its logits
+        llm.n_tokens = keep
+        llm.eval(tokens[keep:])
+
+    def next_logits(self, tokens: list[int]) -> np.ndarray:
+        """Logits of the token after `tokens`: one forward pass, nothing sampled."""
+        with self.lock:
+            self._eval_reusing(tokens)
+            ptr = self.llm._ctx.get_logits()  # the last evaluated token's row
+            return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
+
+    def yes_probability(self, tokens: list[int], yes: list[int], no: list[int]) -> float:
+        """P(yes) against P(no) for the next token, each summed over its spellings."""
+        logits = self.next_logits(tokens)
+        y, n = np.logaddexp.reduce(logits[yes]), np.logaddexp.reduce(logits[no])
+        return float(1.0 / (1.0 + np.exp(n - y)))
+
+    def stream(self, tokens: list[int], max_tokens: int, stop: list[str]) -> Iterator[str]:
+        """Generated text, greedily, as it is written (the lock is held until it ends)."""
+        with self.lock:
+            chunks: Any = self.llm.create_completion(tokens, max_tokens=max_tokens,
+                                                     temperature=0.0, stop=stop, stream=True)
+            for chunk in chunks:
+                yield chunk["choices"][0]["text"]

