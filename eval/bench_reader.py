@@ -1,0 +1,70 @@
+"""Reader benchmark, side by side in one run: the answer step's latency with the
+heuristic reader and with the LLM reader, over the same questions and store. Prints
+figures, asserts nothing.
+
+    python -m eval.bench_reader --data-dir DIR --collection NAME [--dataset FILE] [--n 40]
+
+The store is an evaluation store `python -m eval run` already filled (its folder and
+collection are printed in the run's report); each question is asked once per reader,
+alternating, so machine load falls on both alike. `answer` is the engine's own timing
+of the answer step (candidates, reading, selection); `total` is the whole question.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from rag.engine import Engine
+from rag.extractive import HeuristicReader
+from rag.llm_reader import reader_for
+from rag.settings import PROJECT_ROOT, Settings
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.bench_reader", description=__doc__
+                                     .split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--collection", required=True)
+    parser.add_argument("--dataset", type=Path,
+                        default=PROJECT_ROOT / "eval" / "datasets" / "bbc_qa_dev.jsonl")
+    parser.add_argument("--n", type=int, default=40, help="questions asked (default 40)")
+    args = parser.parse_args(argv)
+    rows = [json.loads(line) for line in args.dataset.read_text().splitlines() if line.strip()]
+    questions = [r["question"] for r in rows if not r.get("history")][: args.n]
+    base = Settings(data_dir=args.data_dir, collection=args.collection, llm_model=None,
+                    openai_base_url=None, answer_mode="extractive")
+    llm, notice = reader_for(base.override(reader="llm"))
+    if notice:
+        print(f"error: {notice}")
+        return 1
+    engines = {"heuristic": Engine(base, reader=HeuristicReader())}
+    engines["llm"] = Engine(base, store=engines["heuristic"].store, reader=llm)
+    times: dict[str, dict[str, list[float]]] = {k: {"answer": [], "total": []} for k in engines}
+    for name, engine in engines.items():
+        engine.ask(questions[0])  # warm: the keyword index, the model's first prompt
+        times[name] = {"answer": [], "total": []}
+    for question in questions:
+        for name, engine in engines.items():
+            timings = engine.ask(question).timings_ms
+            times[name]["answer"].append(timings.get("answer", 0.0) / 1000)
+            times[name]["total"].append(timings.get("total", 0.0) / 1000)
+    print(f"{len(questions)} questions from {args.dataset.name}, each asked of both readers")
+    print("| reader | answer p50 s | answer p95 s | total p50 s | total p95 s |")
+    print("|---|---|---|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {statistics.median(t['answer']):.2f} | "
+              f"{percentile(t['answer'], 0.95):.2f} | {statistics.median(t['total']):.2f} | "
+              f"{percentile(t['total'], 0.95):.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
