@@ -52,8 +52,8 @@ def model() -> LocalLLM:
 
 @needs_model
 def test_a_prompt_reusing_the_cache_gives_the_logits_of_a_fresh_one(model: LocalLLM) -> None:
-    first = model.chat_tokens("You answer.", sentence_prompt("Why?", TEXT, "Border"))
-    other = model.chat_tokens("You answer.", sentence_prompt("Why?", "Another one.", ""))
+    first = model.chat_tokens("You answer.", sentence_prompt("Why?", TEXT))
+    other = model.chat_tokens("You answer.", sentence_prompt("Why?", "Another one."))
     model.next_logits(first)
     reused = model.next_logits(other)  # shares the instructions and the question
     model.llm.reset()
@@ -63,26 +63,34 @@ def test_a_prompt_reusing_the_cache_gives_the_logits_of_a_fresh_one(model: Local
 
 
 @needs_model
-def test_the_reader_returns_some_of_the_shortlist_or_refuses(model: LocalLLM) -> None:
+def test_the_reader_keeps_the_heuristic_answer_or_vetoes_it(model: LocalLLM) -> None:
     cands = candidates()
-    reader = LLMReader(model, shortlist=2, min_score=0.0, max_picks=2, min_share=0.0)
     asked: list[Any] = []
-    real = reader.yes
-    reader.yes = lambda q, cs, titles: asked.append(cs) or real(q, cs, titles)  # type: ignore[method-assign]
-    reading = reader.read(QUESTION, cands)
+
+    def spied(min_yes: float) -> LLMReader:
+        reader = LLMReader(model, shortlist=2, min_yes=min_yes)
+        real = reader.yes
+        reader.yes = lambda q, cs: asked.append(cs) or real(q, cs)  # type: ignore[method-assign]
+        return reader
+
+    heuristic = HeuristicReader().read(QUESTION, cands)
+    assert not heuristic.refused
+    kept = spied(0.0).read(QUESTION, cands)
+    assert [p.candidate for p in kept.picks] == [p.candidate for p in heuristic.picks]
     shortlist = [p.candidate for p in HeuristicReader().rank(QUESTION, cands)[:2]]
     assert asked == [shortlist]  # only the heuristic's best two were read
-    assert 1 <= len(reading.picks) <= 2
-    assert all(p.candidate in shortlist and 0.0 <= p.score <= 1.0 for p in reading.picks)
-    assert reading.picks == sorted(reading.picks, key=lambda p: -p.score)
-    strict = LLMReader(model, min_score=1.01)  # nothing can score that: it refuses
-    assert strict.read(QUESTION, cands).refused
+    assert spied(1.01).read(QUESTION, cands).refused  # no P(yes) reaches that: vetoed
+    asked.clear()
+    weak = [Candidate(c.passage, c.start, c.end, c.text, dense=0.1, lexical=0.1,
+                      vector=c.vector) for c in cands]
+    assert spied(0.0).read(QUESTION, weak).refused  # the heuristic refused...
+    assert asked == []  # ...so the model was not asked
     assert LLMReader(model).read(QUESTION, []).refused
 
 
 @needs_model
 def test_yes_probabilities_are_probabilities(model: LocalLLM) -> None:
-    probs = LLMReader(model).yes(QUESTION.text, candidates(), ["Border reopens"])
+    probs = LLMReader(model).yes(QUESTION.text, candidates())
     assert len(probs) == 3 and all(0.0 < p < 1.0 for p in probs)
 
 
