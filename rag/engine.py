@@ -71,6 +71,7 @@ class Engine:
         self.keyword = KeywordIndex.of(self.store)
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
+        self._local: tuple[Answerer | None, str] | None = None  # the local model's answerer
         self._reader_notice = ""  # why the configured reader could not be had, said once
         if reader is None:
             from rag.llm_reader import reader_for
@@ -108,8 +109,15 @@ class Engine:
         notice when the mode asked for an LLM that is not configured."""
         if self.resolve_mode(mode) == AnswerMode.LLM:
             llm = self.llm()
-            if llm is None:
-                return [self.extractive], NO_LLM
+            if llm is None:  # no endpoint: the local model writes, if it can be had
+                if self._local is None:
+                    from rag.local_answerer import local_answerer
+
+                    self._local = local_answerer(self.settings)
+                local, why = self._local
+                if local is None:
+                    return [self.extractive], why or NO_LLM
+                return [local, self.extractive], ""
             return [llm, self.extractive], ""
         return [self.extractive], ""
 

