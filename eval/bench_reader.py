@@ -48,9 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     engines = {"heuristic": Engine(base, reader=HeuristicReader())}
     engines["llm"] = Engine(base, store=engines["heuristic"].store, reader=llm)
     times: dict[str, dict[str, list[float]]] = {k: {"answer": [], "total": []} for k in engines}
-    for name, engine in engines.items():
+    for engine in engines.values():
         engine.ask(questions[0])  # warm: the keyword index, the model's first prompt
-        times[name] = {"answer": [], "total": []}
     for question in questions:
         for name, engine in engines.items():
             timings = engine.ask(question).timings_ms

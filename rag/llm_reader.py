@@ -23,8 +23,7 @@ import logging
 import time
 
 from rag.extractive import HeuristicReader
-from rag.local_llm import LocalLLM, LocalModelError, shared
-from rag.local_model import ModelUnavailable, model_path
+from rag.local_llm import LocalLLM, LocalModelError, local_llm
 from rag.reader import Candidate, Question, Reader, Reading
 from rag.settings import Settings
 
@@ -85,8 +84,7 @@ def reader_for(settings: Settings) -> tuple[Reader, str]:
     if settings.reader != "llm":
         return HeuristicReader(), ""
     try:
-        path = model_path(settings.model_cache, settings.local_model)
-        return LLMReader(shared(path, settings.local_threads)), ""
-    except (ModelUnavailable, LocalModelError) as exc:
+        return LLMReader(local_llm(settings)), ""
+    except LocalModelError as exc:
         logger.warning("local reader unavailable: %s", exc)
         return HeuristicReader(), f"{exc}; the heuristic reader answers instead"

@@ -16,8 +16,7 @@ from collections.abc import Generator
 from typing import Any
 
 from rag.llm import SYSTEM_PROMPT, LLMError, format_passages, parse_answer
-from rag.local_llm import LocalLLM, LocalModelError, shared
-from rag.local_model import ModelUnavailable, model_path
+from rag.local_llm import LocalLLM, LocalModelError, local_llm
 from rag.settings import Settings
 from rag.types import AnswerMode, Draft, Passage
 
@@ -66,8 +65,7 @@ class LocalAnswerer:
 def local_answerer(settings: Settings) -> tuple[LocalAnswerer | None, str]:
     """The local answerer, or None and one line saying why it can't be had."""
     try:
-        path = model_path(settings.model_cache, settings.local_model)
-        return LocalAnswerer(shared(path, settings.local_threads), settings), ""
-    except (ModelUnavailable, LocalModelError) as exc:
+        return LocalAnswerer(local_llm(settings), settings), ""
+    except LocalModelError as exc:
         logger.warning("local model unavailable: %s", exc)
         return None, f"no LLM endpoint configured and the local model is unavailable: {exc}"

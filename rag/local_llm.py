@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from rag import llama_check
+from rag.local_model import ModelUnavailable, model_path
+from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +121,14 @@ def shared(path: Path, threads: int = 2) -> LocalLLM:
         if key not in _SHARED:
             _SHARED[key] = LocalLLM(path, threads=threads)
         return _SHARED[key]
+
+
+def local_llm(settings: Settings) -> LocalLLM:
+    """The settings' local model (assembled and checked if need be), loaded once per
+    process. Raises LocalModelError, one line, when it can't be had: parts missing,
+    hash wrong, or llama.cpp unable to run it."""
+    try:
+        path = model_path(settings.model_cache, settings.local_model)
+    except ModelUnavailable as exc:
+        raise LocalModelError(str(exc)) from exc
+    return shared(path, settings.local_threads)
