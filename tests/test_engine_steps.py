@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import answering_from
 
 from rag.engine import UNSUPPORTED, Engine, assemble, check, condense, stands
 from rag.llm import LLMError, parse_answer
@@ -52,19 +53,9 @@ class FakeLLM:
         return parse_answer(self.text)
 
 
-class FixedRetriever:
-    def __init__(self, passages: list[Passage] = PASSAGES) -> None:
-        self.passages = passages
-
-    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-        return self.passages
-
-
 def _over(settings: Settings, passages: list[Passage]) -> Engine:
     """An engine whose retrieval always gives these passages."""
-    engine = Engine(settings)
-    engine.retriever = lambda mode=None: FixedRetriever(passages)  # type: ignore[method-assign]
-    return engine
+    return answering_from(Engine(settings), passages)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +64,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def _engine(settings: Settings, llm: FakeLLM) -> Engine:
-    engine = Engine(settings, llm_answerer=llm)  # type: ignore[arg-type]
-    engine.retriever = lambda mode=None: FixedRetriever()  # type: ignore[method-assign]
-    return engine
+    return answering_from(Engine(settings, llm_answerer=llm), PASSAGES)  # type: ignore[arg-type]
 
 
 def _run(engine: Engine, **kw: Any) -> tuple[list[str], Any]:

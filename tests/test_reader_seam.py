@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import answering_from
 
 from rag.citations import SupportScorer, verify
 from rag.engine import Engine
@@ -26,11 +27,6 @@ OFFSET = 500  # the passage's place in its article
 PASSAGES = [Passage(chunk_id="a1:v:0", article_id="a1", text=TEXT, start=OFFSET,
                     end=OFFSET + len(TEXT), score=1.0, title="Border reopens")]
 QUESTION = "Why had the Astara border crossing been closed?"
-
-
-class Fixed:
-    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Passage]:
-        return PASSAGES
 
 
 class Chooser:
@@ -56,9 +52,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def engine_with(settings: Settings, reader: Any) -> Engine:
-    engine = Engine(settings, reader=reader)
-    engine.retriever = lambda mode=None: Fixed()  # type: ignore[method-assign]
-    return engine
+    return answering_from(Engine(settings, reader=reader), PASSAGES)
 
 
 def test_the_injected_reader_chooses_the_sentences(settings: Settings) -> None:
