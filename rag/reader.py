@@ -22,10 +22,12 @@ if TYPE_CHECKING:
     from rag.types import Passage
 
 
-@dataclass
+@dataclass(eq=False)
 class Candidate:
     """One sentence of one passage, by offsets in the passage's text, with the picker's
-    measures of it (filled in by the picker; a reader reads them, never writes them)."""
+    measures of it (filled in by the picker; a reader reads them, never writes them).
+    Compared by identity: each is one place in one passage (and a field-by-field
+    comparison would reach the numpy vector)."""
 
     passage: int  # 0-based index into the passages
     start: int
