@@ -36,12 +36,10 @@ class LocalLLM:
     """One model shared by every question, one prompt at a time (a llama context is
     not thread-safe)."""
 
-    def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048,
-                 checked: bool = False) -> None:
-        if not checked:
-            result = llama_check.check(path)
-            if not result.ok:
-                raise LocalModelError(result.line)
+    def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048) -> None:
+        result = llama_check.check(path)
+        if not result.ok:
+            raise LocalModelError(result.line)
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # the check above ran in a child with the same venv
@@ -54,12 +52,12 @@ class LocalLLM:
         self.loaded_in = time.monotonic() - started
         logger.info("local model %s loaded in %.1f s", path.name, self.loaded_in)
 
-    def chat_tokens(self, system: str, user: str, answer_prefix: str = "") -> list[int]:
+    def chat_tokens(self, system: str, user: str) -> list[int]:
         """A ChatML prompt (the template of the Qwen models this runs), ready for the
         assistant's reply; the model's own template is not read, to keep the prefix
         byte-identical from one question to the next."""
         text = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
-                f"<|im_start|>assistant\n{answer_prefix}")
+                "<|im_start|>assistant\n")
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def token_ids(self, *texts: str) -> list[int]:
