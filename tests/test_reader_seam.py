@@ -106,3 +106,25 @@ def test_picked_claims_carry_span_and_score(settings: Settings) -> None:
     start = OFFSET + TEXT.index("Officials said")
     assert claim.span == Span(passage=0, start=start, end=start + len(claim.text))
     assert claim.score == 0.75 and claim.passages == [1]
+
+
+def test_the_chat_shows_it_is_searching_before_the_reader_reads(settings: Settings) -> None:
+    """The LLM reader takes seconds: the chat must not sit blank meanwhile. The first
+    update (the pending answer) reaches the page before the reader is asked."""
+    from web.chat import chat
+    from web.service import NewsApp
+
+    shown: list[str] = []  # the answer's bubble at each update (the list is mutated)
+
+    class Watching(Chooser):
+        def read(self, question: Question, candidates: list[Candidate]) -> Reading:
+            self.seen = list(shown)
+            return super().read(question, candidates)
+
+    reader = Watching("trade through Astara")
+    app = NewsApp(settings, engine=engine_with(settings, reader))
+    app.store.has_chunks = lambda: True  # the fixed passages stand in for a library
+    for messages, *_ in chat(app, QUESTION, [], [], None, None, None, None, "extractive"):
+        shown.append(messages[-1]["content"])
+    assert reader.seen and "Searching the articles…" in reader.seen[0]
+    assert "Officials said trade through Astara" in shown[-1]
