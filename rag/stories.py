@@ -173,6 +173,8 @@ def decide(question: str, passages: list[Passage],
     else:  # best first, until the list is full
         offered = []
         for story in stories:
+            if len(offered) == 1 and story.score < close * offered[0].score:
+                break  # no runner-up close enough is left: the one found answers
             if could_answer(of_story(passages, _headline(story.title))):
                 offered.append(story)
                 if len(offered) == most:

@@ -114,6 +114,12 @@ def test_one_story_that_could_answer_is_answered_from_and_none_is_refused() -> N
 
 def test_the_runner_up_among_stories_that_could_answer_must_be_close() -> None:
     far = WOLVES.model_copy(update={"score": 0.2})
-    decision = decide("why did relations sour?", [FIAT, PUB, far],
-                      lambda ps: ps[0].article_id != "pub")
+    checked: list[str] = []
+
+    def not_the_pub(ps: list[Passage]) -> bool:
+        checked.append(ps[0].article_id)
+        return ps[0].article_id != "pub"
+
+    decision = decide("why did relations sour?", [FIAT, PUB, far], not_the_pub)
     assert decision.choices == [] and decision.passages == [FIAT]
+    assert checked == ["fiat"]  # neither other is within `close` of it: not checked
