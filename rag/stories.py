@@ -127,9 +127,9 @@ class Stories:
 
 @dataclass(frozen=True)
 class Decision:
-    """What a question gets over its passages: a question back (`choices`), or an answer
-    from `passages` (all of them, or the one story that could answer); neither is a
-    refusal, because no story's passages could answer."""
+    """What a question gets over its passages: a question back (`choices`), an answer
+    from `passages` (all of them, or the one story that could answer), or, with
+    neither, a refusal: no story's passages could answer."""
 
     choices: list[Choice] = field(default_factory=list)
     passages: list[Passage] = field(default_factory=list)
@@ -145,10 +145,10 @@ def decide(question: str, passages: list[Passage],
     """Answer, refuse, or ask back. Only a question that names no subject, over passages
     of more than one story, is asked back; and only about the stories whose own
     passages `could_answer` (the reader's gates, asked of that story alone): a story
-    retrieved for a word or two of the question's meaning ("relations" in a pub's
-    relations with its neighbours) is no story a person would offer. One such story is
-    answered from; none, refused. Asked back only when the runner-up story scores
-    within `close` of the best; else the best story answers."""
+    retrieved for the question's meaning alone (a pub-closure row, an awards profile
+    that says "turning sour", for "why did relations sour?") is no story a person
+    would offer. One such story is answered from; none, refused. Asked back only when
+    the runner-up story scores within `close` of the best; else the best answers."""
     everything = Decision(passages=passages)
     if not passages or not names_no_subject(question) or wants_several(question):
         return everything
