@@ -15,6 +15,7 @@ ORDER = [
     "answer_contains", "answer_f1", "keyword_recall",
     "citation_precision", "support_rate", "unsupported_rate",
     "refusal_rate", "false_refusal_rate", "vague_ok", "clarify_rate",
+    "choice_answers",
     "filter_accuracy", "date_accuracy", "latest_accuracy", "timeline_recall",
     "timeline_precision", "timeline_order",
     "timeline_date_accuracy", "topic_year_no_filter",

@@ -18,7 +18,7 @@ from rag.engine import Engine
 from rag.llm import llm_configured
 from rag.settings import Settings
 from rag.store import ArticleStore
-from rag.types import AnswerMode, RetrievalMode
+from rag.types import Answer, AnswerMode, RetrievalMode
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,19 @@ def accepts_as_of(engine: Engine) -> bool:
     return False
 
 
+def picked(answer: Answer, article_id: str) -> dict[str, Any]:
+    """What picking one offered story gave: whether it answered, and from which articles."""
+    return {"article_id": article_id, "refused": answer.refused or bool(answer.clarify),
+            "cited": [c.article_id for c in answer.citations]}
+
+
 def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int = 10,
         progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
         ) -> list[dict[str, Any]]:
     """One record per question and configuration: the id, the config, the full result.
-    A dated question is asked as of its `as_of` day, when the engine takes one."""
+    A dated question is asked as of its `as_of` day, when the engine takes one. A
+    question asked back is asked again about each story offered (`picked`): a story
+    offered that does not answer when picked should not have been offered."""
     records: list[dict[str, Any]] = []
     dated = accepts_as_of(engine)
     if not dated and any(item.as_of for item in items):
@@ -100,6 +108,11 @@ def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int =
                                     mode=config.mode, retrieval=config.retrieval, top_k=top_k,
                                     **when)
                 record = {"id": item.id, "config": config.name, "result": result.to_json()}
+                if result.clarify:
+                    record["picked"] = [picked(engine.ask(
+                        choice.question, history=item.history or None, mode=config.mode,
+                        retrieval=config.retrieval, top_k=top_k, **when), choice.article_id)
+                        for choice in result.clarify]
                 records.append(record)
                 if on_record:
                     on_record(record)

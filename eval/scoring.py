@@ -123,9 +123,18 @@ def _passage_relevant(passage: dict[str, Any], gold: Gold) -> bool:
     return any(passage["start"] < end and passage["end"] > start for start, end in spans)
 
 
-def score_record(item: QAItem, result: dict[str, Any], gold: Gold | None) -> dict[str, float]:
-    """Per-question figures; keys absent where a metric does not apply."""
+def score_record(item: QAItem, result: dict[str, Any], gold: Gold | None,
+                 picked: list[dict[str, Any]] | None = None) -> dict[str, float]:
+    """Per-question figures; keys absent where a metric does not apply. `picked`: what
+    each story offered back gave when asked about (`eval.runner.picked`)."""
     out: dict[str, float] = temporal.score(item, result, gold.article_ids if gold else ())
+    if picked:
+        # An offered story answers when picked: not refused, and cited. It measures what
+        # a person would see (a choice that leads to "The articles don't say" was no
+        # choice), judged by the engine's own reader: an offered story that answers with
+        # a sentence beside the point is not caught.
+        out["choice_answers"] = sum(not p["refused"] and p["article_id"] in p["cited"]
+                                    for p in picked) / len(picked)
     timings = result.get("timings_ms", {})
     for stage in ("retrieve", "answer", "total"):
         if stage in timings:
@@ -185,7 +194,7 @@ def aggregate(items: list[QAItem], records: list[dict[str, Any]], golds: dict[st
     for record in records:
         item = by_id[record["id"]]
         missing.update(temporal.missing_fields(item, record["result"]))
-        scores = score_record(item, record["result"], golds.get(item.id))
+        scores = score_record(item, record["result"], golds.get(item.id), record.get("picked"))
         for key, value in {**scores, **(judged or {}).get((record["id"], record["config"]),
                                                           {})}.items():
             per_config[record["config"]][key].append(value)

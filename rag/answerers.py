@@ -65,6 +65,12 @@ class ExtractiveAnswerer:
         return SentencePicker(self.store.embed_model, idf=bm25_idf(bm25.bm25),
                               known=bm25_known(bm25.bm25), reader=self.reader)
 
+    def could_answer(self, question: str, passages: list[Passage],
+                     window: DateFilter | None = None) -> bool:
+        """Whether a draft over these passages alone would pass the reader's gates
+        (`SentencePicker.could_answer`)."""
+        return self.picker().could_answer(question, passages, window)
+
     def draft(self, question: str, passages: list[Passage],
               window: DateFilter | None = None) -> Generator[str, None, Draft]:
         return self.picker().answer(question, passages, window)

@@ -8,10 +8,10 @@
 
 The steps, each a function or object of its own: condense (a follow-up to a
 standalone question) -> retrieve (`Retriever`) -> clarify (a question that names no
-subject, over passages from several stories, gets a question back:
-`rag.stories.clarify`) -> draft (the first answerer in the chain whose draft stands)
--> verify (`rag.citations.verify`) -> assemble (citation numbers assigned once, the
-`Answer`).
+subject, over passages of several stories that could each answer, gets a question
+back; of one such story, an answer from it; of none, a refusal: `rag.stories.decide`)
+-> draft (the first answerer in the chain whose draft stands) -> verify
+(`rag.citations.verify`) -> assemble (citation numbers assigned once, the `Answer`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from rag.reader import Reader
 from rag.retrieval import Filters, Retriever
 from rag.settings import Settings
 from rag.store import ArticleStore
-from rag.stories import clarify, of_story, story_of
+from rag.stories import decide, of_story, story_of
 from rag.streams import Streamed
 from rag.temporal import TimePlan
 from rag.text import content_terms
@@ -249,17 +249,29 @@ class Engine:
             return _dated(answer, passages, settled, applied).model_copy(
                 update={"timings_ms": timings})
 
-        choices = clarify(asked, passages) if story is None else []
-        if choices:  # a question back: the question names no subject, the passages many
-            answer = ask_back(question, standalone, choices, passages, chain[0].mode)
-            yield answer.answer
-            timings["total"] = _ms(started)
-            return answer.model_copy(update={"timings_ms": timings})
+        window = when.window if applied is not None else None
+        if story is None:
+            with _timed(timings, "clarify"):
+                decision = decide(asked, passages, lambda story_passages: (
+                    self.extractive.could_answer(asked, story_passages, window)))
+            if decision.choices:  # a question back: no subject, several stories answer
+                answer = ask_back(question, standalone, decision.choices, passages,
+                                  chain[0].mode)
+                yield answer.answer
+                timings["total"] = _ms(started)
+                return answer.model_copy(update={"timings_ms": timings})
+            if decision.refused:  # no story's passages could answer
+                answer = assemble(question, standalone, Draft(refused=True), [], passages,
+                                  chain[-1].mode, None, notices)
+                yield answer.answer
+                timings["total"] = _ms(started)
+                return _dated(answer, passages, settled, applied).model_copy(
+                    update={"timings_ms": timings})
+            passages = decision.passages
 
         written: list[str] = []
         if when.intent == "latest":
             asked = temporal.without_latest(asked)
-        window = when.window if applied is not None else None
         draft, checked, answerer, model = yield from self._draft(
             chain, asked, window, passages, notices, timings, written)
         if draft.refused and settled.backup and story is None:

@@ -102,18 +102,30 @@ class HeuristicReader:
         picks = [Pick(c, self.score(c, question.kind)) for c in candidates]
         return sorted(picks, key=lambda p: -p.score)
 
-    def read(self, question: Question, candidates: list[Candidate]) -> Reading:
+    def answers(self, question: Question, candidates: list[Candidate],
+                offered: bool = False) -> bool:
+        """Whether the candidates pass the gates any answer must pass (the model reader
+        vetoes only what these let through), without choosing sentences: cheap enough
+        to ask of each story a question back might offer. `offered`: a story offered
+        back must also hold a cause for "why" and a manner for "how" where it matches
+        the question; a review with "life turning sour" in it would answer "why did
+        relations sour?" with that line, but is no story to offer for it."""
         if not candidates:
-            return Reading(reader=self.name)
+            return False
         best_dense = max(c.dense for c in candidates)
         best_cover = max(c.lexical for c in candidates)
         if best_cover < self.min_coverage and best_dense < self.min_dense:
-            return Reading(reader=self.name)
+            return False
         # A question that asks for a number, date or name is not answered by passages on
         # its topic that hold none: "How much did X pay?" needs a sum somewhere relevant.
         kind, text = question.kind, question.text
         relevant = [c for c in candidates if c.lexical >= 0.5 or c.dense >= self.min_dense]
-        if kind in _TYPED and not any(_has_type(kind, c.text, text) for c in relevant):
+        if offered and kind in ("why", "how"):
+            return any(c.typed for c in relevant)
+        return kind not in _TYPED or any(_has_type(kind, c.text, text) for c in relevant)
+
+    def read(self, question: Question, candidates: list[Candidate]) -> Reading:
+        if not self.answers(question, candidates):
             return Reading(reader=self.name)
         return Reading(picks=self._select(self.rank(question, candidates), question),
                        reader=self.name)
@@ -188,6 +200,17 @@ class SentencePicker:
             rank_of_passage[passages[p.candidate.passage].article_id],
             passages[p.candidate.passage].start + p.candidate.start))
         return Draft(claims=[claim_of(p, passages) for p in picks])
+
+    def could_answer(self, question: str, passages: list[Passage],
+                     window: DateFilter | None = None) -> bool:
+        """Whether a reader asked over these passages alone could answer, as a story
+        offered back must: the picker's checks and the heuristic's gates, which every
+        reader's answer passes (the model reader starts from the heuristic's reading),
+        with no sentence chosen or read by a model (`HeuristicReader.answers`)."""
+        gates = self.reader if isinstance(self.reader, HeuristicReader) else getattr(
+            self.reader, "heuristic", None) or HeuristicReader()
+        asked = Question(text=question, kind=question_type(question), passages=passages)
+        return gates.answers(asked, self.candidates(question, passages, window), offered=True)
 
     def candidates(self, question: str, passages: list[Passage],
                    window: DateFilter | None = None) -> list[Candidate]:

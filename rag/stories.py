@@ -9,7 +9,8 @@ news stories apart far more reliably than topic words do.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from rag.expansion import related_stems
 from rag.text import STOPWORDS, content_terms
@@ -31,6 +32,10 @@ _ASKING = {
     "have", "had", "tell", "me", "about", "explain", "happen", "happened", "much", "many",
     "long", "get", "got", "go", "went", "make", "made", "say", "said", "it", "they", "he",
     "she", "this", "that", "them", "their", "his", "her", "its",
+    # negated, they still only ask ("why won't he apologise?")
+    *(f"{w}{a}t" for w in ("won", "don", "doesn", "didn", "can", "isn", "aren", "wasn",
+                            "weren", "wouldn", "couldn", "shouldn", "hasn", "haven", "hadn")
+      for a in ("'", "’")),
 }
 _ASKING_STEMS = set(content_terms(" ".join(_ASKING)))
 _OVERVIEW = re.compile(r"\b(compare|comparison|differ\w*|versus|vs\.?|both|all the|overview|"
@@ -78,12 +83,15 @@ def wants_several(question: str) -> bool:
 
 def names_no_subject(question: str) -> bool:
     """A question with no name, number or specific topic: "why did relations sour?",
-    "who won?", "how much did it cost?"."""
+    "who won best actress?", "why does the company have to restate its earnings?".
+    Three topic words may still fit several stories; a question that fits one is
+    answered anyway, as only stories whose passages could answer are offered back
+    (`decide`)."""
     words = re.findall(r"[A-Za-z][\w'’-]*|\d+", question)
     if any(w[:1].isupper() for w in words[1:]) or any(w.isdigit() for w in words):
         return False
     subject = [w for w in words if w.lower() not in STOPWORDS and w.lower() not in _ASKING]
-    return len(subject) <= 2
+    return len(subject) <= 3
 
 
 class Stories:
@@ -117,17 +125,37 @@ class Stories:
         return out
 
 
-def clarify(question: str, passages: list[Passage], most: int = 5,
-            close: float = 0.6) -> list[Choice]:
-    """The stories to ask back about, or [] to answer: only for a question that names no
-    subject, when the passages tell more than one story and the runner-up story scores
-    within `close` of the best."""
+@dataclass(frozen=True)
+class Decision:
+    """What a question gets over its passages: a question back (`choices`), an answer
+    from `passages` (all of them, or the one story that could answer), or, with
+    neither, a refusal: no story's passages could answer."""
+
+    choices: list[Choice] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+
+    @property
+    def refused(self) -> bool:
+        return not self.choices and not self.passages
+
+
+def decide(question: str, passages: list[Passage],
+           could_answer: Callable[[list[Passage]], bool] | None = None, most: int = 5,
+           close: float = 0.6) -> Decision:
+    """Answer, refuse, or ask back. Only a question that names no subject, over passages
+    of more than one story, is asked back; and only about the stories whose own
+    passages `could_answer` (the reader's gates, asked of that story alone): a story
+    retrieved for the question's meaning alone (a pub-closure row, an awards profile
+    that says "turning sour", for "why did relations sour?") is no story a person
+    would offer. One such story is answered from; none, refused. Asked back only when
+    the runner-up story scores within `close` of the best; else the best answers."""
+    everything = Decision(passages=passages)
     if not passages or not names_no_subject(question) or wants_several(question):
-        return []
+        return everything
     grouped = Stories(passages)
     stories = grouped.distinct()
-    if len(stories) < 2 or stories[1].score < close * stories[0].score:
-        return []
+    if len(stories) < 2:
+        return everything
     # A word of the question that only the leading story uses points at it ("how much
     # will the breakwater cost?" over one harbour story among others): answer that.
     # News verbs and nouns with everyday synonyms ("sour": tension, rift...) name no
@@ -139,8 +167,32 @@ def clarify(question: str, passages: list[Passage], most: int = 5,
         words[lead] |= set(content_terms(p.title + " " + p.text))
     others = set().union(*(words[s.article_id] for s in stories[1:]))
     if asked & words[stories[0].article_id] - others:
-        return []
-    return [Choice(article_id=p.article_id, title=_headline(p.title),
-                   published=p.published,
-                   question=about_story(question, p.title))
-            for p in stories[:most]]
+        return everything
+    if could_answer is None:
+        offered = stories
+    else:  # best first, until the list is full
+        offered = []
+        for story in stories:
+            if len(offered) == 1 and story.score < close * offered[0].score:
+                break  # no runner-up close enough is left: the one found answers
+            if could_answer(of_story(passages, _headline(story.title))):
+                offered.append(story)
+                if len(offered) == most:
+                    break
+        if not offered:
+            return Decision()
+    if len(offered) < 2 or offered[1].score < close * offered[0].score:
+        if could_answer is None:
+            return everything
+        return Decision(passages=of_story(passages, _headline(offered[0].title)))
+    return Decision(choices=[Choice(article_id=p.article_id, title=_headline(p.title),
+                                    published=p.published,
+                                    question=about_story(question, p.title))
+                             for p in offered[:most]])
+
+
+def clarify(question: str, passages: list[Passage], most: int = 5,
+            close: float = 0.6) -> list[Choice]:
+    """The stories to ask back about, or [] to answer (`decide`, with no reader to say
+    which stories could answer)."""
+    return decide(question, passages, most=most, close=close).choices

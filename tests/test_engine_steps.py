@@ -147,3 +147,46 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
     answer = engine.ask(asked.clarify[0].question, mode="extractive")
     assert not answer.clarify and not answer.refused
     assert {c.article_id for c in answer.citations} == {"a1"} and "Tehran" in answer.answer
+
+
+def _passage(article: str, title: str, text: str, score: float) -> Passage:
+    return Passage(chunk_id=f"{article}:v:0", article_id=article, text=text, start=0,
+                   end=len(text), score=score, title=title)
+
+
+SOURED = _passage(
+    "iran", "Iran and Azerbaijan mend ties",
+    "Relations between Iran and Azerbaijan soured after the attack on the Azerbaijani "
+    "embassy in Tehran in January 2023. Baku's close ties with Israel angered Tehran.", 0.9)
+# Retrieved for the meaning of "relations" or "sour", but neither says why any soured.
+UNRELATED = [
+    _passage("pub", "Police urge pub closure power",
+             "Police want new powers to close pubs that keep their neighbours awake. "
+             "Landlords said most pubs were well run.", 0.85),
+    _passage("awards", "Bening makes awards breakthrough",
+             "Annette Bening was named best actress by the film critics on Sunday. "
+             "Her portrayal of family relations turning sour was overlooked five years "
+             "ago.", 0.8),
+]
+
+
+def test_a_subjectless_question_offers_only_stories_that_could_answer(settings: Settings
+                                                                      ) -> None:
+    soured_too = _passage(
+        "fiat", "GM pays Fiat to end alliance",
+        "The relationship between Fiat and General Motors soured after Fiat sold half its "
+        "finance arm in Turin.", 0.88)
+    engine = _over(settings, [SOURED, *UNRELATED, soured_too])
+    asked = engine.ask("why did relations sour?", mode="extractive")
+    assert [c.article_id for c in asked.clarify] == ["iran", "fiat"]
+
+
+def test_one_story_that_could_answer_is_answered_and_none_is_refused(settings: Settings
+                                                                     ) -> None:
+    answer = _over(settings, [SOURED, *UNRELATED]).ask("why did relations sour?",
+                                                       mode="extractive")
+    assert not answer.clarify and not answer.refused
+    assert {c.article_id for c in answer.citations} == {"iran"} and "embassy" in answer.answer
+    nothing = _over(settings, UNRELATED).ask("why did relations sour?", mode="extractive")
+    assert nothing.refused and not nothing.clarify and nothing.answer == REFUSAL
+    assert [r.article_id for r in nothing.retrieved] == ["pub", "awards"]

@@ -76,6 +76,19 @@ def test_score_record_article_and_passage_levels() -> None:
         "_t_retrieve": 10, "_t_answer": 20, "_t_total": 30, "refusal_rate": 1.0}
 
 
+def test_a_question_back_is_scored_on_the_gold_story_and_on_what_picking_gives() -> None:
+    item = QAItem(id="v", question="Who won?", source="x.txt", evidence="e", type="vague")
+    gold = Gold({"A"}, {}, n_relevant_passages=1)
+    asked = _result(clarify=[{"article_id": "A"}, {"article_id": "B"}, {"article_id": "C"}])
+    picked = [{"article_id": "A", "refused": False, "cited": ["A"]},
+              {"article_id": "B", "refused": True, "cited": []},  # "The articles don't say"
+              {"article_id": "C", "refused": False, "cited": ["D"]}]  # not from its story
+    s = score_record(item, asked, gold, picked)
+    assert s["vague_ok"] == 1 and s["clarify_rate"] == 1
+    assert s["choice_answers"] == pytest.approx(1 / 3)
+    assert "choice_answers" not in score_record(item, asked, gold)  # a run without picks
+
+
 def test_compare_says_better_and_worse() -> None:
     old = {"configs": {"hybrid": {"article_mrr": 0.5, "unsupported_rate": 0.2,
                                   "latency_total_p50_ms": 100.0}}}

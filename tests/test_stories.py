@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from rag.extractive import _MID_SENTENCE
-from rag.stories import Stories, about_story, clarify, names_no_subject, story_of, wants_several
+from rag.stories import (
+    Stories,
+    about_story,
+    clarify,
+    decide,
+    names_no_subject,
+    story_of,
+    wants_several,
+)
 from rag.types import Passage
 
 
@@ -25,10 +33,12 @@ WOLVES = _p("wolves", "Wolves appoint Hoddle as manager",
 
 def test_questions_without_a_subject() -> None:
     for q in ("why did relations sour?", "Who won?", "How much did it cost?",
-              "Why did the deal collapse?"):
+              "Why did the deal collapse?", "Why won't she resign?",
+              "Who won best director?"):
         assert names_no_subject(q), q
     for q in ("Why did relations between Iran and Azerbaijan sour?", "Who won in 2004?",
-              "What did the Chinese government do to internet cafes?"):
+              "What did the Chinese government do to internet cafes?",
+              "How many internet cafes did the authorities shut?"):
         assert not names_no_subject(q), q
     assert wants_several("Compare the two deals") and not wants_several("Who won?")
 
@@ -70,3 +80,46 @@ def test_a_chunk_that_starts_mid_sentence_gives_no_candidate() -> None:
     assert not _MID_SENTENCE.match('"England have a fantastic record," he said.')
     assert not _MID_SENTENCE.match("£5m was paid.")
     assert not _MID_SENTENCE.match('<img src=x> The breakwater will cost 40 million dollars.')
+
+
+PUB = _p("pub", "Police urge pub closure power",
+         "Police want the power to shut pubs whose relations with neighbours are poor, "
+         "the Home Office said.", 0.36)
+
+
+def test_only_stories_whose_passages_could_answer_are_offered() -> None:
+    answers = {"fiat", "iran"}
+    decision = decide("why did relations sour?", [FIAT, IRAN, PUB, IRAN2, WOLVES],
+                      lambda ps: {p.article_id for p in ps} <= answers)
+    assert [c.article_id for c in decision.choices] == ["fiat", "iran"]
+    assert not decision.refused
+
+
+def test_one_story_that_could_answer_is_answered_from_and_none_is_refused() -> None:
+    checked: list[set[str]] = []
+
+    def iran_only(ps: list[Passage]) -> bool:
+        checked.append({p.article_id for p in ps})
+        return {p.article_id for p in ps} == {"iran"}
+
+    decision = decide("why did relations sour?", [FIAT, IRAN, PUB, WOLVES], iran_only)
+    assert decision.choices == [] and decision.passages == [IRAN]
+    assert checked == [{"fiat"}, {"iran"}, {"pub"}, {"wolves"}]  # each story on its own
+    refused = decide("why did relations sour?", [FIAT, PUB, WOLVES], lambda ps: False)
+    assert refused.refused and refused.choices == [] and refused.passages == []
+    # A question with a subject is not for `decide` to refuse: the reader answers it.
+    named = decide("Why did relations between Fiat and GM sour?", [FIAT, PUB], lambda ps: False)
+    assert named.passages == [FIAT, PUB] and not named.refused
+
+
+def test_the_runner_up_among_stories_that_could_answer_must_be_close() -> None:
+    far = WOLVES.model_copy(update={"score": 0.2})
+    checked: list[str] = []
+
+    def not_the_pub(ps: list[Passage]) -> bool:
+        checked.append(ps[0].article_id)
+        return ps[0].article_id != "pub"
+
+    decision = decide("why did relations sour?", [FIAT, PUB, far], not_the_pub)
+    assert decision.choices == [] and decision.passages == [FIAT]
+    assert checked == ["fiat"]  # neither other is within `close` of it: not checked
