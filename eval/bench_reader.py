@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
 from rag.engine import Engine
@@ -62,7 +63,31 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {statistics.median(t['answer']):.2f} | "
               f"{percentile(t['answer'], 0.95):.2f} | {statistics.median(t['total']):.2f} | "
               f"{percentile(t['total'], 0.95):.2f} |")
+    shown = chat_updates(engines["llm"], base, questions[: min(10, len(questions))])
+    print(f"chat with the LLM reader ({len(shown['first'])} questions through the Chat tab's "
+          f"handler): first update p50 {statistics.median(shown['first']):.3f} s, max "
+          f"{max(shown['first']):.3f} s; answer shown p50 {statistics.median(shown['last']):.2f} s")
     return 0
+
+
+def chat_updates(engine: Engine, settings: Settings, questions: list[str]
+                 ) -> dict[str, list[float]]:
+    """Seconds until the chat first shows something ("Searching the articles…") and
+    until it shows the answer, through `web.chat.chat` as the page calls it."""
+    from web.chat import chat
+    from web.service import NewsApp
+
+    app = NewsApp(settings, engine=engine)
+    app.warm_up()
+    out: dict[str, list[float]] = {"first": [], "last": []}
+    for question in questions:
+        started = time.perf_counter()
+        first = None
+        for _ in chat(app, question, [], [], None, None, None, None, "extractive"):
+            first = first or time.perf_counter() - started
+        out["first"].append(first or 0.0)
+        out["last"].append(time.perf_counter() - started)
+    return out
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class HeuristicReader:
             return any(c.typed for c in relevant)
         return kind not in _TYPED or any(_has_type(kind, c.text, text) for c in relevant)
 
+    def warm(self) -> None:
+        """Nothing to load: the measures come from the picker."""
+
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         if not self.answers(question, candidates):
             return Reading(reader=self.name)

@@ -3,18 +3,29 @@ of the heuristic's best sentences states the answer.
 
 The model is asked, sentence by sentence, "does this state the answer?", and Yes/No
 is read from the logits of one token (one forward pass per sentence, nothing
-generated). The question and the instructions come first, so they are computed once
-per question and each sentence costs only its own tokens (`rag.local_llm`).
+generated). The instructions, the worked examples and the question come first, so
+they are computed once (the examples once per process, the question once per
+question) and each sentence costs only its own tokens (`rag.local_llm`).
 
 Why a veto, not a chooser: on our dev questions (bbc_qa_dev) the model picked the
 right sentence hardly more often than the heuristic, but told answerable from
 unanswerable questions far better (ROC AUC of its best P(yes) over the top three
-0.90, against 0.61 for the heuristic's best score). Blending the two scores to choose
-and to refuse was worse on every figure than keeping the heuristic's choice and letting the model
-refuse (at the same false-refusal rate: answer_contains 0.69 against 0.74). Three
-sentences at P(yes) < 0.18 was the dev optimum short of a false-refusal rate over 0.13
-(answer_contains 0.76, refusal of unanswerable questions 0.72, against the heuristic's
-0.81 and 0.28), and three keep the model's time near 2 s.
+0.85-0.90, against 0.61 for the heuristic's best score). Blending the two scores to
+choose and to refuse was worse on every figure than keeping the heuristic's choice
+and letting the model refuse.
+
+Why the worked examples (`SHOTS`, written for this, about made-up places and firms):
+asked cold, the 1.5B said No to plain answers ("...SSL, which makes the famous Durex
+brand..." for "what brand does SSL make?": P(yes) 0.08), so any threshold that
+refused unanswerable questions refused answerable ones too (dev: refusal 0.72 with
+false refusal 0.10). Six examples, half of them sentences on the asked topic without
+the asked fact, moved its answers apart: at P(yes) < 0.27 for all three sentences,
+refusal of unanswerable questions rose from the heuristic's 0.28 to 0.50 with no
+answerable question refused that the heuristic answered (false refusal 0.033 for
+both, answer_contains 0.806 for both). The plateau runs from 0.25 to 0.30; 0.27 is
+its middle. Asking the model to copy the answering words instead (or "NONE") chose
+sentences better but hardly ever refused (AUC 0.60); giving it the headline and the
+sentence before was worse (AUC 0.81).
 """
 
 from __future__ import annotations
@@ -29,7 +40,29 @@ from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-SYSTEM = "You check whether a sentence from a news article answers a question. Reply Yes or No."
+SYSTEM = ("You check whether a sentence from a news article answers a question. Reply Yes or "
+          "No. Say Yes only when the sentence itself gives what is asked for (the name, number, "
+          "date, reason or way); a sentence on the same topic without it gets No.")
+# Worked examples shown before every question (question, sentence, reply): made up, so
+# that no evaluation article is among them; half on the asked topic without the fact.
+SHOTS = (
+    ("How much did Harwell Foods pay for the Brightloaf bakery chain?",
+     "Harwell Foods has agreed to buy the Brightloaf bakery chain, the company said on Monday.",
+     "No"),
+    ("Which company makes the Zephyr electric scooter?",
+     "A spokeswoman for Calder Motors, which makes the Zephyr electric scooter, declined to "
+     "comment.", "Yes"),
+    ("Who replaced Ana Ruiz as head of the Port Vell authority?",
+     "Ana Ruiz, who ran the Port Vell authority for six years, resigned on Friday after a row "
+     "over funding.", "No"),
+    ("Why was the Tarn bridge closed?",
+     "The bridge was shut to traffic after engineers found cracks in two of its supports.", "Yes"),
+    ("When did the Pellam museum reopen after the floods?",
+     "The Pellam museum, which closed for repairs after the floods, has drawn record crowds.",
+     "No"),
+    ("How many jobs will go at the Linford plant?",
+     "About 400 staff at the Linford plant will lose their jobs by March, the union said.", "Yes"),
+)
 MAX_WORDS = 30  # a longer sentence is cut for the prompt only (it is quoted whole)
 
 
@@ -51,17 +84,25 @@ class LLMReader:
     name = "llm"
 
     def __init__(self, model: LocalLLM, heuristic: HeuristicReader | None = None,
-                 shortlist: int = 3, min_yes: float = 0.18) -> None:
+                 shortlist: int = 3, min_yes: float = 0.27) -> None:
         self.model, self.heuristic = model, heuristic or HeuristicReader()
         self.shortlist, self.min_yes = shortlist, min_yes
         self._yes = model.token_ids("Yes", " Yes", "yes", "YES")
         self._no = model.token_ids("No", " No", "no", "NO")
+        self._shots = [(sentence_prompt(q, sentence), reply) for q, sentence, reply in SHOTS]
+
+    def prompt(self, question: str, sentence: str) -> list[int]:
+        return self.model.chat_tokens(SYSTEM, sentence_prompt(question, sentence), self._shots)
 
     def yes(self, question: str, candidates: list[Candidate]) -> list[float]:
         """P(yes) of each candidate, in the order given."""
-        return [self.model.yes_probability(
-            self.model.chat_tokens(SYSTEM, sentence_prompt(question, cand.text)),
-            self._yes, self._no) for cand in candidates]
+        return [self.model.yes_probability(self.prompt(question, cand.text), self._yes, self._no)
+                for cand in candidates]
+
+    def warm(self) -> None:
+        """Compute the instructions and worked examples (a few hundred tokens, seconds on
+        2 cores) before the first question, so it does not wait for them."""
+        self.model.next_logits(self.prompt("Why?", "Warm."))
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         started = time.monotonic()
@@ -69,7 +110,13 @@ class LLMReader:
         if reading.refused:
             return Reading(reader=self.name)  # nothing to check: no model call
         ranked = self.heuristic.rank(question, candidates)[: self.shortlist]
-        probs = self.yes(question.text, [p.candidate for p in ranked])
+        # One Yes is enough to let the answer stand, so the reading stops there: the
+        # heuristic's best sentence is usually it (dev: 1.24 model calls a question, not 3).
+        probs: list[float] = []
+        for pick in ranked:
+            probs.extend(self.yes(question.text, [pick.candidate]))
+            if probs[-1] >= self.min_yes:
+                break
         logger.debug("llm reader: P(yes)=%s in %.2f s", [round(y, 2) for y in probs],
                      time.monotonic() - started)
         if max(probs) < self.min_yes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,16 @@ class LocalLLM:
         self.loaded_in = time.monotonic() - started
         logger.info("local model %s loaded in %.1f s", path.name, self.loaded_in)
 
-    def chat_tokens(self, system: str, user: str) -> list[int]:
+    def chat_tokens(self, system: str, user: str,
+                    shots: Sequence[tuple[str, str]] = ()) -> list[int]:
         """A ChatML prompt (the template of the Qwen models this runs), ready for the
-        assistant's reply; the model's own template is not read, to keep the prefix
-        byte-identical from one question to the next."""
-        text = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
-                "<|im_start|>assistant\n")
+        assistant's reply, after `shots`: earlier (user, assistant) turns showing the
+        model what is wanted. The model's own template is not read, to keep the prefix
+        byte-identical from one question to the next (so its cache is reused)."""
+        turns = "".join(f"<|im_start|>user\n{u}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n"
+                        for u, a in shots)
+        text = (f"<|im_start|>system\n{system}<|im_end|>\n{turns}<|im_start|>user\n{user}"
+                "<|im_end|>\n<|im_start|>assistant\n")
         return self.llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def token_ids(self, *texts: str) -> list[int]:

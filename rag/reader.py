@@ -76,3 +76,8 @@ class Reader(Protocol):
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         """The candidates that state the answer (a subset, best first), or none."""
         ...
+
+    def warm(self) -> None:
+        """Get ready for the first question (a model reader computes its fixed prompt);
+        the app calls it at start-up, in the background."""
+        ...

@@ -76,9 +76,11 @@ def test_the_reader_keeps_the_heuristic_answer_or_vetoes_it(model: LocalLLM) -> 
     assert not heuristic.refused
     kept = spied(0.0).read(QUESTION, cands)
     assert [p.candidate for p in kept.picks] == [p.candidate for p in heuristic.picks]
-    shortlist = [p.candidate for p in HeuristicReader().rank(QUESTION, cands)[:2]]
-    assert asked == [shortlist]  # only the heuristic's best two were read
-    assert spied(1.01).read(QUESTION, cands).refused  # no P(yes) reaches that: vetoed
+    first, second = [p.candidate for p in HeuristicReader().rank(QUESTION, cands)[:2]]
+    assert asked == [[first]]  # its best sentence said Yes: nothing more was read
+    asked.clear()
+    assert spied(1.01).read(QUESTION, cands).refused  # no P(yes) reaches that: vetoed...
+    assert asked == [[first], [second]]  # ...after reading the heuristic's best two only
     asked.clear()
     weak = [Candidate(c.passage, c.start, c.end, c.text, dense=0.1, lexical=0.1,
                       vector=c.vector) for c in cands]
@@ -120,3 +122,18 @@ def test_a_build_that_fails_its_check_is_not_loaded(tmp_path: Path) -> None:
     bad.write_bytes(b"GGUF but nothing else")
     with pytest.raises(LocalModelError, match=r"on a multi-token prompt"):
         LocalLLM(bad)
+
+
+@needs_model
+def test_every_question_shares_the_worked_examples_prefix(model: LocalLLM) -> None:
+    """The instructions and examples come before the question, so they are computed once
+    per process: two questions' prompts agree on every token up to the question."""
+    from rag.llm_reader import SHOTS
+
+    reader = LLMReader(model)
+    one = reader.prompt("Who won the Tarn race?", "Ana Ruiz won it.")
+    two = reader.prompt("Why did the Linford plant close?", "It lost its contract.")
+    shared = next(i for i, (a, b) in enumerate(zip(one, two, strict=False)) if a != b)
+    text = model.llm.detokenize(one[:shared]).decode()
+    assert all(sentence in text for _, sentence, _ in SHOTS)
+    assert "Tarn race" not in text and shared > 300

@@ -39,6 +39,11 @@ class Chooser:
         self.word = word
         self.asked: list[tuple[Question, list[Candidate]]] = []
 
+    warmed = 0
+
+    def warm(self) -> None:
+        self.warmed += 1
+
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         self.asked.append((question, candidates))
         picks = [Pick(c, 0.75) for c in candidates if self.word and self.word in c.text]
@@ -126,5 +131,6 @@ def test_the_chat_shows_it_is_searching_before_the_reader_reads(settings: Settin
     app.store.has_chunks = lambda: True  # the fixed passages stand in for a library
     for messages, *_ in chat(app, QUESTION, [], [], None, None, None, None, "extractive"):
         shown.append(messages[-1]["content"])
+    assert reader.warmed == 1  # the app readied the reader before the first question
     assert reader.seen and "Searching the articles…" in reader.seen[0]
     assert "Officials said trade through Astara" in shown[-1]

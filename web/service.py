@@ -80,6 +80,7 @@ class NewsApp:
             self.store.embed_model  # noqa: B018 - loads the model
             if self.store.has_chunks():
                 self.engine.keyword.ensure()
+            self.engine.extractive.reader.warm()  # a model reader's fixed prompt
             self._warm = True
             logger.info("Ready to answer (model and keyword index loaded in %.1f s)",
                         time.perf_counter() - started)
