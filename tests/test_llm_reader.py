@@ -137,3 +137,34 @@ def test_every_question_shares_the_worked_examples_prefix(model: LocalLLM) -> No
     text = model.llm.detokenize(one[:shared]).decode()
     assert all(sentence in text for _, sentence, _ in SHOTS)
     assert "Tarn race" not in text and shared > 300
+
+
+@needs_model
+def test_a_kept_prefix_loads_as_it_was_computed_and_a_bad_one_is_recomputed(
+        model: LocalLLM, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Each CLI question is a new process: the worked examples' state is kept on disk
+    and loaded, not computed again, and it must give the logits a fresh prompt gives."""
+    prefix = model.chat_tokens("You answer.", "Question: Why did the Tarn bridge close?\n")
+    prompt = [*prefix, *model.llm.tokenize(b"Sentence: cracks were found.", add_bos=False)]
+    model.llm.reset()
+    fresh = model.next_logits(prompt)
+    kept = tmp_path / "prefix.kv"
+    model.prefix_ready(prefix, kept)
+    assert kept.stat().st_size > 0
+    model.llm.reset()
+    model.llm._ctx.kv_cache_clear()
+    computed: list[Any] = []
+    real = model._eval_reusing
+    model._eval_reusing = lambda tokens: computed.append(tokens) or real(tokens)  # type: ignore[method-assign]
+    try:
+        model.prefix_ready(prefix, kept)
+        assert computed == [] and model.llm.n_tokens == len(prefix)  # loaded, not computed
+        assert np.allclose(model.next_logits(prompt), fresh, atol=1e-3)
+        kept.write_bytes(b"not a llama.cpp state" * 100)
+        with caplog.at_level("WARNING"):
+            model.prefix_ready(prefix, kept)
+        assert "did not load: computing it" in caplog.text and computed
+        assert np.allclose(model.next_logits(prompt), fresh, atol=1e-3)
+        assert kept.stat().st_size > 21 * 100  # kept again, whole
+    finally:
+        model._eval_reusing = real  # type: ignore[method-assign]
