@@ -79,8 +79,9 @@ $(MODEL_STAMP): | $(RUN_STAMP)
 # Everything the LLM reader needs: llama.cpp (compiled once) and the model.
 reader: $(LLAMA_STAMP) $(MODEL_STAMP)
 
-# The test extras on top: Playwright, hypothesis, pytest, ruff.
-$(TEST_STAMP): $(RUN_STAMP) $(LLAMA_STAMP)
+# The test extras on top: Playwright, hypothesis, pytest, ruff; and the local reader
+# (llama.cpp and the 1.5B model: its CI gate, tests/test_eval_gate.py).
+$(TEST_STAMP): $(RUN_STAMP) $(LLAMA_STAMP) $(MODEL_STAMP)
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(TEST_STAMP)
 

@@ -132,6 +132,7 @@ def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
         "questions": len(items),
         "answerable": sum(1 for i in items if i.answerable),
         "top_k": top_k,
+        "reader": engine.extractive.reader.name,  # `auto` resolves to one or the other
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "judge": judge_note,
         "configs": scoring.aggregate(items, records, golds, judged),

@@ -56,6 +56,7 @@ def write(out: Path, report: dict[str, Any]) -> None:
           f"- questions: {report['questions']} ({report['answerable']} answerable, "
           f"{report['questions'] - report['answerable']} unanswerable)",
           f"- configurations: {', '.join(report['configs'])}",
+          f"- extractive reader: {report.get('reader', 'heuristic')}",
           f"- created: {report['created']}", "",
           table(report["configs"], report.get("judge")), "",
           "Metric definitions: see `eval/metrics.py` (dated questions: `eval/temporal.py`). "

@@ -75,7 +75,7 @@ def check(model: Path, timeout: float = CHECK_TIMEOUT,
     """One multi-token prompt through the installed llama_cpp, in a child process
     (`child` replaces that process's command: the tests' stand-in for a bad build)."""
     if child is None and importlib.util.find_spec("llama_cpp") is None:
-        return BuildCheck(False, "llama-cpp-python is not installed: run `make test` "
+        return BuildCheck(False, "llama-cpp-python is not installed: run `make reader` "
                                  "(it builds llama.cpp)")
     if not model.is_file():
         return BuildCheck(False, f"no model file at {model} to check llama.cpp with")

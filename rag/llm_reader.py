@@ -133,13 +133,20 @@ class LLMReader:
 
 
 def reader_for(settings: Settings) -> tuple[Reader, str]:
-    """The reader the settings ask for, and a notice when it had to be another: with the
-    local model absent, its hash wrong or llama.cpp unable to run it, the answers still
-    come, from the heuristic reader, and the notice says why (shown once)."""
-    if settings.reader != "llm":
+    """The reader the settings ask for, and a notice when it had to be another (shown
+    once). `auto` (the default) is the LLM reader wherever it can run, since it
+    measures better (README, "Readers compared"), and the heuristic reader elsewhere:
+    `make run` needs no compiler, and llama.cpp has to be compiled (`make reader`).
+    With the local model absent, its hash wrong or llama.cpp unable to run it, the
+    answers still come, from the heuristic reader, and the notice says why."""
+    if settings.reader == "heuristic":
         return HeuristicReader(), ""
     try:
         return LLMReader(local_llm(settings)), ""
     except LocalModelError as exc:
         logger.warning("local reader unavailable: %s", exc)
+        if settings.reader == "auto":
+            return HeuristicReader(), (f"answered by the heuristic reader: the local reader "
+                                       f"model is not available ({exc}); `make reader` "
+                                       "installs it")
         return HeuristicReader(), f"{exc}; the heuristic reader answers instead"

@@ -121,10 +121,11 @@ class Settings(BaseSettings):
         default="qwen2.5-coder-1.5b",
         description="the GGUF model llama.cpp runs locally (assembled into RAG_MODEL_CACHE)",
     )
-    reader: Literal["heuristic", "llm"] = Field(
-        default="heuristic",
+    reader: Literal["auto", "heuristic", "llm"] = Field(
+        default="auto",
         description="who picks the extractive answer's sentences: `heuristic` (word and "
-        "meaning scores) or `llm` (the local model reads the best few; rag.llm_reader)",
+        "meaning scores), `llm` (the local model reads the best few; rag.llm_reader) or "
+        "`auto`: `llm` where the local model runs (after `make reader`), else `heuristic`",
     )
     local_threads: int = Field(default=2, ge=1, le=64, description="llama.cpp threads")
 

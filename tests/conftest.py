@@ -11,12 +11,19 @@ stops the run there, with one line naming the build, instead of failing every LL
 test with "cannot reach the LLM endpoint". And a server that dies during the run is
 reported as dead, with its signal or exit status, on the test it died in and on
 every later test that needed it.
+
+The suite answers with the heuristic reader (RAG_READER=heuristic, also in every
+process a test starts) unless a test asks for another: the default (`auto`) would
+load the 1.5B local model wherever `make reader` installed it, and the tests of
+answers are written against the heuristic's choices. The LLM reader has its own tests
+and its own CI gate.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +40,8 @@ from rag import llama_check
 
 if TYPE_CHECKING:
     from rag.local_llm import LocalLLM
+
+os.environ["RAG_READER"] = "heuristic"
 
 LLM_ALIAS = "smollm2-135m"
 LLM_API_KEY = "test-key-4f1c"

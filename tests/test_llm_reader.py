@@ -168,3 +168,24 @@ def test_a_kept_prefix_loads_as_it_was_computed_and_a_bad_one_is_recomputed(
         assert kept.stat().st_size > 21 * 100  # kept again, whole
     finally:
         model._eval_reusing = real  # type: ignore[method-assign]
+
+
+@needs_model
+def test_auto_is_the_llm_reader_where_the_model_runs_and_the_heuristic_elsewhere(
+        model: LocalLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import rag.llm_reader as llm_reader
+
+    cache = embeddings_only_cache(tmp_path)
+    (cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"not a model")
+    settings = Settings(data_dir=tmp_path / "data", collection="auto", reader="auto",
+                        local_model="qwen2.5-coder-0.5b", model_cache=cache,
+                        llm_model=None, openai_base_url=None)
+    assert Settings.model_fields["reader"].default == "auto"
+    reader, notice = reader_for(settings)
+    assert isinstance(reader, HeuristicReader)
+    assert notice.startswith("answered by the heuristic reader: the local reader model is "
+                             "not available (") and notice.endswith("`make reader` installs it")
+    monkeypatch.setattr(llm_reader, "local_llm", lambda s: model)
+    reader, notice = reader_for(settings)
+    assert isinstance(reader, LLMReader) and notice == ""
+    assert isinstance(reader_for(settings.override(reader="heuristic"))[0], HeuristicReader)
