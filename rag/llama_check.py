@@ -13,6 +13,8 @@ llama.cpp and again before the LLM tests, so a bad build fails there, once, by n
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import importlib.util
 import json
 import signal
@@ -104,6 +106,37 @@ def check(model: Path, timeout: float = CHECK_TIMEOUT,
                                  f"prompt{': ' + why if why else ''}; {REBUILD}")
     return BuildCheck(True, f"{name} ran a {result.get('prompt_tokens')}-token prompt "
                             f"with {model.name}")
+
+
+def build_key(model: Path) -> str:
+    """What a passed check holds for: this llama.cpp library file, this model file and
+    this CPU (a cache folder shared between machines must not carry a pass across)."""
+    spec = importlib.util.find_spec("llama_cpp")
+    libs = sorted(Path(spec.origin).parent.glob("lib/*.so*")) if spec and spec.origin else []
+    try:
+        cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("flags")), "")
+    except OSError:
+        cpu = ""
+    parts = [f"{p}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in libs]
+    parts += [f"{model.name}|{model.stat().st_size}", cpu]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def check_once(model: Path, timeout: float = CHECK_TIMEOUT) -> BuildCheck:
+    """`check`, remembered: a pass is noted beside the model, keyed on the library, the
+    model and the CPU (`build_key`), so each new process (every CLI question) does not
+    load the model twice. A failure is never noted: it is checked again next time."""
+    if importlib.util.find_spec("llama_cpp") is None or not model.is_file():
+        return check(model, timeout)
+    note = model.with_name(f"{model.name}.llama-ok-{build_key(model)}")
+    if note.is_file():
+        return BuildCheck(True, note.read_text().strip())
+    result = check(model, timeout)
+    if result.ok:
+        with contextlib.suppress(OSError):  # a read-only cache: checked each time
+            note.write_text(result.line + "\n")
+    return result
 
 
 def smollm2_gguf() -> Path | None:

