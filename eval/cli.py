@@ -148,9 +148,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
     names = args.config or runner.default_configs(settings)
     if "llm" in names and "llm" not in runner.default_configs(settings):
-        print("error: --config llm needs an LLM (RAG_LLM_MODEL and OPENAI_BASE_URL or "
-              "OPENAI_API_KEY)", file=sys.stderr)
-        return 1
+        from rag.local_llm import LocalModelError, local_llm
+
+        try:  # no endpoint: the local model writes the answers (`make reader`)
+            local_llm(settings)
+        except LocalModelError as exc:
+            print("error: --config llm needs an LLM (RAG_LLM_MODEL and OPENAI_BASE_URL or "
+                  f"OPENAI_API_KEY) or the local model ({exc})", file=sys.stderr)
+            return 1
     out = args.out or PROJECT_ROOT / "eval" / "out" / datetime.now().strftime("%Y%m%d-%H%M%S")
     result, records = evaluate(items, args.corpus, names, settings,
                                do_ingest=not args.no_ingest, top_k=args.top_k,
