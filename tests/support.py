@@ -110,10 +110,13 @@ def pdf_pages(pages: list[list[str]], title: str | None = None,
     return bytes(out)
 
 
-def clean_env() -> dict[str, str]:
-    """The environment without our settings: a child process reads only what it is given."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("RAG_", "CHROMA_", "OPENAI_"))}
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without our settings: a child process reads only what it is given,
+    and the suite's reader (conftest: the heuristic, not the local model)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAG_", "CHROMA_", "OPENAI_")) or k == "RAG_READER"}
+    env.update(extra)
+    return env
 
 
 class ChromaServer:

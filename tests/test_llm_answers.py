@@ -13,7 +13,6 @@ or a closed port.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support import clean_env
 
 from ingest.pipeline import ingest
 from rag.citations import SUPPORT_THRESHOLD, SupportScorer
@@ -136,9 +136,7 @@ def crafted_answer(passages: list[Passage]) -> str:
 
 
 def cli(args: list[str], env_update: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAG_", "OPENAI_", "CHROMA_"))}
-    env.update(env_update)
+    env = clean_env(**env_update)
     env["PYTHONPATH"] = str(PROJECT)
     return subprocess.run([sys.executable, "-m", "rag", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import CHROMA, ChromaServer, free_port
+from support import CHROMA, ChromaServer, clean_env, free_port
 
 from ingest.chunking import chunk_article, embedding_text, token_counter
 from ingest.pipeline import ingest
@@ -65,10 +65,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RAG_", "CHROMA_", "OPENAI_"))}
-    env.update(extra)
-    return env
+    return clean_env(**extra)
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
