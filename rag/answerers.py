@@ -24,6 +24,7 @@ class Answerer(Protocol):
     model: str | None  # the model that writes its text, if any
     streams_text: bool  # its draft's deltas are the answer's text as shown
     must_be_supported: bool  # a draft with no supported sentence is discarded
+    refusal_stands: bool  # its "the articles don't say" is shown, not passed on down the chain
     # Optional (absent is False): `draft` also takes `window=`, the date filter the
     # question's dates became when one was applied. An answerer that matches the
     # question's words against sentences needs it: a passage the filter kept for its
@@ -47,6 +48,7 @@ class ExtractiveAnswerer:
     model = None
     streams_text = False  # the text goes out once it is checked and numbered
     must_be_supported = False  # quoted sentences support themselves; it is the last resort
+    refusal_stands = True
     takes_window = True
 
     def __init__(self, store: ArticleStore, keyword: KeywordIndex,

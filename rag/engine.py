@@ -59,6 +59,8 @@ AnswerStream = Streamed[str, Answer]
 NO_LLM = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
 UNSUPPORTED = ("the model's answer was not supported by the articles; showing the extractive "
                "answer instead")
+PASSED_ON = ("the local model found no answer in the articles; showing the extractive answer "
+             "instead")
 
 
 class Engine:
@@ -315,7 +317,7 @@ class Engine:
             with _timed(timings, "verify"):
                 checked = check(draft, passages, scorer)
             if answerer is not chain[-1] and not stands(draft, checked, answerer):
-                notices.append(UNSUPPORTED)
+                notices.append(PASSED_ON if draft.refused else UNSUPPORTED)
                 continue
             break
         return draft, checked, answerer, model
@@ -385,10 +387,12 @@ def check(draft: Draft, passages: list[Passage], scorer: SupportScorer) -> list[
 
 
 def stands(draft: Draft, checked: list[Checked], answerer: Answerer) -> bool:
-    """Whether a draft is shown: one that must be supported needs a supported sentence
-    (a refusal stands: the articles may indeed not say)."""
-    return (draft.refused or not answerer.must_be_supported
-            or any(c.supported for c in checked))
+    """Whether a draft is shown: one that must be supported needs a supported sentence;
+    a refusal stands where the answerer's refusals are believed (the articles may
+    indeed not say), and is passed on down the chain where they are not."""
+    if draft.refused:
+        return answerer.refusal_stands
+    return not answerer.must_be_supported or any(c.supported for c in checked)
 
 
 def assemble(question: str, standalone: str, draft: Draft, checked: list[Checked],

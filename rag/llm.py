@@ -189,6 +189,7 @@ class LLMAnswerer:
     mode = AnswerMode.LLM
     streams_text = True  # the model's text goes out as it is written
     must_be_supported = True  # nothing it writes is trusted until checked
+    refusal_stands = True  # a capable model's "the articles don't say" is believed
 
     def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
         self.settings = settings

@@ -33,6 +33,7 @@ class FakeLLM:
     model = "fake-model"
     streams_text = True
     must_be_supported = True
+    refusal_stands = True
 
     def __init__(self, text: str = SUPPORTED, fail_after: int | None = None,
                  condense_fails: bool = False) -> None:

@@ -11,11 +11,11 @@ import pytest
 from support import answering_from, embeddings_only_cache
 
 from rag import llama_check
-from rag.engine import UNSUPPORTED, Engine
+from rag.engine import PASSED_ON, UNSUPPORTED, Engine
 from rag.local_answerer import LocalAnswerer
 from rag.local_llm import LocalLLM
 from rag.settings import Settings
-from rag.types import Passage
+from rag.types import REFUSAL, Passage
 
 GGUF = llama_check.smollm2_gguf()
 TEXT = ("Iran and Azerbaijan agreed on Monday to reopen the border crossing at Astara. "
@@ -53,8 +53,30 @@ def test_the_local_model_writes_and_what_it_writes_is_checked(tmp_path: Path,
     if answer.mode == "llm":  # its draft stood: every sentence it kept is supported
         assert answer.model == f"local:{GGUF.stem}"
         assert all(s.supported for s in answer.sentences)
-    else:  # nothing it wrote was supported: the verbatim answer, said so
-        assert UNSUPPORTED in answer.notice and answer.model == f"local:{GGUF.stem}"
+    else:  # nothing it wrote was supported, or it refused: the verbatim answer, said so
+        assert UNSUPPORTED in answer.notice or PASSED_ON in answer.notice
+        assert answer.model == f"local:{GGUF.stem}"
+
+
+class Refusing:
+    """A local model that says the articles don't say, whatever it is asked."""
+
+    path = Path("refuser.gguf")
+
+    def chat_tokens(self, system: str, user: str) -> list[int]:
+        return [1]
+
+    def stream(self, tokens: list[int], max_tokens: int, stop: list[str]) -> Any:
+        yield REFUSAL
+
+
+def test_the_local_models_refusal_is_passed_on_to_the_extractive_answer(
+        tmp_path: Path) -> None:
+    """The 1.5B refused most answerable questions: its refusal is not the last word."""
+    settings = settings_in(tmp_path)
+    answer = engine_with(settings, LocalAnswerer(Refusing(), settings)).ask(QUESTION, mode="llm")
+    assert answer.mode == "extractive" and "after the embassy attack" in answer.answer
+    assert PASSED_ON in answer.notice and not answer.refused
 
 
 def test_a_local_answer_past_its_deadline_falls_back(tmp_path: Path, model: LocalLLM) -> None:

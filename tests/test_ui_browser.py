@@ -292,6 +292,7 @@ class ScriptedLLM:
     model = "scripted-llm"
     streams_text = True
     must_be_supported = True
+    refusal_stands = True
     invented = "The talks also produced a trade pact worth 900 billion dollars."
 
     def draft(self, question: str, passages: list) -> Generator[str, None, Any]:  # noqa: ARG002
