@@ -90,7 +90,7 @@ class LLMReader:
         self._yes = model.token_ids("Yes", " Yes", "yes", "YES")
         self._no = model.token_ids("No", " No", "no", "NO")
         self._shots = [(sentence_prompt(q, sentence), reply) for q, sentence, reply in SHOTS]
-        self._warm = False
+        self._fixed: list[int] | None = None  # the prompt's tokens before the question
 
     def prompt(self, question: str, sentence: str) -> list[int]:
         return self.model.chat_tokens(SYSTEM, sentence_prompt(question, sentence), self._shots)
@@ -102,14 +102,14 @@ class LLMReader:
 
     def warm(self) -> None:
         """Have the instructions and worked examples (427 tokens, 7 s to compute on 2
-        cores) in the model's cache before the first question: loaded from where an
-        earlier process kept them, or computed once and kept there."""
-        if self._warm:
-            return
-        one, two = self.prompt("Why?", "One."), self.prompt("Who?", "Two.")
-        fixed = one[: next(i for i, (a, b) in enumerate(zip(one, two, strict=False)) if a != b)]
-        self.model.prefix_ready(fixed, self.model.saved_prefix(fixed))
-        self._warm = True
+        cores) in the model's cache: loaded from where an earlier process kept them, or
+        computed once and kept there. Called before every reading too: the local
+        answerer's prompt (same model) takes their place in the cache."""
+        if self._fixed is None:
+            one, two = self.prompt("Why?", "One."), self.prompt("Who?", "Two.")
+            cut = next(i for i, (a, b) in enumerate(zip(one, two, strict=False)) if a != b)
+            self._fixed = one[:cut]
+        self.model.prefix_ready(self._fixed, self.model.saved_prefix(self._fixed))
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         started = time.monotonic()

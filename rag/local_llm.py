@@ -106,7 +106,11 @@ class LocalLLM:
 
         with self.lock:
             ctx = self.llm._ctx.ctx
-            if saved.is_file():
+            n = len(tokens)
+            there = self.llm.n_tokens >= n and self.llm.input_ids[:n].tolist() == list(tokens)
+            if there and saved.is_file():
+                return
+            if not there and saved.is_file():
                 data = saved.read_bytes()
                 self.llm.reset()
                 self.llm._ctx.kv_cache_clear()
@@ -118,7 +122,8 @@ class LocalLLM:
                 logger.warning("the saved prompt state %s did not load: computing it", saved)
                 self.llm.reset()
                 self.llm._ctx.kv_cache_clear()
-            self._eval_reusing(tokens)  # the cache then holds exactly `tokens`
+            self._eval_reusing(tokens)  # then the cache holds exactly `tokens` (one token
+            # evaluated if they were there already)
             size = llama_cpp.llama_state_seq_get_size(ctx, 0)
             buf = (ctypes.c_uint8 * size)()
             if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:

@@ -160,7 +160,12 @@ def test_a_kept_prefix_loads_as_it_was_computed_and_a_bad_one_is_recomputed(
         model.prefix_ready(prefix, kept)
         assert computed == [] and model.llm.n_tokens == len(prefix)  # loaded, not computed
         assert np.allclose(model.next_logits(prompt), fresh, atol=1e-3)
+        computed.clear()
+        model.prefix_ready(prefix, kept)  # already in the cache: nothing read or computed
+        assert computed == []
         kept.write_bytes(b"not a llama.cpp state" * 100)
+        model.llm.reset()  # a new process: only the file to go by
+        model.llm._ctx.kv_cache_clear()
         with caplog.at_level("WARNING"):
             model.prefix_ready(prefix, kept)
         assert "did not load: computing it" in caplog.text and computed
