@@ -12,6 +12,7 @@ model is not loaded and the caller is told why, once.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import logging
@@ -54,6 +55,9 @@ class LocalLLM:
         self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
                          n_threads_batch=threads, n_batch=512, verbose=False, seed=1)
         self.lock = threading.Lock()
+        # Freed before the interpreter tears down llama_cpp's module globals: its own
+        # __del__ at exit then calls a library function already set to None.
+        atexit.register(self.llm.close)
         self.loaded_in = time.monotonic() - started
         logger.info("local model %s loaded in %.1f s", path.name, self.loaded_in)
 
