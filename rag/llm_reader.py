@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 from rag.extractive import HeuristicReader
-from rag.local_llm import LocalLLM, LocalModelError, local_llm
+from rag.local_llm import LocalLLM, LocalModelError, local_llm, shared_prefix
 from rag.reader import Candidate, Question, Reader, Reading
 from rag.settings import Settings
 
@@ -90,7 +91,8 @@ class LLMReader:
         self._yes = model.token_ids("Yes", " Yes", "yes", "YES")
         self._no = model.token_ids("No", " No", "no", "NO")
         self._shots = [(sentence_prompt(q, sentence), reply) for q, sentence, reply in SHOTS]
-        self._fixed: list[int] | None = None  # the prompt's tokens before the question
+        # The prompt's tokens before the question, and where their state is kept.
+        self._fixed: tuple[list[int], Path] | None = None
 
     def prompt(self, question: str, sentence: str) -> list[int]:
         return self.model.chat_tokens(SYSTEM, sentence_prompt(question, sentence), self._shots)
@@ -107,9 +109,9 @@ class LLMReader:
         answerer's prompt (same model) takes their place in the cache."""
         if self._fixed is None:
             one, two = self.prompt("Why?", "One."), self.prompt("Who?", "Two.")
-            cut = next(i for i, (a, b) in enumerate(zip(one, two, strict=False)) if a != b)
-            self._fixed = one[:cut]
-        self.model.prefix_ready(self._fixed, self.model.saved_prefix(self._fixed))
+            fixed = one[: shared_prefix(one, two)]
+            self._fixed = (fixed, self.model.saved_prefix(fixed))
+        self.model.prefix_ready(*self._fixed)
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         started = time.monotonic()

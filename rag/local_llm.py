@@ -32,6 +32,12 @@ from rag.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two prompts have in common."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
 class LocalModelError(RuntimeError):
     """The local model can't run here; the message is one line saying why."""
 
@@ -88,12 +94,7 @@ class LocalLLM:
         if len(tokens) >= llm.n_ctx():
             raise LocalModelError(f"the prompt is {len(tokens)} tokens, over the model's "
                                   f"context of {llm.n_ctx()}")
-        cached = llm.input_ids[: llm.n_tokens].tolist()
-        keep = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            keep += 1
+        keep = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         keep = min(keep, len(tokens) - 1)  # at least one token is evaluated: its logits
         llm.n_tokens = keep
         llm.eval(tokens[keep:])
@@ -110,22 +111,11 @@ class LocalLLM:
 
         with self.lock:
             ctx = self.llm._ctx.ctx
-            n = len(tokens)
-            there = self.llm.n_tokens >= n and self.llm.input_ids[:n].tolist() == list(tokens)
-            if there and saved.is_file():
-                return
-            if not there and saved.is_file():
-                data = saved.read_bytes()
-                self.llm.reset()
-                self.llm._ctx.kv_cache_clear()
-                buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-                if llama_cpp.llama_state_seq_set_data(ctx, buf, len(data), 0) == len(data):
-                    self.llm.input_ids[: len(tokens)] = tokens
-                    self.llm.n_tokens = len(tokens)
+            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
+            if saved.is_file():
+                if shared_prefix(cached, tokens) == len(tokens) or self._load(tokens, saved):
                     return
                 logger.warning("the saved prompt state %s did not load: computing it", saved)
-                self.llm.reset()
-                self.llm._ctx.kv_cache_clear()
             self._eval_reusing(tokens)  # then the cache holds exactly `tokens` (one token
             # evaluated if they were there already)
             size = llama_cpp.llama_state_seq_get_size(ctx, 0)
@@ -138,6 +128,21 @@ class LocalLLM:
                 os.replace(part, saved)
             except OSError as exc:  # a read-only cache: computed each time, said once
                 logger.warning("could not keep the prompt state in %s: %s", saved, exc)
+
+    def _load(self, tokens: list[int], saved: Path) -> bool:
+        """Replace the cache with the saved state of `tokens`; on failure, an empty cache."""
+        import llama_cpp
+
+        data = saved.read_bytes()
+        self.llm.reset()
+        self.llm._ctx.kv_cache_clear()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, len(data), 0) != len(data):
+            self.llm._ctx.kv_cache_clear()  # whatever part of it did load
+            return False
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        return True
 
     def saved_prefix(self, tokens: list[int]) -> Path:
         """Where the state of this prefix is kept (`state_dir`, by default beside the model,
