@@ -18,15 +18,11 @@ import statistics
 import time
 from pathlib import Path
 
+from eval.metrics import percentile
 from rag.engine import Engine
 from rag.extractive import HeuristicReader
 from rag.llm_reader import reader_for
 from rag.settings import PROJECT_ROOT, Settings
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for name, t in times.items():
         print(f"| {name} | {statistics.median(t['answer']):.2f} | "
-              f"{percentile(t['answer'], 0.95):.2f} | {statistics.median(t['total']):.2f} | "
-              f"{percentile(t['total'], 0.95):.2f} |")
+              f"{percentile(t['answer'], 95):.2f} | {statistics.median(t['total']):.2f} | "
+              f"{percentile(t['total'], 95):.2f} |")
     shown = chat_updates(engines["llm"], base, questions[: min(10, len(questions))])
     print(f"chat with the LLM reader ({len(shown['first'])} questions through the Chat tab's "
           f"handler): first update p50 {statistics.median(shown['first']):.3f} s, max "
