@@ -190,9 +190,3 @@ def decide(question: str, passages: list[Passage],
                                     question=about_story(question, p.title))
                              for p in offered[:most]])
 
-
-def clarify(question: str, passages: list[Passage], most: int = 5,
-            close: float = 0.6) -> list[Choice]:
-    """The stories to ask back about, or [] to answer (`decide`, with no reader to say
-    which stories could answer)."""
-    return decide(question, passages, most=most, close=close).choices

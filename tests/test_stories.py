@@ -6,7 +6,6 @@ from rag.extractive import _MID_SENTENCE
 from rag.stories import (
     Stories,
     about_story,
-    clarify,
     decide,
     names_no_subject,
     story_of,
@@ -44,7 +43,7 @@ def test_questions_without_a_subject() -> None:
 
 
 def test_a_subjectless_question_over_several_stories_is_asked_back() -> None:
-    choices = clarify("why did relations sour?", [FIAT, IRAN, IRAN2, WOLVES])
+    choices = decide("why did relations sour?", [FIAT, IRAN, IRAN2, WOLVES]).choices
     assert [c.article_id for c in choices] == ["fiat", "iran", "wolves"]  # iran2: same story
     assert choices[1].title.startswith("Iranian president") and choices[1].published
     question, title = story_of(choices[1].question)
@@ -54,18 +53,18 @@ def test_a_subjectless_question_over_several_stories_is_asked_back() -> None:
 
 
 def test_no_question_back_when_the_question_names_its_subject_or_one_story_leads() -> None:
-    assert clarify("Why did relations between Fiat and GM sour?", [FIAT, IRAN, WOLVES]) == []
-    assert clarify("why did relations sour?", [FIAT, WOLVES.model_copy(update={"score": 0.2})]
-                   ) == []  # the runner-up is far behind: answer from the leader
-    assert clarify("why did relations sour?", [IRAN, IRAN2]) == []  # one story
+    assert decide("Why did relations between Fiat and GM sour?", [FIAT, IRAN, WOLVES]).choices == []
+    assert decide("why did relations sour?", [FIAT, WOLVES.model_copy(update={"score": 0.2})]
+                  ).choices == []  # the runner-up is far behind: answer from the leader
+    assert decide("why did relations sour?", [IRAN, IRAN2]).choices == []  # one story
 
 
 def test_a_word_only_the_leading_story_uses_is_a_subject() -> None:
     harbour = _p("harbour", "Harbour plan approved",
                  "The breakwater will cost 40 million dollars, the Harbour Authority said.", 0.5)
     museum = _p("museum", "Glacier museum opens", "The museum cost 12 million euros.", 0.45)
-    assert clarify("How much will the breakwater cost?", [harbour, museum]) == []
-    assert len(clarify("How much did it cost?", [harbour, museum])) == 2
+    assert decide("How much will the breakwater cost?", [harbour, museum]).choices == []
+    assert len(decide("How much did it cost?", [harbour, museum]).choices) == 2
 
 
 def test_same_story_needs_shared_names() -> None:
