@@ -16,6 +16,7 @@ back; of one such story, an answer from it; of none, a refusal: `rag.stories.dec
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from typing import Any
 
 from rag import temporal, timeline
 from rag.answerers import Answerer, ExtractiveAnswerer
-from rag.citations import SupportScorer, number_citations, verify
+from rag.citations import SupportScorer, number_citations, split_cited_sentences, verify
 from rag.conversation import rewrite, user_turns
 from rag.copies import Settled, settle
 from rag.dates import DateFilter, format_day, format_range, resolve_dates
@@ -55,6 +56,7 @@ from rag.types import (
     answer_text,
 )
 
+logger = logging.getLogger(__name__)
 AnswerStream = Streamed[str, Answer]
 NO_LLM = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
 UNSUPPORTED = ("the model's answer was not supported by the articles; showing the extractive "
@@ -138,14 +140,21 @@ class Engine:
         retrieval: RetrievalMode | str | None = None,
         as_of: date | None = None,
         date_filter: bool = True,
+        checked: bool = False,
     ) -> AnswerStream:
         """Iterate for the answer's text as it is written (an LLM's own deltas; an
         extractive answer in one piece once checked); `.result` is the `Answer`.
         Nothing runs until it is iterated. `as_of`: answer as if today were that day;
         `date_filter`: let dates in the question narrow the search (shown in the answer).
+
+        `checked`: the text goes out only as the answer will stand, sentence by sentence
+        once each is verified, with the answer's own citation numbers. What was sent
+        then needs no replacing, which a client that only appends (an OpenAI-style
+        stream) cannot do. Between sentences it yields "" so a consumer can stop the
+        model between its deltas.
         """
         return Streamed(self._answer(question, history, filters, mode, top_k, retrieval,
-                                     as_of, date_filter))
+                                     as_of, date_filter, checked))
 
     def _newest(self) -> date | None:
         """The library's newest publication date, read once per store generation."""
@@ -200,7 +209,8 @@ class Engine:
     def _answer(self, question: str, history: list[dict[str, Any]] | None,
                 filters: Filters | None, mode: AnswerMode | str | None, top_k: int | None,
                 retrieval: RetrievalMode | str | None, as_of: date | None = None,
-                use_dates: bool = True) -> Generator[str, None, Answer]:
+                use_dates: bool = True, checked: bool = False
+                ) -> Generator[str, None, Answer]:
         question = " ".join((question or "").split())
         if not question:
             raise ValueError("the question is empty")
@@ -274,17 +284,19 @@ class Engine:
         written: list[str] = []
         if when.intent == "latest":
             asked = temporal.without_latest(asked)
-        draft, checked, answerer, model = yield from self._draft(
-            chain, asked, window, passages, notices, timings, written)
+        draft, verified, answerer, model = yield from self._draft(
+            chain, asked, window, passages, notices, timings, written, checked)
         if draft.refused and settled.backup and story is None:
             # "The latest": its newest article did not answer; the others, newest first.
             passages = settled.backup
-            draft, checked, answerer, model = yield from self._draft(
-                chain, asked, window, passages, notices, timings, written)
+            draft, verified, answerer, model = yield from self._draft(
+                chain, asked, window, passages, notices, timings, written, checked)
         with _timed(timings, "verify"):
-            answer = assemble(question, standalone, draft, checked, passages, answerer.mode,
+            answer = assemble(question, standalone, draft, verified, passages, answerer.mode,
                               model, [*notices, draft.notice])
-        if not answerer.streams_text:
+        if checked:
+            yield rest_of(answer.answer, "".join(written))
+        elif not answerer.streams_text:
             # After a rejected or broken-off model answer, the replacement goes out too.
             yield ("\n\n" if written else "") + answer.answer
         timings["total"] = _ms(started)
@@ -293,7 +305,7 @@ class Engine:
 
     def _draft(self, chain: list[Answerer], asked: str, window: DateFilter | None,
                passages: list[Passage], notices: list[str], timings: dict[str, float],
-               written: list[str]
+               written: list[str], checked: bool = False
                ) -> Generator[str, None, tuple[Draft, list[Checked], Answerer, str | None]]:
         """The first draft in the chain that stands, checked against the passages.
         `window`: the date filter the question's dates became, if it was applied; an
@@ -309,18 +321,21 @@ class Engine:
                         drafting = (answerer.draft(asked, passages, window=window)
                                     if getattr(answerer, "takes_window", False)
                                     else answerer.draft(asked, passages))
-                        draft = yield from _recording(drafting, written)
+                        relay = (_checking(drafting, passages, scorer, written)
+                                 if checked and answerer.streams_text
+                                 else _recording(drafting, written))
+                        draft = yield from relay
                     except LLMError as exc:
                         notices.append(f"{exc}; showing the extractive answer instead")
                         continue
                 model = answerer.model or model  # the model that wrote text
             with _timed(timings, "verify"):
-                checked = check(draft, passages, scorer)
-            if answerer is not chain[-1] and not stands(draft, checked, answerer):
+                verified = check(draft, passages, scorer)
+            if answerer is not chain[-1] and not stands(draft, verified, answerer):
                 notices.append(PASSED_ON if draft.refused else UNSUPPORTED)
                 continue
             break
-        return draft, checked, answerer, model
+        return draft, verified, answerer, model
 
     def _timeline(self, question: str, standalone: str, passages: list[Passage],
                   notices: list[str], window: DateFilter | None,
@@ -438,6 +453,50 @@ def _recording(gen: Generator[str, None, Draft], sink: list[str]
             yield item
     finally:
         gen.close()
+
+
+SETTLED_CHARS = 12  # a sentence begun this far has ended the one before it for good
+
+
+def _checking(gen: Generator[str, None, Draft], passages: list[Passage],
+              scorer: SupportScorer, sink: list[str]) -> Generator[str, None, Draft]:
+    """Relays a model's draft as the answer will stand: each sentence once the next
+    one has begun, verified and numbered as `assemble` will number it (verify is per
+    sentence and numbering is by first use, so a prefix of the answer is numbered as
+    the whole will be). Nothing goes out until a sentence is supported, because a draft
+    without one is discarded (`stands`); "" between, so the consumer may stop."""
+    text, done, shown = "", [], ""
+    try:
+        while True:
+            try:
+                text += next(gen)
+            except StopIteration as stop:
+                return stop.value
+            claims = split_cited_sentences(text)
+            settled = claims[:-1] if claims and len(claims[-1].text) >= SETTLED_CHARS \
+                else claims[:-2]
+            done.extend(c for claim in settled[len(done):]
+                        for c in verify([claim], passages, scorer))
+            out = ""
+            if any(c.supported for c in done):
+                rendered = answer_text(number_citations(done, passages)[0])
+                if rendered.startswith(shown):
+                    out, shown = rendered[len(shown):], rendered
+            if out:
+                sink.append(out)
+            yield out
+    finally:
+        gen.close()
+
+
+def rest_of(answer: str, sent: str) -> str:
+    """What is left to send of a checked answer after `sent`: the rest when what went
+    out is its beginning; otherwise (a model that broke off after a checked sentence,
+    its replacement next) the whole answer after a blank line."""
+    if answer.startswith(sent):
+        return answer[len(sent):]
+    logger.info("the streamed sentences were not the answer's beginning; sending it whole")
+    return "\n\n" + answer
 
 
 def applied_filter(when: TimePlan) -> AppliedFilter:

@@ -99,6 +99,54 @@ def test_an_unsupported_model_answer_falls_back_but_names_the_model(settings: Se
     assert "volcanic" not in answer.answer and deltas[-1].strip() == answer.answer
 
 
+TWO = ("The crossing had been closed for two years after the embassy attack in Tehran [2]. "
+       "Officials said trade through Astara would resume within a month [2].")
+PASSAGES_2 = [Passage(chunk_id="b0:v:0", article_id="b0", text="An unrelated passage on tea.",
+                      start=0, end=28, score=1.0, title="Tea"), PASSAGES[0]]
+
+
+def test_a_checked_stream_sends_only_verified_sentences_in_the_answers_numbering(
+        settings: Settings) -> None:
+    """The model cites passage [2]; what goes out is the answer's [1], sentence by
+    sentence, and together exactly the answer: nothing to take back."""
+    engine = answering_from(Engine(settings, llm_answerer=FakeLLM(text=TWO)), PASSAGES_2)
+    stream = engine.stream(QUESTION, mode="llm", checked=True)
+    deltas = list(stream)
+    answer = stream.result
+    assert answer.mode == "llm" and not answer.notice
+    assert "".join(deltas) == answer.answer
+    sent = [d for d in deltas if d]
+    assert len(sent) == 2 and sent[0].endswith("Tehran. [1]")  # the first before the end
+    assert [c.n for c in answer.citations] == [1, 2]  # each sentence's own span
+    assert len(deltas) > len(sent)  # "" between the model's words: a place to stop
+
+
+def test_a_checked_stream_sends_nothing_of_a_rejected_draft(settings: Settings) -> None:
+    stream = _engine(settings, FakeLLM(text=INVENTED)).stream(QUESTION, mode="llm",
+                                                              checked=True)
+    deltas = list(stream)
+    answer = stream.result
+    assert answer.notice == UNSUPPORTED and "volcanic" not in "".join(deltas)
+    assert "".join(deltas) == answer.answer
+
+
+def test_closing_a_checked_stream_closes_the_models_draft(settings: Settings) -> None:
+    closed = []
+
+    class Slow(FakeLLM):
+        def draft(self, question: str, passages: list[Passage]
+                  ) -> Generator[str, None, Draft]:
+            try:
+                yield from super().draft(question, passages)
+            finally:
+                closed.append(True)
+
+    stream = _engine(settings, Slow(text=TWO)).stream(QUESTION, mode="llm", checked=True)
+    next(iter(stream))
+    stream.close()
+    assert closed == [True]
+
+
 def test_a_failed_condense_drops_the_llm_for_this_question(settings: Settings) -> None:
     llm = FakeLLM(condense_fails=True)
     history = [{"role": "user", "content": "What happened at the Astara crossing?"}]
