@@ -1,4 +1,5 @@
-"""`python -m rag ask "QUESTION"`: the answer with its citations, as text or JSON."""
+"""`python -m rag ask "QUESTION"`: the answer with its citations, as text or JSON.
+`python -m rag token add|list|revoke`: the OpenAI-compatible API's tokens (rag.tokens)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TextIO
 
 from rag.settings import Settings, get_settings
 from rag.types import AnswerMode, RetrievalMode, choices
@@ -41,7 +43,55 @@ def build_parser() -> argparse.ArgumentParser:
                           "and 'last week' or 'in March' are read from it")
     ask.add_argument("--no-date-filter", action="store_true",
                      help="don't narrow the search to dates named in the question")
+
+    token = sub.add_parser("token", help="issue, list or revoke the API's tokens")
+    token.add_argument("--data-dir", help="store folder (default: RAG_DATA_DIR or ./data)")
+    verbs = token.add_subparsers(dest="verb", required=True)
+    add = verbs.add_parser("add", help="issue a token to a user (printed once)")
+    add.add_argument("name", help="the user (as named in RAG_AUTH, or an API-only user)")
+    add.add_argument("--role", choices=["reader", "editor"],
+                     help="default: the user's role in RAG_AUTH, else reader")
+    verbs.add_parser("list", help="the tokens issued (never the tokens themselves)")
+    revoke = verbs.add_parser("revoke", help="revoke one token (its id) or a user's all")
+    revoke.add_argument("who", help="a token id or a user name")
     return parser
+
+
+def token_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Changes the token file; what login would make of it goes to stderr."""
+    from rag.tokens import TokenError, TokenStore, tokens_path
+    from web.auth import AuthError, load_users
+
+    try:
+        settings = get_settings().override(
+            data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None)
+        store = TokenStore(tokens_path(settings))
+        if args.verb == "add":
+            users = load_users(settings.auth)
+            user = (users or {}).get(args.name.strip())
+            entry, secret = store.add(args.name, args.role or (user.role if user else "reader"))
+            print(secret, file=out)
+            print(f"token {entry.id} for {entry.name} ({entry.role}) saved in {store.path}; "
+                  "it is shown only now", file=sys.stderr)
+            if users is None:
+                print("note: login is off (RAG_AUTH is unset), so the API asks for no token "
+                      "until it is set", file=sys.stderr)
+            elif user is None:
+                print(f"note: {entry.name} is not in RAG_AUTH: an API-only user",
+                      file=sys.stderr)
+        elif args.verb == "list":
+            tokens = store.load()
+            for t in tokens:
+                print(f"{t.id}  {t.name}  {t.role}  issued {t.created}", file=out)
+            if not tokens:
+                print(f"no tokens in {store.path}", file=sys.stderr)
+        else:
+            for t in store.revoke(args.who):
+                print(f"revoked {t.id} ({t.name})", file=out)
+    except (TokenError, AuthError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -52,6 +102,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "token":
+        return token_command(args)
     from pydantic import ValidationError
 
     from rag.connection import as_store_error

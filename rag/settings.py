@@ -142,6 +142,11 @@ class Settings(BaseSettings):
         description="`user:password[:role]`, comma-separated entries, or a users file "
         "(one entry a line); roles: reader (default), editor",
     )
+    api_tokens: Path | None = Field(
+        default=None,
+        description="the OpenAI-compatible API's token file (`python -m rag token add "
+        "NAME`); default `<data dir>/api-tokens.json`",
+    )
 
     @field_validator("collection")
     @classmethod
