@@ -11,23 +11,25 @@ import gradio as gr
 from rag.settings import Settings, get_settings
 from web.auth import LoginGuard, LoginThrottle, User, bind_warning, checker, load_users
 from web.layout import CSS, HEAD, build
+from web.openai_api import OpenAIApi, OpenAIRoutes
 from web.service import NewsApp
 
 logger = logging.getLogger(__name__)
 
 
 def launch(demo: gr.Blocks, host: str, port: int, users: dict[str, User] | None = None,
-           settings: Settings | None = None, **kwargs: Any) -> Any:
+           settings: Settings | None = None, api: OpenAIApi | None = None,
+           **kwargs: Any) -> Any:
     """Start the server (blocking unless prevent_thread_lock=True); warns when it is
-    reachable from other machines without a login."""
+    reachable from other machines without a login. `api`: served under /v1."""
+    from starlette.middleware import Middleware
+
     settings = settings or get_settings()
     warning = bind_warning(host, port, users is not None)
     if warning:
         logger.warning(warning)
-    middleware = []
+    middleware = [Middleware(OpenAIRoutes, api=api)] if api is not None else []
     if users:
-        from starlette.middleware import Middleware
-
         throttle = LoginThrottle(settings.login_max_failures, settings.login_window)
         middleware.append(Middleware(LoginGuard, throttle=throttle))
     # A full queue is refused by gradio itself: the page says "This application is
@@ -46,10 +48,11 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
           block: bool = True) -> gr.Blocks:
     """Warm the engine up in the background, build the page and serve it. With
     `block=False` (tests) it returns at once; `demo.close()` stops the server.
-    `users`: as `load_users` gives them, or the RAG_AUTH value itself."""
+    `users`: as `load_users` gives them, or the RAG_AUTH value itself. The
+    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1."""
     app.users = load_users(users) if isinstance(users, str) else users
     threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
     demo = build(app)
-    launch(demo, host, port, app.users, app.settings, prevent_thread_lock=not block,
-           quiet=not block)
+    launch(demo, host, port, app.users, app.settings, api=OpenAIApi(app),
+           prevent_thread_lock=not block, quiet=not block)
     return demo

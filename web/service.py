@@ -180,19 +180,22 @@ class NewsApp:
         return article.text if article else None
 
     def answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-               mode: str | None, date_filter: bool = True, as_of: date | None = None
-               ) -> AnswerStream:
+               mode: str | None, date_filter: bool = True, as_of: date | None = None,
+               checked: bool = False) -> AnswerStream:
         """The engine's stream, after warm-up; its answer with a hint when filters leave
         nothing, and source names in place of server paths. `date_filter`: let dates in
-        the question narrow the search; `as_of`: answer as if today were that day."""
-        return Streamed(self._answer(question, history, filters, mode, date_filter, as_of))
+        the question narrow the search; `as_of`: answer as if today were that day;
+        `checked`: only verified sentences go out (`Engine.stream`)."""
+        return Streamed(self._answer(question, history, filters, mode, date_filter, as_of,
+                                     checked))
 
     def _answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-                mode: str | None, date_filter: bool, as_of: date | None
+                mode: str | None, date_filter: bool, as_of: date | None, checked: bool
                 ) -> Generator[str, None, Answer]:
         self.warm_up()
         stream = self.engine.stream(question, history=history, filters=filters,
-                                    mode=mode or None, date_filter=date_filter, as_of=as_of)
+                                    mode=mode or None, date_filter=date_filter, as_of=as_of,
+                                    checked=checked)
         yield from stream
         answer = stream.result
         if filters and not answer.retrieved:

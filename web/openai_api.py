@@ -1,0 +1,382 @@
+"""The OpenAI-compatible API on the app's own server: `GET /v1/models`,
+`POST /v1/chat/completions` (plain or `stream: true`), answered by the chat's engine.
+
+It is a small Starlette app put in front of gradio's by `OpenAIRoutes` (an ASGI
+middleware): gradio has no hook for routes of our own, and FastAPI's (gradio's own
+framework) way would mean replacing gradio's launch. The shapes in and out are
+`web.completions`'; here are the login (Bearer tokens, `rag.tokens`), the bounds (the
+page's: question and history limits, answer lanes, a waiting room, 429 when full),
+and the answer's run on a worker thread that stops when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rag.streams import Streamed
+from rag.tokens import TokenError, TokenStore, tokens_path
+from rag.types import Answer
+from web import completions
+from web.auth import role_of
+from web.completions import ApiError, Asked
+from web.service import UNEXPECTED, NewsApp
+
+logger = logging.getLogger(__name__)
+MAX_BODY = 2 * 1024 * 1024  # 20 history turns of 20,000 characters fit well within it
+KEEP_ALIVE = 10.0  # seconds of silence in a stream before a comment line keeps it open
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class Lanes:
+    """At most `lanes` answers at once and `waiting` more in line; beyond, 429.
+
+    The page's own queue is gradio's and cannot be shared; this one has the same
+    sizes (RAG_ANSWER_CONCURRENCY, RAG_QUEUE_MAX)."""
+
+    def __init__(self, lanes: int, waiting: int) -> None:
+        self.lanes, self.waiting = lanes, waiting
+        self._free: asyncio.Semaphore | None = None
+        self._in_line = 0
+
+    async def enter(self) -> None:
+        if self._free is None:
+            self._free = asyncio.Semaphore(self.lanes)  # made on the server's own loop
+        if self._free.locked() and self._in_line >= self.waiting:
+            raise ApiError(429, f"The app is busy: {self._in_line} questions are waiting "
+                           "(RAG_QUEUE_MAX); try again shortly.", "requests",
+                           "rate_limit_exceeded", headers={"retry-after": "1"})
+        self._in_line += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self._in_line -= 1
+
+    def leave(self) -> None:
+        assert self._free is not None
+        self._free.release()
+
+
+@dataclass
+class Caller:
+    name: str | None
+    role: str
+
+
+class Run:
+    """One answer on a worker thread, its text handed to the event loop as it comes.
+
+    Setting `stop` (the client went away) closes the engine's stream at its next
+    delta, which closes a model's generation underneath; the answer's lane is freed
+    when the thread is done, not when the client left."""
+
+    def __init__(self, stream: Streamed[str, Answer], loop: asyncio.AbstractEventLoop,
+                 done: Callable[[], None]) -> None:
+        self.stream, self.loop, self.done = stream, loop, done
+        self.stop = threading.Event()
+        self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.thread = threading.Thread(target=self._run, name="api-answer", daemon=True)
+        self.thread.start()
+
+    def _put(self, kind: str, value: Any) -> None:  # noqa: ANN401
+        self.loop.call_soon_threadsafe(self.items.put_nowait, (kind, value))
+
+    def _run(self) -> None:
+        try:
+            for delta in self.stream:
+                if self.stop.is_set():
+                    logger.info("the API client went away: the answer is stopped")
+                    return
+                if delta:
+                    self._put("text", delta)
+            self._put("answer", self.stream.result)
+        except Exception as exc:
+            self._put("error", exc)
+        finally:
+            self.stream.close()
+            self.loop.call_soon_threadsafe(self.done)
+
+    async def events(self) -> AsyncIterator[tuple[str, Any]]:
+        """("text", delta)… then ("answer", Answer) or ("error", exc); ("wait", None)
+        after KEEP_ALIVE seconds of silence."""
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(self.items.get(), KEEP_ALIVE)
+            except TimeoutError:
+                yield "wait", None
+                continue
+            yield kind, value
+            if kind != "text":
+                return
+
+
+class OpenAIApi:
+    def __init__(self, app: NewsApp) -> None:
+        self.app = app
+        self.tokens = TokenStore(tokens_path(app.settings))
+        self.lanes = Lanes(app.settings.answer_concurrency, app.settings.queue_max)
+        self.asgi = Starlette(routes=[
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/models/{model:path}", self.model, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+        ], exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                               Exception: self._unexpected})
+
+    # -- who is asking -------------------------------------------------------------
+
+    def caller(self, request: Request) -> Caller:
+        """With login on (RAG_AUTH), the token's user; the role is the user's in
+        RAG_AUTH, or the token's own for an API-only user. 401 otherwise."""
+        if self.app.users is None:
+            return Caller(None, role_of(None, None))
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "No API token: send 'Authorization: Bearer <token>' (python -m "
+                           "rag token add NAME issues one).", code="invalid_api_key")
+        try:
+            entry = self.tokens.find(token.strip())
+        except TokenError as exc:
+            logger.error("%s", exc)
+            raise ApiError(500, "The server cannot read its API tokens (the details are in "
+                           "its log).", "server_error") from None
+        if entry is None:
+            client = request.client.host if request.client else "unknown"
+            logger.info("API call with a token that is not valid, from %s", client)
+            raise ApiError(401, "The API token is not valid (revoked or mistyped).",
+                           code="invalid_api_key")
+        user = self.app.users.get(entry.name)
+        return Caller(entry.name, user.role if user else entry.role)
+
+    # -- routes --------------------------------------------------------------------
+
+    async def models(self, request: Request) -> Response:
+        self.caller(request)
+        return JSONResponse(completions.model_list())
+
+    async def model(self, request: Request) -> Response:
+        self.caller(request)
+        return JSONResponse(completions.model_card(request.path_params["model"]))
+
+    async def chat(self, request: Request) -> Response:
+        caller = self.caller(request)
+        asked = completions.parse(await _json(request), self.app.limits)
+        await asyncio.to_thread(self._check_filters, asked)
+        await self.lanes.enter()
+        run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
+                  self.lanes.leave)
+        logger.info("API question from %s (%s): %r", caller.name or "anyone", asked.model,
+                    asked.question[:200])
+        if asked.stream:
+            return EventStream(self, asked, run)
+        return await self._whole(asked, run, request)
+
+    def _check_filters(self, asked: Asked) -> None:
+        """Articles and outlets the library does not hold are named, not searched for."""
+        filters = asked.filters
+        if not filters.article_ids and not filters.outlets:
+            return
+        articles = self.app.articles()
+        ids = {a.id for a in articles}
+        missing = [i for i in filters.article_ids if i not in ids]
+        if missing:
+            raise completions.bad(f"article_ids: the library has no article {missing[0]!r}"
+                                  + (f" (and {len(missing) - 1} more)" if missing[1:] else ""),
+                                  "article_ids")
+        outlets = {o.casefold() for o in self.app.outlet_choices(articles)}
+        unknown = [o for o in filters.outlets if o.casefold() not in outlets]
+        if unknown:
+            raise completions.bad(f"outlets: no article in the library is from {unknown[0]!r}",
+                                  "outlets")
+
+    async def _whole(self, asked: Asked, run: Run, request: Request) -> Response:
+        gone = asyncio.create_task(_disconnected(request.receive))
+        try:
+            async for kind, value in _until(run.events(), gone):
+                if kind == "answer":
+                    return JSONResponse(completions.completion(asked, value))
+                if kind == "error":
+                    raise self.failure(value, asked)
+            run.stop.set()  # the client went away: nothing to answer to
+            return Response(status_code=499)
+        finally:
+            gone.cancel()
+
+    def failure(self, exc: Exception, asked: Asked) -> ApiError:
+        """What the client is told of a failed answer: our own one-line reasons as 400s,
+        the store away as 503, anything else only that it happened (500)."""
+        line = self.app.error_line(exc, f"answering {asked.question[:200]!r} (API)")
+        if isinstance(exc, ValueError):
+            return completions.bad(line)
+        if line == UNEXPECTED:
+            return ApiError(500, line, "server_error")
+        return ApiError(503, line, "server_error")
+
+    async def _unexpected(self, request: Request, exc: Exception) -> Response:
+        logger.error("API request failed", exc_info=exc)
+        return _api_error(request, ApiError(500, UNEXPECTED, "server_error"))
+
+
+def answering(app: NewsApp, asked: Asked) -> Generator[str, None, Answer]:
+    """The chat's answer to the request, checked sentence by sentence (what a stream
+    sends is never taken back); on an empty library, what the page says."""
+    if not app.store.has_chunks():
+        return app.empty_answer(asked.question, asked.mode)
+    stream = app.answer(asked.question, asked.history, asked.filters, asked.mode,
+                        date_filter=asked.date_filter, as_of=asked.as_of, checked=True)
+    try:
+        yield from stream
+    finally:
+        stream.close()
+    return stream.result
+
+
+class EventStream(Response):
+    """Server-sent events in OpenAI's chunk format: the role, the answer as it is
+    written, the notes and sources, a last chunk with `finish_reason` and the
+    citations, usage if asked, then `data: [DONE]`. A client that disconnects stops
+    the answer."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, api: OpenAIApi, asked: Asked, run: Run) -> None:
+        # not Response.__init__: it would declare a Content-Length of 0
+        self.status_code, self.background = 200, None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                            (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
+        self.api, self.asked, self.run = api, asked, run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.create_task(_disconnected(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            if not await self._events(send, gone):
+                self.run.stop.set()
+        except OSError:  # the connection broke while writing
+            self.run.stop.set()
+        finally:
+            gone.cancel()
+
+    async def _events(self, send: Send, gone: asyncio.Task[None]) -> bool:
+        asked = self.asked
+
+        async def event(data: dict[str, Any] | str, comment: bool = False) -> None:
+            text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+            line = f": {text}\n\n" if comment else f"data: {text}\n\n"
+            await send({"type": "http.response.body", "body": line.encode(),
+                        "more_body": True})
+
+        await event(completions.chunk(asked, {"role": "assistant", "content": ""}))
+        sent = ""
+        async for kind, value in _until(self.run.events(), gone):
+            if kind == "wait":
+                await event("still answering", comment=True)
+            elif kind == "text":
+                sent += value
+                await event(completions.chunk(asked, {"content": value}))
+            elif kind == "error":
+                error = self.api.failure(value, asked)
+                await event(error.body())
+                break
+            else:
+                answer: Answer = value
+                rest = completions.content(answer)[len(sent):] if completions.content(
+                    answer).startswith(sent) else "\n\n" + completions.content(answer)
+                if rest:
+                    sent += rest
+                    await event(completions.chunk(asked, {"content": rest}))
+                await event(completions.chunk(asked, {}, "stop", **completions.extras(answer)))
+                if asked.include_usage:
+                    await event(completions.usage_chunk(asked, sent))
+                await event("[DONE]")
+                break
+        else:
+            return False  # the client went away first
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return True
+
+
+class OpenAIRoutes:
+    """ASGI middleware: `/v1/...` goes to the API, everything else to gradio."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], api: OpenAIApi) -> None:
+        self.app, self.api = app, api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path, root = str(scope.get("path", "")), str(scope.get("root_path", ""))
+            if root and path.startswith(root):
+                path = path[len(root):]
+            if path == "/v1" or path.startswith("/v1/"):
+                await self.api.asgi(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+async def _json(request: Request) -> Any:  # noqa: ANN401 - a client's JSON
+    if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        raise ApiError(413, f"The request body is over {MAX_BODY:,} bytes.")
+    body = b""
+    async for part in request.stream():
+        body += part
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"The request body is over {MAX_BODY:,} bytes.")
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise completions.bad("the request body is not JSON") from None
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Returns when the client disconnects (the body has been read by then)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _until(events: AsyncIterator[tuple[str, Any]], gone: asyncio.Task[None]
+                 ) -> AsyncIterator[tuple[str, Any]]:
+    """The run's events until it ends or the client disconnects, whichever is first."""
+    while True:
+        step = asyncio.ensure_future(anext(events))
+        await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not step.done():
+            step.cancel()
+            return
+        try:
+            yield step.result()
+        except StopAsyncIteration:
+            return
+
+
+def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = f"No such API route: {request.method} {request.url.path}."
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}."
+    else:
+        message = str(exc.detail)
+    return JSONResponse(ApiError(exc.status_code, message).body(),
+                        status_code=exc.status_code)
