@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def token_command(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Changes the token file; what login would make of it goes to stderr."""
+    out = out or sys.stdout
     from rag.tokens import TokenError, TokenStore, tokens_path
     from web.auth import AuthError, load_users
 

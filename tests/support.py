@@ -1,9 +1,13 @@
 """Helpers the test modules share: ports and the servers they start, an engine over
-fixed passages, and a model cache without the reader models."""
+fixed passages, a model cache without the reader models, the pieces of a fake
+OpenAI-compatible endpoint, and our own sample articles."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from rag.text import sentence_spans
 
 CHROMA = Path(sys.executable).with_name("chroma")  # the venv's `chroma run`
 
@@ -155,3 +161,42 @@ class ChromaServer:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+# -- a fake OpenAI-compatible endpoint's pieces ---------------------------------------
+
+
+def first_sentence_of_passage_1(prompt: str) -> str:
+    """The first sentence of passage [1] of the answerer's prompt (rag.llm.format_passages),
+    so that a cut answer would be a supported one if the cut went unnoticed."""
+    match = re.search(r"^\[1\] \(.*?\)\n(.+?)\n\n(?:\[2\] \(|Question: )", prompt, re.S | re.M)
+    if not match:
+        return "Iran and Azerbaijan fell out."
+    text = match.group(1)
+    start, end = sentence_spans(text)[0]
+    return text[start:end]
+
+
+def sse(content: str) -> bytes:
+    chunk = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+             "choices": [{"index": 0, "finish_reason": None, "delta": {"content": content}}]}
+    return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that gave up (its deadline) resets the connection: expected
+
+
+# -- our own sample articles -----------------------------------------------------------
+
+
+CLUB_ROW = (
+    "Harbour Rovers and Castle United fall out over stadium\n\n"
+    "Relations between Harbour Rovers and Castle United soured after the two clubs "
+    "failed to agree on sharing the new Quayside stadium, chairman Albert Penhale said. "
+    "The dispute began when Castle United demanded a larger share of ticket revenue, "
+    "and talks collapsed on Friday.\n"
+)

@@ -38,14 +38,13 @@ from typing import Any, TypeVar
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from support import CHROMA, ChromaServer, free_port
+from support import CHROMA, ChromaServer, QuietServer, first_sentence_of_passage_1, free_port, sse
 
 from ingest.pipeline import ingest
 from rag.connection import forget
 from rag.engine import Engine
 from rag.settings import Settings
 from rag.store import ArticleStore
-from rag.text import sentence_spans
 from web import server as web_server
 from web.service import NewsApp
 
@@ -74,30 +73,6 @@ def assert_one_clear_line(text: str) -> None:
 
 
 # -- A. a misbehaving LLM endpoint -------------------------------------------------------
-
-
-def first_sentence_of_passage_1(prompt: str) -> str:
-    """The first sentence of passage [1] of the answerer's prompt (rag.llm.format_passages),
-    so that a cut answer would be a supported one if the cut went unnoticed."""
-    match = re.search(r"^\[1\] \(.*?\)\n(.+?)\n\n(?:\[2\] \(|Question: )", prompt, re.S | re.M)
-    if not match:
-        return "Iran and Azerbaijan fell out."
-    text = match.group(1)
-    start, end = sentence_spans(text)[0]
-    return text[start:end]
-
-
-def sse(content: str) -> bytes:
-    chunk = {"id": "fake", "object": "chat.completion.chunk", "created": 0, "model": "fake",
-             "choices": [{"index": 0, "finish_reason": None, "delta": {"content": content}}]}
-    return f"data: {json.dumps(chunk)}\n\n".encode()
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that gave up (its deadline) resets the connection: expected
 
 
 class FakeLLM:
@@ -175,7 +150,7 @@ class FakeLLM:
                 # no `data: [DONE]`, no finish_reason, no last chunk: the line just drops
                 self.close_connection = True
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, name="fake-llm", daemon=True).start()
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from support import free_port
+from support import CLUB_ROW, free_port
 
 from web.server import start
 from web.service import NewsApp
@@ -368,15 +368,6 @@ def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleName
     finally:
         context.close()
         demo.close()
-
-
-CLUB_ROW = (
-    "Harbour Rovers and Castle United fall out over stadium\n\n"
-    "Relations between Harbour Rovers and Castle United soured after the two clubs "
-    "failed to agree on sharing the new Quayside stadium, chairman Albert Penhale said. "
-    "The dispute began when Castle United demanded a larger share of ticket revenue, "
-    "and talks collapsed on Friday.\n"
-)
 
 
 def test_a_question_without_a_subject_is_asked_back_and_a_story_link_answers_it(

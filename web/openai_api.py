@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -185,7 +185,8 @@ class OpenAIApi:
         return await self._whole(asked, run, request)
 
     def _check_filters(self, asked: Asked) -> None:
-        """Articles and outlets the library does not hold are named, not searched for."""
+        """Articles and outlets the library does not hold are named, not searched for;
+        outlets are matched regardless of case."""
         filters = asked.filters
         if not filters.article_ids and not filters.outlets:
             return
@@ -196,11 +197,14 @@ class OpenAIApi:
             raise completions.bad(f"article_ids: the library has no article {missing[0]!r}"
                                   + (f" (and {len(missing) - 1} more)" if missing[1:] else ""),
                                   "article_ids")
-        outlets = {o.casefold() for o in self.app.outlet_choices(articles)}
+        outlets = {o.casefold(): o for o in self.app.outlet_choices(articles)}
         unknown = [o for o in filters.outlets if o.casefold() not in outlets]
         if unknown:
             raise completions.bad(f"outlets: no article in the library is from {unknown[0]!r}",
                                   "outlets")
+        # as the library spells them: a client's "bbc" finds "BBC"
+        asked.filters = replace(filters, outlets=[outlets[o.casefold()]
+                                                  for o in filters.outlets])
 
     async def _whole(self, asked: Asked, run: Run, request: Request) -> Response:
         gone = asyncio.create_task(_disconnected(request.receive))

@@ -1,0 +1,388 @@
+"""The OpenAI-compatible API, through the real `openai` client against the running app:
+plain and streamed answers with their citations, follow-ups, refusals, questions
+back, filters, bad models, bad tokens, and a client that leaves mid-stream.
+
+The model behind `news-rag-llm` is a fake OpenAI-compatible endpoint on loopback
+that copies the first sentence of passage [1] (so its answer is supported) and then,
+for the disconnect test, writes words slowly until its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from support import CLUB_ROW, QuietServer, first_sentence_of_passage_1, free_port, sse
+
+from ingest.pipeline import ingest
+from rag.cli import main as rag_main
+from rag.settings import Settings
+from rag.tokens import TokenStore, tokens_path
+from rag.types import REFUSAL, Answer
+from web import completions
+from web import server as web_server
+from web.completions import ApiError
+from web.limits import Limits
+from web.openai_api import Lanes
+from web.service import EMPTY_LIBRARY, NewsApp
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
+    "iran-azerbaijan-baku-meeting.txt"
+WHY = "Why did relations between Iran and Azerbaijan sour?"
+SLOW_WORDS = 400  # the slow answer's filler: 20 s at 0.05 s a word, if nobody stops it
+
+
+class FakeWriter:
+    """`/v1/chat/completions`: streamed, the first sentence of passage [1] with [1],
+    then (when the question asks for "slowly") filler words every 0.05 s; plain (the
+    condense call), a rewrite of the question. `cut` is set when a client that was
+    being written to went away; `words` counts the filler words sent."""
+
+    def __init__(self) -> None:
+        self.cut = threading.Event()
+        self.words = 0
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = str(body["messages"][-1]["content"])
+                if not body.get("stream"):
+                    self.plain("Why did relations between Iran and Azerbaijan sour?")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    self.event(sse(first_sentence_of_passage_1(prompt) + " [1] "))
+                    if "slowly" in prompt:
+                        for _ in range(SLOW_WORDS):
+                            time.sleep(0.05)
+                            self.event(sse("and "))
+                            fake.words += 1
+                    last = {"id": "fake", "object": "chat.completion.chunk", "created": 0,
+                            "model": "fake", "choices": [{"index": 0, "delta": {},
+                                                          "finish_reason": "stop"}]}
+                    self.event(f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode())
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    fake.cut.set()
+
+            def event(self, data: bytes) -> None:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def plain(self, text: str) -> None:
+                payload = json.dumps({
+                    "id": "fake", "object": "chat.completion", "created": 0, "model": "fake",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, name="fake-writer",
+                         daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    """The app on the seed article and a club row (two stories of souring relations),
+    its LLM the fake writer; no login."""
+    data = tmp_path_factory.mktemp("openai_api")
+    club = data / "club.txt"
+    club.write_text(CLUB_ROW, encoding="utf-8")
+    writer = FakeWriter()
+    settings = Settings(data_dir=data, collection="openaiapi", llm_model="fake",
+                        openai_base_url=writer.base_url, openai_api_key="x",
+                        answer_mode="auto", llm_timeout=60)
+    news = NewsApp(settings)
+    assert ingest([str(SEED)], news.store, settings, progress=False,
+                  outlet="Seed Times").count("added") == 1
+    assert ingest([str(club)], news.store, settings, progress=False).count("added") == 1
+    port = free_port()
+    demo = web_server.start(news, "127.0.0.1", port, block=False)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield SimpleNamespace(
+            app=news, base=base, writer=writer, settings=settings,
+            client=openai.OpenAI(base_url=base, api_key="unused", max_retries=0),
+            seed_id=next(a.id for a in news.articles() if "Pezeshkian" in a.title))
+    finally:
+        demo.close()
+        writer.close()
+
+
+def ask(api: SimpleNamespace, question: str, model: str = "news-rag-extractive",
+        history: list[dict[str, str]] | None = None, **extra: Any) -> Any:  # noqa: ANN401
+    return api.client.chat.completions.create(
+        model=model, messages=[*(history or []), {"role": "user", "content": question}],
+        extra_body=extra or None)
+
+
+# -- through the openai client ----------------------------------------------------------
+
+
+def test_models_are_listed_and_an_unknown_one_is_404(api: SimpleNamespace) -> None:
+    assert [m.id for m in api.client.models.list()] == list(completions.MODELS)
+    assert api.client.models.retrieve("news-rag-llm").id == "news-rag-llm"
+    with pytest.raises(openai.NotFoundError) as err:
+        ask(api, WHY, model="gpt-4o")
+    assert err.value.code == "model_not_found" and "news-rag-extractive" in err.value.message
+
+
+def test_a_plain_answer_carries_its_sources_in_content_and_its_citations_beside(
+        api: SimpleNamespace) -> None:
+    got = ask(api, WHY)
+    content = got.choices[0].message.content
+    answer, trailer = content.split(completions.TRAILER)
+    assert "Israel" in answer and "[1]" in answer and got.choices[0].finish_reason == "stop"
+    citations, rag = got.model_extra["citations"], got.model_extra["rag"]
+    assert rag["answer"] == answer and not rag["refused"] and rag["mode"] == "extractive"
+    article = api.app.store.get_article(api.seed_id).text
+    assert citations and trailer.startswith("Sources:")
+    for c in citations:
+        assert article[c["start"]:c["end"]] == c["quote"]  # the exact passage
+        assert f"[{c['n']}]" in answer
+        assert f"[{c['n']}] {c['title']} · Seed Times · {c['published']}" in trailer
+        assert c["quote"] in trailer and c["file_path"] == "iran-azerbaijan-baku-meeting.txt"
+    assert got.usage.completion_tokens > 10 and got.model == "news-rag-extractive"
+
+
+def test_a_follow_up_carries_the_subject_and_our_sources_are_not_read_as_history(
+        api: SimpleNamespace) -> None:
+    first = ask(api, WHY)
+    history = [{"role": "user", "content": WHY},
+               {"role": "assistant", "content": first.choices[0].message.content}]
+    follow = ask(api, "and when did the presidents meet?", history=history)
+    rag = follow.model_extra["rag"]
+    assert "Azerbaijan" in rag["standalone_question"] and not rag["refused"]
+    asked, turns = completions.conversation(
+        [*history, {"role": "user", "content": "and when?"}], api.app.limits)
+    assert turns[1]["content"] == first.model_extra["rag"]["answer"]  # no "Sources:"
+
+
+def test_what_the_articles_do_not_say_is_refused_without_sources(api: SimpleNamespace
+                                                                 ) -> None:
+    got = ask(api, "Who won the 2006 World Cup?")
+    assert got.model_extra["rag"]["refused"] and not got.model_extra["citations"]
+    assert got.choices[0].message.content.startswith(REFUSAL)
+    assert "Sources:" not in got.choices[0].message.content
+
+
+def test_a_question_without_a_subject_is_asked_back_and_a_choice_answers(
+        api: SimpleNamespace) -> None:
+    got = ask(api, "why did relations sour?")
+    rag, content = got.model_extra["rag"], got.choices[0].message.content
+    assert len(rag["clarify"]) == 2 and content.startswith("Which story do you mean?")
+    seed = next(c for c in rag["clarify"] if c["article_id"] == api.seed_id)
+    assert f"- {seed['question']}" in content  # the questions to ask, in plain text
+    answered = ask(api, seed["question"])
+    assert not answered.model_extra["rag"]["clarify"]
+    assert {c["article_id"] for c in answered.model_extra["citations"]} == {api.seed_id}
+
+
+def test_filters_narrow_the_search_and_bad_ones_are_one_line_400s(api: SimpleNamespace
+                                                                   ) -> None:
+    only_seed = ask(api, "why did relations sour?", article_ids=[api.seed_id])
+    assert not only_seed.model_extra["rag"]["clarify"]
+    assert {c["article_id"] for c in only_seed.model_extra["citations"]} == {api.seed_id}
+    by_outlet = ask(api, "why did relations sour?", outlets=["seed times"])
+    assert {c["outlet"] for c in by_outlet.model_extra["citations"]} == {"Seed Times"}
+    later = ask(api, WHY, date_from="2030-01-01")
+    assert later.model_extra["rag"]["refused"] and "no passage matches the filters" in \
+        later.choices[0].message.content
+    for extra, named in [({"date_from": "2025-13-01"}, "date_from"),
+                         ({"date_from": "2025-05-01", "date_to": "2025-04-01"}, "empty"),
+                         ({"article_ids": "abc"}, "list of strings"),
+                         ({"article_ids": ["nope"]}, "no article 'nope'"),
+                         ({"outlets": ["Daily Nowhere"]}, "Daily Nowhere"),
+                         ({"date_filter": "yes"}, "true or false")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            ask(api, WHY, **extra)
+        assert named in err.value.message and "\n" not in err.value.message, extra
+
+
+def test_the_webs_bounds_apply(api: SimpleNamespace) -> None:
+    limit = api.settings.max_question_chars
+    with pytest.raises(openai.BadRequestError, match="RAG_MAX_QUESTION_CHARS"):
+        ask(api, "why " * limit)
+    turns = [{"role": r, "content": "x"} for _ in range(api.settings.max_history_turns + 1)
+             for r in ("user", "assistant")]
+    with pytest.raises(openai.BadRequestError, match="RAG_MAX_HISTORY_TURNS"):
+        ask(api, WHY, history=turns)
+    with pytest.raises(openai.BadRequestError, match="only text content"):
+        api.client.chat.completions.create(model="news-rag", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}])
+    with pytest.raises(openai.BadRequestError, match="last message"):
+        api.client.chat.completions.create(model="news-rag", messages=[
+            {"role": "user", "content": WHY}, {"role": "assistant", "content": "Yes."}])
+
+
+def test_a_stream_sends_checked_sentences_then_sources_then_citations(
+        api: SimpleNamespace) -> None:
+    """The model cites passage numbers; what the stream sends is the checked answer in
+    its own numbering, then the sources, then a last chunk with the citations."""
+    chunks = list(api.client.chat.completions.create(
+        model="news-rag-llm", messages=[{"role": "user", "content": WHY}], stream=True,
+        stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason == "stop")
+    rag, citations = final.model_extra["rag"], final.model_extra["citations"]
+    assert rag["mode"] == "llm" and rag["model"] == "fake" and citations, rag["notice"]
+    assert text == completions.content(Answer.model_validate({**rag, "citations": citations}))
+    assert "[1]" in rag["answer"]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert ask(api, WHY, model="news-rag").model_extra["rag"]["mode"] == "llm"  # the default
+
+
+def test_the_raw_stream_ends_in_done(api: SimpleNamespace) -> None:
+    with httpx.stream("POST", f"{api.base}/chat/completions", timeout=60, json={
+            "model": "news-rag-extractive", "stream": True,
+            "messages": [{"role": "user", "content": WHY}]}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in response.iter_lines() if line]
+    assert events[-1] == "data: [DONE]"
+    last = json.loads(events[-2].removeprefix("data: "))
+    assert last["choices"][0]["finish_reason"] == "stop" and last["citations"]
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_models_generation(
+        api: SimpleNamespace) -> None:
+    api.writer.cut.clear()
+    stream = api.client.chat.completions.create(
+        model="news-rag-llm", stream=True,
+        messages=[{"role": "user", "content": WHY + " Answer slowly."}])
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break  # the first checked sentence is here; the model is still writing
+    stream.close()
+    assert api.writer.cut.wait(10), "the model went on writing to nobody"
+    assert api.writer.words < SLOW_WORDS / 2
+    assert not ask(api, WHY).model_extra["rag"]["refused"]  # its lane is free again
+
+
+def test_errors_for_routes_and_bodies_are_openai_json(api: SimpleNamespace) -> None:
+    for method, path, body, status in [("GET", "/chat/completions", None, 405),
+                                       ("GET", "/embeddings", None, 404),
+                                       ("POST", "/chat/completions", b"{not json", 400),
+                                       ("POST", "/chat/completions", b"[]", 400)]:
+        response = httpx.request(method, api.base + path, content=body, timeout=30)
+        assert response.status_code == status, (path, response.text)
+        assert response.json()["error"]["message"]
+
+
+# -- login: tokens ------------------------------------------------------------------------
+
+
+def test_with_login_on_the_api_takes_tokens_per_user_and_a_revoked_one_fails(
+        api: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = api.settings.model_copy(update={"api_tokens": tmp_path / "tokens.json"})
+    monkeypatch.setenv("RAG_API_TOKENS", str(settings.api_tokens))
+    monkeypatch.setenv("RAG_AUTH", "ann:pw:editor")
+    from rag.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        assert rag_main(["token", "add", "ann"]) == 0
+    finally:
+        get_settings.cache_clear()
+    token = capsys.readouterr().out.strip()
+    assert token.startswith("nrag-") and token not in settings.api_tokens.read_text()
+    [entry] = TokenStore(tokens_path(settings)).load()
+    assert entry.name == "ann" and entry.role == "editor"
+
+    port = free_port()
+    demo = web_server.start(NewsApp(settings, engine=api.app.engine), "127.0.0.1", port,
+                            users="ann:pw:editor", block=False)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        def client(key: str) -> openai.OpenAI:
+            return openai.OpenAI(base_url=base, api_key=key, max_retries=0)
+
+        got = client(token).chat.completions.create(
+            model="news-rag-extractive", messages=[{"role": "user", "content": WHY}])
+        assert got.model_extra["citations"]
+        for key in ("nrag-not-a-token", "pw"):
+            with pytest.raises(openai.AuthenticationError) as err:
+                client(key).models.list()
+            assert err.value.code == "invalid_api_key"
+        missing = httpx.get(f"{base}/models", timeout=30)
+        assert missing.status_code == 401 and "Bearer" in missing.json()["error"]["message"]
+        TokenStore(tokens_path(settings)).revoke("ann")
+        with pytest.raises(openai.AuthenticationError):  # at once, without a restart
+            client(token).models.list()
+    finally:
+        demo.close()
+
+
+# -- parts ------------------------------------------------------------------------------
+
+
+def test_lanes_let_some_wait_and_refuse_the_rest_with_429() -> None:
+    async def scene() -> list[str]:
+        lanes = Lanes(lanes=1, waiting=1)
+        await lanes.enter()  # answering
+        waiting = asyncio.ensure_future(lanes.enter())
+        await asyncio.sleep(0)
+        with pytest.raises(ApiError) as err:
+            await lanes.enter()
+        assert err.value.status == 429 and err.value.headers["retry-after"] == "1"
+        lanes.leave()
+        await asyncio.wait_for(waiting, 1)  # the one in line goes next
+        return [err.value.code or ""]
+
+    assert asyncio.run(scene()) == ["rate_limit_exceeded"]
+
+
+def test_an_empty_library_answers_what_the_page_says(tmp_path: Path) -> None:
+    from rag.streams import Streamed
+    from web.openai_api import answering
+
+    news = NewsApp(Settings(data_dir=tmp_path, collection="emptyapi"))
+    asked = completions.parse({"model": "news-rag", "messages": [
+        {"role": "user", "content": WHY}]}, Limits(news.settings))
+    answer = Streamed(answering(news, asked)).result
+    assert answer.refused and completions.content(answer) == EMPTY_LIBRARY
+
+
+def test_a_request_body_is_read_as_openai_sends_it() -> None:
+    limits = Limits(Settings())
+    asked = completions.parse({
+        "model": "news-rag-llm", "temperature": 0.2, "stream": True, "user": "x",
+        "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                     {"role": "user", "content": [{"type": "text", "text": "why did"},
+                                                  {"type": "text", "text": "it sour?"}]}]},
+        limits)
+    assert asked.question == "why did it sour?" and asked.history == [] and asked.stream
+    assert asked.mode == "llm"
+    with pytest.raises(ApiError, match="n must be 1"):
+        completions.parse({"model": "news-rag", "n": 2, "messages": [
+            {"role": "user", "content": "x"}]}, limits)
