@@ -343,6 +343,45 @@ def test_with_login_on_the_api_takes_tokens_per_user_and_a_revoked_one_fails(
         demo.close()
 
 
+def test_past_the_lanes_and_the_waiting_room_a_request_is_told_429(api: SimpleNamespace
+                                                                    ) -> None:
+    """One lane, one place in line: a slow answer runs, the next waits, the third is
+    refused at once; when the first client leaves, the one in line is answered."""
+    from web.layout import build
+    from web.openai_api import OpenAIApi
+
+    settings = api.settings.model_copy(update={"answer_concurrency": 1, "queue_max": 1})
+    news = NewsApp(settings, engine=api.app.engine)
+    served = OpenAIApi(news)
+    port = free_port()
+    demo = build(news)
+    web_server.launch(demo, "127.0.0.1", port, None, settings, api=served,
+                      prevent_thread_lock=True, quiet=True)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="-",
+                           max_retries=0)
+    slow = [{"role": "user", "content": WHY + " Answer slowly."}]
+    try:
+        first = client.chat.completions.create(model="news-rag-llm", messages=slow,
+                                               stream=True)
+        second: list[Any] = []
+        waiting = threading.Thread(target=lambda: second.append(
+            client.chat.completions.create(model="news-rag-extractive", messages=[
+                {"role": "user", "content": WHY}])))
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while served.lanes.in_line < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(openai.RateLimitError) as err:
+            client.chat.completions.create(model="news-rag-extractive", messages=slow)
+        assert err.value.code == "rate_limit_exceeded"
+        assert err.value.response.headers["retry-after"] == "1"
+        first.close()
+        waiting.join(30)
+        assert second and second[0].model_extra["citations"]
+    finally:
+        demo.close()
+
+
 # -- parts ------------------------------------------------------------------------------
 
 

@@ -53,6 +53,10 @@ class Lanes:
         self._free: asyncio.Semaphore | None = None
         self._in_line = 0
 
+    @property
+    def in_line(self) -> int:
+        return self._in_line
+
     async def enter(self) -> None:
         if self._free is None:
             self._free = asyncio.Semaphore(self.lanes)  # made on the server's own loop
