@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                           date_from=args.since, date_to=args.until)
         stream = engine.stream(args.question, history=history, filters=filters,
                                mode=args.mode, retrieval=args.retrieval, as_of=args.as_of,
-                               date_filter=not args.no_date_filter)
+                               date_filter=not args.no_date_filter, checked=True)
         for delta in stream:
             if not args.json:
                 print(delta, end="", flush=True)
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return 0
-    print()
-    if result.mode == AnswerMode.LLM:  # the streamed text had the model's numbering
-        print(f"\n{result.answer}")
+    print()  # the streamed text was the checked answer, in its own numbering
     if result.clarify:
         print("\nAsk again about one of them, e.g.:")
         for c in result.clarify:
