@@ -183,6 +183,19 @@ def sse(content: str) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 (keep-alive, chunked streams), no access log; `json_body()` reads a POST."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def json_body(self) -> Any:  # noqa: ANN401
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+
 class QuietServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 

@@ -22,7 +22,6 @@ Already covered elsewhere:
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import sys
@@ -38,7 +37,15 @@ from typing import Any, TypeVar
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from support import CHROMA, ChromaServer, QuietServer, first_sentence_of_passage_1, free_port, sse
+from support import (
+    CHROMA,
+    ChromaServer,
+    QuietHandler,
+    QuietServer,
+    first_sentence_of_passage_1,
+    free_port,
+    sse,
+)
 
 from ingest.pipeline import ingest
 from rag.connection import forget
@@ -94,15 +101,9 @@ class FakeLLM:
         lock = threading.Lock()
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                body = self.json_body()
                 fault = self.path.strip("/").split("/", 1)[0]
                 if not self.path.endswith("/v1/chat/completions"):
                     self.send_error(404)

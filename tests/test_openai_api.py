@@ -10,7 +10,6 @@ for the disconnect test, writes words slowly until its client goes away.
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import threading
 import time
@@ -22,7 +21,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from support import CLUB_ROW, QuietServer, first_sentence_of_passage_1, free_port, sse
+from support import (
+    CLUB_ROW,
+    QuietHandler,
+    QuietServer,
+    first_sentence_of_passage_1,
+    free_port,
+    sse,
+)
 
 from ingest.pipeline import ingest
 from rag.cli import main as rag_main
@@ -53,14 +59,9 @@ class FakeWriter:
         self.words = 0
         fake = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.json_body()
                 prompt = str(body["messages"][-1]["content"])
                 if not body.get("stream"):
                     self.plain("Why did relations between Iran and Azerbaijan sour?")

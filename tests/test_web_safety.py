@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client, handle_file
-from support import free_port
+from support import QuietHandler, free_port
 
 from web import chat, limits
 from web.auth import LoginThrottle, User, load_users, parse_users
@@ -55,12 +55,7 @@ class Drip:
         self.streaming = threading.Event()
         drip = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 drip.requests.append(self.path)
                 if self.path.startswith("/slow"):
