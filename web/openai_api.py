@@ -12,6 +12,7 @@ and the answer's run on a worker thread that stops when the client goes away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -97,7 +98,11 @@ class Run:
         self.thread.start()
 
     def _put(self, kind: str, value: Any) -> None:  # noqa: ANN401
-        self.loop.call_soon_threadsafe(self.items.put_nowait, (kind, value))
+        self._call(self.items.put_nowait, (kind, value))
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the server's loop closed mid-answer
+            self.loop.call_soon_threadsafe(fn, *args)
 
     def _run(self) -> None:
         try:
@@ -112,7 +117,7 @@ class Run:
             self._put("error", exc)
         finally:
             self.stream.close()
-            self.loop.call_soon_threadsafe(self.done)
+            self._call(self.done)
 
     async def events(self) -> AsyncIterator[tuple[str, Any]]:
         """("text", delta)… then ("answer", Answer) or ("error", exc); ("wait", None)
@@ -182,8 +187,8 @@ class OpenAIApi:
         await self.lanes.enter()
         run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
                   self.lanes.leave)
-        logger.info("API question from %s (%s): %r", caller.name or "anyone", asked.model,
-                    asked.question[:200])
+        logger.debug("API question from %s (%s): %r", caller.name or "anyone", asked.model,
+                     asked.question[:200])
         if asked.stream:
             return EventStream(self, asked, run)
         return await self._whole(asked, run, request)
