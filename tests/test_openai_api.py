@@ -426,3 +426,26 @@ def test_a_request_body_is_read_as_openai_sends_it() -> None:
     with pytest.raises(ApiError, match="n must be 1"):
         completions.parse({"model": "news-rag", "n": 2, "messages": [
             {"role": "user", "content": "x"}]}, limits)
+
+
+def test_the_token_file_keeps_hashes_only_and_says_what_is_wrong(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rag.tokens import TokenError
+
+    store = TokenStore(tmp_path / "tokens.json")
+    entry, secret = store.add("svc-bot", "reader")
+    other, _ = store.add("ann", "editor")
+    assert store.find(secret) == entry and store.find(secret + "x") is None
+    assert store.find(secret.removeprefix("nrag-")) is None
+    assert secret not in store.path.read_text() and store.path.stat().st_mode & 0o077 == 0
+    assert [t.id for t in store.revoke(entry.id)] == [entry.id]
+    assert store.find(secret) is None and store.load() == [other]
+    with pytest.raises(TokenError, match="no token has the id or user name 'bob'"):
+        store.revoke("bob")
+    with pytest.raises(TokenError, match="not a user name"):
+        store.add("a:b", "reader")
+    store.path.write_text("{broken", encoding="utf-8")
+    with pytest.raises(TokenError, match="unreadable"):
+        store.load()
+    assert rag_main(["token", "--data-dir", str(tmp_path / "d"), "revoke", "x"]) == 1
+    assert "error: no token has the id" in capsys.readouterr().err
