@@ -170,6 +170,16 @@ def check_size(size: int, max_bytes: int) -> None:
         raise SourceError(f"larger than the {limit} limit (set RAG_MAX_FILE_MB to raise it)")
 
 
+@dataclass(frozen=True)
+class Fetched:
+    body: bytes  # empty when not modified
+    content_type: str
+    url: str  # after redirects
+    status: int  # 200, or 304: not modified since the validators given
+    etag: str | None = None
+    last_modified: str | None = None
+
+
 def fetch(url: str, max_bytes: int, timeout: float, policy: FetchPolicy | None = None
           ) -> tuple[bytes, str, str | None]:
     """The body of `url`, its content type and the final URL after redirects.
@@ -177,9 +187,21 @@ def fetch(url: str, max_bytes: int, timeout: float, policy: FetchPolicy | None =
     `timeout` bounds the whole download (DNS, redirects and a server that trickles).
     Raises SourceError with a one-line reason; see the module docstring for which.
     """
+    got = fetch_if_changed(url, max_bytes, timeout, policy)
+    return got.body, got.content_type, got.url
+
+
+def fetch_if_changed(url: str, max_bytes: int, timeout: float,
+                     policy: FetchPolicy | None = None, etag: str | None = None,
+                     last_modified: str | None = None) -> Fetched:
+    """`fetch` as a conditional request: with the validators of an earlier response
+    (ETag, Last-Modified), a server whose copy has not changed answers 304 and sends
+    nothing (`status` 304, no body). The response's own validators come back."""
     deadline = time.monotonic() + timeout
+    headers = {k: v for k, v in (("If-None-Match", etag), ("If-Modified-Since", last_modified))
+               if v}
     try:
-        return _fetch(url, max_bytes, deadline, policy or FetchPolicy())
+        return _fetch(url, max_bytes, deadline, policy or FetchPolicy(), headers)
     except _Refused as exc:
         logger.info("fetch %s refused: %s", url, exc)
         raise SourceError(UNREACHABLE) from None
@@ -192,24 +214,29 @@ def fetch(url: str, max_bytes: int, timeout: float, policy: FetchPolicy | None =
         raise SourceError(UNREACHABLE) from None
 
 
-def _fetch(url: str, max_bytes: int, deadline: float, policy: FetchPolicy
-           ) -> tuple[bytes, str, str | None]:
+def _fetch(url: str, max_bytes: int, deadline: float, policy: FetchPolicy,
+           headers: dict[str, str]) -> Fetched:
     current = _checked_url(httpx.URL(url))
     # trust_env=False: a proxy from the environment would connect by name, undoing the pin.
     with httpx.Client(trust_env=False, follow_redirects=False,
                       headers={"User-Agent": USER_AGENT}) as client:
         for _hop in range(MAX_REDIRECTS + 1):
-            response = _send(client, current, policy, deadline)
+            response = _send(client, current, policy, deadline, headers)
             try:
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
                     current = _checked_url(current.join(location))
                     continue
+                validators = (response.headers.get("etag"),
+                              response.headers.get("last-modified"))
+                if response.status_code == 304 and headers:
+                    return Fetched(b"", "", str(current), 304, *validators)
                 if response.status_code != 200:
                     raise SourceError(
                         f"HTTP {response.status_code} {response.reason_phrase}".strip())
                 body = _read_body(response, max_bytes, deadline)
-                return body, response.headers.get("content-type", ""), str(current)
+                return Fetched(body, response.headers.get("content-type", ""), str(current),
+                               200, *validators)
             finally:
                 response.close()
     raise SourceError(f"too many redirects (more than {MAX_REDIRECTS})")
@@ -224,8 +251,8 @@ def _checked_url(url: httpx.URL) -> httpx.URL:
     return url
 
 
-def _send(client: httpx.Client, url: httpx.URL, policy: FetchPolicy, deadline: float
-          ) -> httpx.Response:
+def _send(client: httpx.Client, url: httpx.URL, policy: FetchPolicy, deadline: float,
+          headers: dict[str, str] | None = None) -> httpx.Response:
     """Resolve `url`'s host once, judge every address, and send the request to the first."""
     host = url.raw_host.decode("ascii")  # IDNA-encoded; IPv6 without brackets
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -238,7 +265,8 @@ def _send(client: httpx.Client, url: httpx.URL, policy: FetchPolicy, deadline: f
     if url.scheme == "https" and not _is_ip(host):
         extensions["sni_hostname"] = host  # TLS name and certificate check use the real name
     request = client.build_request(
-        "GET", url.copy_with(host=str(address)), headers={"Host": url.netloc.decode("ascii")},
+        "GET", url.copy_with(host=str(address)),
+        headers={**(headers or {}), "Host": url.netloc.decode("ascii")},
         extensions=extensions, timeout=_remaining(deadline),
     )
     logger.debug("fetch %s via %s", url, address)
