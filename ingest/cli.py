@@ -14,9 +14,10 @@ from ingest.fetch import FetchPolicy
 from ingest.pipeline import Result, ingest
 from rag.settings import Settings, get_settings
 
-COMMANDS = ("add", "list", "remove", "stats", "drop", "check")
+COMMANDS = ("add", "feed", "list", "remove", "stats", "drop", "check")
 
 USAGE = """python -m ingest [OPTIONS] SOURCE...       add files, folders, URLs or - (stdin)
+       python -m ingest [OPTIONS] feed URL...     RSS, Atom, JSON Feed or sitemap: new entries
        python -m ingest [OPTIONS] list [--json]   the stored articles
        python -m ingest [OPTIONS] remove REF...   by id, URL or file path
        python -m ingest [OPTIONS] stats [--json]  counts, outlets, dates, model
@@ -56,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("-v", "--verbose", action="store_true",
                      help="a line for every article, and diagnostics (why a URL was refused, "
                           "tracebacks of unexpected errors) on stderr")
+    feed = sub.add_parser("feed", parents=[common],
+                          help="add the new and changed entries of feeds and sitemaps")
+    feed.add_argument("urls", nargs="+", metavar="URL",
+                      help="an RSS, Atom or JSON Feed, a sitemap, a sitemap index or a "
+                           "Google News sitemap")
+    feed.add_argument("--outlet", help="outlet name for entries whose page and feed do not say")
+    feed.add_argument("--max-entries", type=int, default=None, metavar="N",
+                      help="entries read per feed, newest first (default 200)")
+    feed.add_argument("--allow-private", action="store_true",
+                      help="let the feeds and pages be on private or loopback addresses")
+    feed.add_argument("-v", "--verbose", action="store_true",
+                      help="a line for every article, and diagnostics on stderr")
     for name, helptext in (("list", "list stored articles"), ("stats", "store statistics")):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         # Only writing needs the model to match; listing or dropping a mismatched one must work.
-        store = ArticleStore(settings, check_model=args.command in ("add", "check"))
+        store = ArticleStore(settings, check_model=args.command in ("add", "feed", "check"))
         return COMMAND_FUNCS[args.command](args, store, settings)
     except ValidationError as exc:
         print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
@@ -172,6 +185,37 @@ def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
                         on_result=show, on_wait=say_waiting)
     print(report.summary())
     return 1 if report.failed else 0
+
+
+def cmd_feed(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    """A line per feed, a line per new or updated article (every one with -v) and per
+    failure, then the summary. Exit 1 when a feed or an entry failed."""
+    from ingest.feeds import MAX_ENTRIES, read_feeds
+
+    try:
+        policy = FetchPolicy.from_settings(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    failed_feeds = []
+
+    def on_feed(report: Any) -> None:  # noqa: ANN401
+        print(report.line(), file=sys.stderr if report.error else sys.stdout, flush=True)
+        if report.error:
+            failed_feeds.append(report)
+
+    stream = read_feeds(args.urls, store, settings, outlet=args.outlet, policy=policy,
+                        max_entries=args.max_entries or MAX_ENTRIES, on_feed=on_feed)
+    try:
+        for result in stream:
+            if args.verbose or result.status != "unchanged":
+                print(result.line(), file=sys.stderr if result.status == "failed"
+                      else sys.stdout, flush=True)
+    finally:
+        stream.close()
+    report = stream.result
+    print(report.summary())
+    return 1 if report.failed or failed_feeds else 0
 
 
 def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
@@ -268,5 +312,5 @@ def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     return 0 if health.ok else 1
 
 
-COMMAND_FUNCS = {"add": cmd_add, "list": cmd_list, "remove": cmd_remove, "stats": cmd_stats,
-                 "drop": cmd_drop, "check": cmd_check}
+COMMAND_FUNCS = {"add": cmd_add, "feed": cmd_feed, "list": cmd_list, "remove": cmd_remove,
+                 "stats": cmd_stats, "drop": cmd_drop, "check": cmd_check}
