@@ -22,6 +22,7 @@ import re
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -35,6 +36,7 @@ from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
 from ingest.pipeline import Ingestor, Report, Result, _take, read_source
 from ingest.readers import SourceError
 from ingest.sources import Source
+from rag.models import Article
 from rag.settings import Settings
 from rag.store import ArticleStore
 from rag.streams import Streamed
@@ -42,6 +44,7 @@ from rag.streams import Streamed
 logger = logging.getLogger(__name__)
 MAX_ENTRIES = 200  # entries read per feed per run, newest first: a runaway feed is bounded
 MAX_SITEMAPS = 50  # child sitemaps read from one index
+FETCHES = 2  # pages fetched at once (a feed's pages are on its own host, mostly)
 SUMMARY_NOTE = "feed summary only: the page could not be fetched"
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 _NEWS_NS = "{http://www.google.com/schemas/sitemap-news/0.9}"
@@ -300,17 +303,20 @@ class FeedReport:
 
 def read_feeds(urls: list[str], store: ArticleStore, settings: Settings, *,
                outlet: str | None = None, policy: FetchPolicy | None = None,
-               max_entries: int = MAX_ENTRIES, on_feed: Callable[[FeedReport], None]
-               | None = None) -> Streamed[Result, Report]:
+               max_entries: int = MAX_ENTRIES, fetches: int = FETCHES,
+               on_feed: Callable[[FeedReport], None] | None = None
+               ) -> Streamed[Result, Report]:
     """Each feed's new and changed entries as articles, a result each as it is final;
-    `.result` is the report. `on_feed` gets each feed's own report."""
+    `.result` is the report. `on_feed` gets each feed's own report. Closing the stream
+    stops between entries: what was written stays, the feed's state is not advanced
+    past what was (so the next read fetches the rest)."""
     policy = policy or FetchPolicy.from_settings(settings)
     return Streamed(_read_feeds(urls, store, settings, outlet, policy, max_entries,
-                                on_feed or (lambda report: None)))
+                                fetches, on_feed or (lambda report: None)))
 
 
 def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
-                outlet: str | None, policy: FetchPolicy, max_entries: int,
+                outlet: str | None, policy: FetchPolicy, max_entries: int, fetches: int,
                 on_feed: Callable[[FeedReport], None]) -> Generator[Result, None, Report]:
     report = Report()
     report.recovered = store.recover(settings.write_wait)
@@ -326,7 +332,7 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
         feed_report = FeedReport(url)
         try:
             yield from _read_feed(url, ingestor, settings, policy, state, max_entries,
-                                  feed_report, final)
+                                  fetches, feed_report, final)
         except SourceError as exc:
             feed_report.error = str(exc)
             state.update(url, lambda r, e=str(exc): _failed(r, e))
@@ -337,7 +343,7 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
 
 
 def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPolicy,
-               state: FeedState, max_entries: int, report: FeedReport,
+               state: FeedState, max_entries: int, fetches: int, report: FeedReport,
                final: list[Result]) -> Generator[Result, None, None]:
     record = state.load().get(url, FeedRecord())
     got = fetch_if_changed(url, settings.max_file_bytes, settings.fetch_timeout, policy,
@@ -356,14 +362,20 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
         report.notes.append(f"{len(entries)} entries: read the newest {max_entries}")
         entries = entries[:max_entries]
     read: dict[str, str] = {}
-    for entry in entries:
-        if record.entries.get(entry.key) == entry.stamp:
-            report.seen += 1
-            continue
-        report.read += 1
-        _add_entry(entry, feed, ingestor, settings, policy)
-        read[entry.key] = entry.stamp
-        yield from _take(final)
+    fresh = [e for e in entries if record.entries.get(e.key) != e.stamp]
+    report.seen = len(entries) - len(fresh)
+    # Pages are fetched `fetches` at a time (all of a feed's pages are usually on one
+    # host: this is the per-host bound); they are added to the store one by one, in order.
+    pool = ThreadPoolExecutor(max_workers=fetches, thread_name_prefix="feed-page")
+    try:
+        for entry, (article, failure) in zip(
+                fresh, pool.map(lambda e: _page(e, settings, policy), fresh), strict=True):
+            report.read += 1
+            _add_entry(entry, feed, ingestor, article, failure)
+            read[entry.key] = entry.stamp
+            yield from _take(final)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # stopped: fetch no further pages
 
     def remember(rec: FeedRecord) -> None:
         rec.etag, rec.last_modified = got.etag, got.last_modified
@@ -399,34 +411,39 @@ def _newest(entries: list[Entry]) -> list[Entry]:
     return sorted(unique, key=lambda e: e.published or date.min, reverse=True)
 
 
-def _add_entry(entry: Entry, feed: Feed, ingestor: Ingestor, settings: Settings,
-               policy: FetchPolicy) -> None:
+def _page(entry: Entry, settings: Settings, policy: FetchPolicy
+          ) -> tuple[Article | None, str]:
+    """The entry's page as an article, or why there is none (run in a worker thread)."""
+    if not entry.link:
+        return None, "the entry has no link"
+    try:
+        items = read_source(Source("url", entry.link, entry.link), settings, policy=policy)
+    except SourceError as exc:
+        return None, str(exc)
+    except Exception as exc:  # a page that chokes the extractor must not stop the feed
+        logger.debug("reading %s failed", entry.link, exc_info=True)
+        return None, f"unexpected error ({type(exc).__name__})"
+    article = next((a for _, a in items if isinstance(a, Article)), None)
+    if article is None:
+        return None, str(items[0][1]) if items else "no article in the page"
+    return article, ""
+
+
+def _add_entry(entry: Entry, feed: Feed, ingestor: Ingestor, article: Article | None,
+               failure: str) -> None:
+    """The page's article with the feed's metadata, else the feed's summary, marked."""
     label = entry.link or entry.key
-    article, failure = None, ""
-    if entry.link:
-        try:
-            items = read_source(Source("url", entry.link, entry.link), settings, policy=policy)
-            article = next((a for _, a in items if not isinstance(a, SourceError)), None)
-            if article is None:
-                failure = str(items[0][1]) if items else "no article in the page"
-        except SourceError as exc:
-            failure = str(exc)
-        except Exception as exc:  # a page that chokes the extractor must not stop the feed
-            logger.debug("reading %s failed", entry.link, exc_info=True)
-            failure = f"unexpected error ({type(exc).__name__})"
     if article is None:
         if not entry.summary:
-            ingestor.on_done(Result(label, "failed", reason=failure or "the entry has no link"))
+            ingestor.on_done(Result(label, "failed", reason=failure))
             return
-        from rag.models import Article
-
         article = Article(text=entry.summary, url=entry.link,
-                          notes=[f"{SUMMARY_NOTE} ({failure})" if failure else SUMMARY_NOTE])
+                          notes=[f"{SUMMARY_NOTE} ({failure})"])
     _fill(article, entry, feed)
     ingestor.add(article, label)
 
 
-def _fill(article: Any, entry: Entry, feed: Feed) -> None:  # noqa: ANN401
+def _fill(article: Article, entry: Entry, feed: Feed) -> None:
     """The feed's metadata where the page gave none."""
     if entry.title and (not article.title or article.title == article.url):
         article.title = entry.title
