@@ -14,10 +14,11 @@ from ingest.fetch import FetchPolicy
 from ingest.pipeline import Result, ingest
 from rag.settings import Settings, get_settings
 
-COMMANDS = ("add", "feed", "list", "remove", "stats", "drop", "check")
+COMMANDS = ("add", "feed", "watch", "list", "remove", "stats", "drop", "check")
 
 USAGE = """python -m ingest [OPTIONS] SOURCE...       add files, folders, URLs or - (stdin)
        python -m ingest [OPTIONS] feed URL...     RSS, Atom, JSON Feed or sitemap: new entries
+       python -m ingest [OPTIONS] watch [FILE]    follow the feeds of a feeds file
        python -m ingest [OPTIONS] list [--json]   the stored articles
        python -m ingest [OPTIONS] remove REF...   by id, URL or file path
        python -m ingest [OPTIONS] stats [--json]  counts, outlets, dates, model
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="let the feeds and pages be on private or loopback addresses")
     feed.add_argument("-v", "--verbose", action="store_true",
                       help="a line for every article, and diagnostics on stderr")
+    watch = sub.add_parser("watch", parents=[common],
+                           help="poll the feeds of a feeds file until stopped (Ctrl-C)")
+    watch.add_argument("file", nargs="?", help="one feed a line: URL [interval] [outlet] "
+                       "(default: RAG_FEEDS_FILE or <data dir>/feeds/feeds.txt)")
+    watch.add_argument("--once", action="store_true", help="read each feed once, then stop")
+    watch.add_argument("--allow-private", action="store_true",
+                       help="let the feeds and pages be on private or loopback addresses")
     for name, helptext in (("list", "list stored articles"), ("stats", "store statistics")):
         p = sub.add_parser(name, parents=[common], help=helptext)
         p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -146,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
         # Only writing needs the model to match; listing or dropping a mismatched one must work.
-        store = ArticleStore(settings, check_model=args.command in ("add", "feed", "check"))
+        store = ArticleStore(settings,
+                             check_model=args.command in ("add", "feed", "watch", "check"))
         return COMMAND_FUNCS[args.command](args, store, settings)
     except ValidationError as exc:
         print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
@@ -216,6 +225,40 @@ def cmd_feed(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     report = stream.result
     print(report.summary())
     return 1 if report.failed or failed_feeds else 0
+
+
+def cmd_watch(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    """Until Ctrl-C or SIGTERM, which end it between entries (exit 0)."""
+    import signal
+    import threading
+
+    from ingest.watch import Watcher, feeds_path, load_feeds
+
+    path = Path(args.file).expanduser() if args.file else feeds_path(settings)
+    try:
+        feeds = load_feeds(path)
+        FetchPolicy.from_settings(settings)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not feeds:
+        print(f"error: {path} names no feeds (one a line: URL [interval] [outlet])",
+              file=sys.stderr)
+        return 1
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: object) -> None:
+        print(f"stopping ({signal.Signals(signum).name}) after the current entry…",
+              file=sys.stderr, flush=True)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stopping)
+    print(f"watching {len(feeds)} feed(s) from {path}; Ctrl-C stops", file=sys.stderr,
+          flush=True)
+    Watcher(store, settings, path, stop, say=lambda line: print(line, flush=True)).run(
+        once=args.once)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
@@ -312,5 +355,6 @@ def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     return 0 if health.ok else 1
 
 
-COMMAND_FUNCS = {"add": cmd_add, "feed": cmd_feed, "list": cmd_list, "remove": cmd_remove,
+COMMAND_FUNCS = {"add": cmd_add, "feed": cmd_feed, "watch": cmd_watch, "list": cmd_list,
+                 "remove": cmd_remove,
                  "stats": cmd_stats, "drop": cmd_drop, "check": cmd_check}

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
@@ -288,6 +289,7 @@ class FeedReport:
     read: int = 0  # entries whose pages were fetched this time
     seen: int = 0  # entries read before, unchanged: nothing fetched
     not_modified: bool = False
+    stopped: bool = False  # a stop came before every entry was read
     error: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -296,7 +298,8 @@ class FeedReport:
             return f"feed failed {self.url}: {self.error}"
         if self.not_modified:
             return f"feed       {self.url}: not modified since the last read"
-        extra = f" ({'; '.join(self.notes)})" if self.notes else ""
+        notes = [*self.notes, *(["stopped before the rest"] if self.stopped else [])]
+        extra = f" ({'; '.join(notes)})" if notes else ""
         return (f"feed       {self.url}: {self.kind}, {self.entries} entries, {self.read} read, "
                 f"{self.seen} already read{extra}")
 
@@ -304,20 +307,22 @@ class FeedReport:
 def read_feeds(urls: list[str], store: ArticleStore, settings: Settings, *,
                outlet: str | None = None, policy: FetchPolicy | None = None,
                max_entries: int = MAX_ENTRIES, fetches: int = FETCHES,
-               on_feed: Callable[[FeedReport], None] | None = None
-               ) -> Streamed[Result, Report]:
+               on_feed: Callable[[FeedReport], None] | None = None,
+               stop: threading.Event | None = None) -> Streamed[Result, Report]:
     """Each feed's new and changed entries as articles, a result each as it is final;
     `.result` is the report. `on_feed` gets each feed's own report. Closing the stream
     stops between entries: what was written stays, the feed's state is not advanced
-    past what was (so the next read fetches the rest)."""
+    past what was (so the next read fetches the rest). `stop`, once set, ends the read
+    after the entry in hand, writing what was read (a watcher's clean stop)."""
     policy = policy or FetchPolicy.from_settings(settings)
     return Streamed(_read_feeds(urls, store, settings, outlet, policy, max_entries,
-                                fetches, on_feed or (lambda report: None)))
+                                fetches, on_feed or (lambda report: None), stop))
 
 
 def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
                 outlet: str | None, policy: FetchPolicy, max_entries: int, fetches: int,
-                on_feed: Callable[[FeedReport], None]) -> Generator[Result, None, Report]:
+                on_feed: Callable[[FeedReport], None], stop: threading.Event | None
+                ) -> Generator[Result, None, Report]:
     report = Report()
     report.recovered = store.recover(settings.write_wait)
     final: list[Result] = []
@@ -332,11 +337,13 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
         feed_report = FeedReport(url)
         try:
             yield from _read_feed(url, ingestor, settings, policy, state, max_entries,
-                                  fetches, feed_report, final)
+                                  fetches, feed_report, final, stop)
         except SourceError as exc:
             feed_report.error = str(exc)
             state.update(url, lambda r, e=str(exc): _failed(r, e))
         on_feed(feed_report)
+        if stop is not None and stop.is_set():
+            break
     ingestor.flush()
     yield from _take(final)
     return report
@@ -344,7 +351,8 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
 
 def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPolicy,
                state: FeedState, max_entries: int, fetches: int, report: FeedReport,
-               final: list[Result]) -> Generator[Result, None, None]:
+               final: list[Result], stop: threading.Event | None
+               ) -> Generator[Result, None, None]:
     record = state.load().get(url, FeedRecord())
     got = fetch_if_changed(url, settings.max_file_bytes, settings.fetch_timeout, policy,
                            record.etag, record.last_modified)
@@ -374,11 +382,15 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
             _add_entry(entry, feed, ingestor, article, failure)
             read[entry.key] = entry.stamp
             yield from _take(final)
+            if stop is not None and stop.is_set() and len(read) < len(fresh):
+                report.stopped = True
+                break
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # stopped: fetch no further pages
 
     def remember(rec: FeedRecord) -> None:
-        rec.etag, rec.last_modified = got.etag, got.last_modified
+        if not report.stopped:  # validators only once every entry was read
+            rec.etag, rec.last_modified = got.etag, got.last_modified
         rec.entries.update(read)
         _read_now(rec)
 

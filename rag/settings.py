@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         "at once)",
     )
 
+    # Feeds followed (`python -m ingest watch`, the app's Feeds panel)
+    feeds_file: Path | None = Field(
+        default=None, description="one feed a line: URL [interval] [outlet]; default "
+        "`<data dir>/feeds/feeds.txt`")
+
     # Web limits: what one request may ask of the app
     max_question_chars: int = Field(default=1000, ge=10)
     max_paste_chars: int = Field(default=200_000, ge=100)

@@ -8,17 +8,31 @@ explicitly (`fetch_allow="127.0.0.1"`); the articles are our own short texts.
 
 from __future__ import annotations
 
+import os
+import random
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from support import QuietHandler, QuietServer
+from support import QuietHandler, QuietServer, clean_env
 
 from ingest.cli import main as ingest_main
 from ingest.feeds import SUMMARY_NOTE, FeedReport, FeedState, _day, parse, read_feeds
 from ingest.fetch import FetchPolicy
+from ingest.watch import (
+    MAX_BACKOFF,
+    FeedLine,
+    Watcher,
+    load_feeds,
+    parse_line,
+    save_feeds,
+)
 from rag.settings import Settings
 from rag.store import ArticleStore
 
@@ -66,6 +80,7 @@ class Site:
         self.feeds: dict[str, str] = {}
         self.etags: dict[str, str] = {}
         self.hits: dict[str, int] = {}
+        self.delay: dict[str, float] = {}  # seconds a page takes to come
         site = self
 
         class Handler(QuietHandler):
@@ -87,6 +102,7 @@ class Site:
                                                     **({"ETag": etag} if etag else {})})
                     return
                 slug = name.removesuffix(".html")
+                time.sleep(site.delay.get(slug, 0.0))
                 if slug in site.pages:
                     self.reply(200, site.pages[slug].encode(),
                                {"Content-Type": "text/html; charset=utf-8"})
@@ -289,3 +305,88 @@ def test_feed_dates_keep_their_own_day() -> None:
     assert _day("soon") is None and _day("") is None
     assert parse(b'{"version": "https://jsonfeed.org/version/1", "items": []}', "x").kind \
         == "json"
+
+
+# -- watching ---------------------------------------------------------------------------
+
+
+def test_a_feeds_file_names_feeds_with_intervals_and_outlets(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.txt"
+    path.write_text("# ours\nhttps://a.example/rss\nhttps://b.example/feed.xml 30m BBC News\n"
+                    "https://a.example/rss 2h\n\n", encoding="utf-8")
+    assert load_feeds(path) == [FeedLine("https://a.example/rss"),
+                                FeedLine("https://b.example/feed.xml", 1800, "BBC News")]
+    for bad, said in (("ftp://x/feed", r"not an http\(s\) URL"), ("https://x/f 5s", "shortest")):
+        with pytest.raises(ValueError, match=said):
+            parse_line(bad)
+    save_feeds(path, lambda feeds: [f for f in feeds if "a.example" not in f.url])
+    assert path.read_text() == "https://b.example/feed.xml 30m BBC News\n"
+
+
+def test_the_watcher_polls_on_its_interval_and_backs_off_a_failing_feed(
+        site: Site, store: ArticleStore, tmp_path: Path) -> None:
+    site.feeds["rss.xml"] = rss([("ferry", "Ferry service to Lundy Island resumes",
+                                  "Tue, 01 Dec 2026 10:00:00 GMT")])
+    path = tmp_path / "feeds.txt"
+    path.write_text(f"{site.url('rss.xml')} 10m Harbour\n{site.url('gone.xml')} 10m\n")
+    now = [1000.0]
+    lines: list[str] = []
+    watcher = Watcher(store, store.settings, path, threading.Event(), say=lines.append,
+                      clock=lambda: now[0], rng=random.Random(7))
+    watcher.run(once=True)
+    assert any(line.startswith("added") for line in lines), lines
+    assert any("feed failed" in line and "gone.xml" in line and "HTTP 404" in line
+               for line in lines)
+    good, bad = site.url("rss.xml"), site.url("gone.xml")
+    assert 540 <= watcher.due[good] - now[0] <= 660  # 10 minutes ±10%
+    assert 1080 <= watcher.due[bad] - now[0] <= 1320  # twice that after one failure
+    for _ in range(12):
+        watcher.poll(FeedLine(bad, 600))
+    assert watcher.due[bad] - now[0] <= MAX_BACKOFF * 1.1  # capped
+    hits = site.hits["/rss.xml"]
+    watcher.run(once=True)  # nothing is due yet
+    assert site.hits["/rss.xml"] == hits
+    now[0] += 700
+    watcher.run(once=True)
+    assert site.hits["/rss.xml"] == hits + 1
+
+
+def test_watch_stops_on_sigterm_between_entries_with_nothing_half_written(
+        site: Site, tmp_path: Path) -> None:
+    """`python -m ingest watch` in its own process: SIGTERM while a slow page is coming
+    ends it with exit 0; the store checks clean and the next run fetches the rest."""
+    site.feeds["rss.xml"] = rss([(slug, title, f"Tue, 0{n} Dec 2026 10:00:00 GMT")
+                                 for n, (slug, (title, _, _)) in enumerate(BODIES.items(), 1)])
+    site.delay["bakery"] = 4.0
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(site.url("rss.xml") + "\n")
+    data = tmp_path / "data"
+    env = clean_env(RAG_DATA_DIR=str(data), RAG_COLLECTION="watched")
+    proc = subprocess.Popen([sys.executable, "-m", "ingest", "watch", str(feeds),
+                             "--allow-private"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while site.hits.get("/bakery.html", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert site.hits.get("/bakery.html"), "the watcher never reached the slow page"
+        os.kill(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopping (SIGTERM)" in err and "Traceback" not in err
+    check = subprocess.run([sys.executable, "-m", "ingest", "--data-dir", str(data),
+                            "--collection", "watched", "check"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    site.delay.clear()
+    store = ArticleStore(Settings(data_dir=data, collection="watched",
+                                  fetch_allow="127.0.0.1"))
+    before = {a.title for a in store.list_articles()}
+    # the entry in hand was written whole (the newest; the slow second, if the stop came
+    # while it was coming); the oldest was never reached
+    assert BODIES["lighthouse"][0] in before and BODIES["ferry"][0] not in before, before
+    got = read(store, site.url("rss.xml"))
+    assert len(store.list_articles()) == 3 and got.report.count("added") == 3 - len(before)

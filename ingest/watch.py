@@ -1,0 +1,175 @@
+"""Following feeds: `python -m ingest watch [FEEDS_FILE]` polls each feed on its
+interval, with backoff on errors and jitter, and stops cleanly on Ctrl-C or SIGTERM.
+
+The feeds file (default `<data dir>/feeds/feeds.txt`, RAG_FEEDS_FILE; the app's Feeds
+panel edits the same file) has one feed a line, optionally its interval and outlet:
+
+    https://www.theguardian.com/world/rss
+    https://feeds.bbci.co.uk/news/rss.xml  30m  BBC News
+    # a comment
+
+A feed that fails is tried again after twice its interval, then four times, up to six
+hours; each wait is spread by ±10% so feeds added together drift apart instead of
+polling a host in step. A stop is checked between entries: an article is written
+whole or not at all, and the feed's state only records what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from ingest.feeds import FETCHES, MAX_ENTRIES, FeedReport, read_feeds
+from ingest.fetch import FetchPolicy
+from ingest.sources import is_url
+from rag.settings import Settings
+from rag.store import ArticleStore
+
+logger = logging.getLogger(__name__)
+DEFAULT_INTERVAL = 15 * 60.0
+MIN_INTERVAL = 60.0  # politeness: no feed is polled more often than once a minute
+MAX_BACKOFF = 6 * 3600.0
+JITTER = 0.1
+_INTERVAL = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class FeedLine:
+    url: str
+    interval: float = DEFAULT_INTERVAL
+    outlet: str | None = None
+
+    def text(self) -> str:
+        minutes = self.interval / 60
+        every = f"{minutes:g}m" if minutes >= 1 else f"{self.interval:g}s"
+        return " ".join(x for x in (self.url, every, self.outlet or "") if x)
+
+
+def feeds_path(settings: Settings) -> Path:
+    return Path(settings.feeds_file or Path(settings.data_dir) / "feeds" / "feeds.txt")
+
+
+def parse_interval(text: str) -> float:
+    match = _INTERVAL.fullmatch(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not an interval (e.g. 90s, 15m, 2h, 1d)")
+    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < MIN_INTERVAL:
+        raise ValueError(f"{text!r} is shorter than the shortest interval, "
+                         f"{MIN_INTERVAL:g} s")
+    return seconds
+
+
+def parse_line(line: str, where: str = "feeds file") -> FeedLine | None:
+    """One line of a feeds file; None for a blank or comment line."""
+    words = line.split("#", 1)[0].split() if not line.lstrip().startswith("#") else []
+    if not words:
+        return None
+    url, rest = words[0], words[1:]
+    if not is_url(url):
+        raise ValueError(f"{where}: {url[:80]!r} is not an http(s) URL")
+    interval = DEFAULT_INTERVAL
+    if rest and _INTERVAL.fullmatch(rest[0].lower()):
+        interval = parse_interval(rest.pop(0))
+    return FeedLine(url, interval, " ".join(rest) or None)
+
+
+def load_feeds(path: Path) -> list[FeedLine]:
+    """The feeds file's feeds (each URL once, the first line naming it wins)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    feeds: dict[str, FeedLine] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        found = parse_line(line, f"{path}:{number}")
+        if found is not None:
+            feeds.setdefault(found.url, found)
+    return list(feeds.values())
+
+
+def save_feeds(path: Path, change: Callable[[list[FeedLine]], list[FeedLine]]) -> list[FeedLine]:
+    """Rewrites the feeds file with `change` applied, under a lock (the app and a person
+    with an editor may both change it); comments are not kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=30):
+        feeds = change(load_feeds(path))
+        temp = path.with_suffix(".tmp")
+        temp.write_text("".join(f.text() + "\n" for f in feeds), encoding="utf-8")
+        temp.replace(path)
+    return feeds
+
+
+class Watcher:
+    """Polls the feeds of a feeds file until `stop` is set. `say` gets one line per new
+    or updated article and per failure (the CLI prints them, the app logs them)."""
+
+    def __init__(self, store: ArticleStore, settings: Settings, path: Path,
+                 stop: threading.Event, say: Callable[[str], None] = logger.info,
+                 fetches: int = FETCHES, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.store, self.settings, self.path, self.stop = store, settings, path, stop
+        self.say, self.fetches, self.clock = say, fetches, clock
+        self.rng = rng or random.Random()
+        self.policy = FetchPolicy.from_settings(settings)
+        self.due: dict[str, float] = {}
+        self.failures: dict[str, int] = {}
+
+    def run(self, once: bool = False) -> None:
+        """Until stopped (`once`: each feed read once, then return)."""
+        while not self.stop.is_set():
+            try:
+                feeds = load_feeds(self.path)
+            except ValueError as exc:  # a bad line: said, and the file read again later
+                self.say(f"feeds file: {exc}")
+                feeds = []
+            now = self.clock()
+            for feed in feeds:
+                if self.stop.is_set():
+                    return
+                if self.due.get(feed.url, now) <= now:
+                    self.poll(feed)
+            if once:
+                return
+            nearest = min((self.due.get(f.url, now) for f in feeds), default=now + 30)
+            self.stop.wait(max(1.0, min(nearest - self.clock(), 30.0)))
+
+    def poll(self, feed: FeedLine) -> FeedReport | None:
+        """Reads one feed; schedules its next read (its interval, or a backoff)."""
+        seen: list[FeedReport] = []
+        stream = read_feeds([feed.url], self.store, self.settings, outlet=feed.outlet,
+                            policy=self.policy, max_entries=MAX_ENTRIES,
+                            fetches=self.fetches, on_feed=seen.append, stop=self.stop)
+        try:
+            for result in stream:
+                if result.status in ("added", "updated", "failed"):
+                    self.say(result.line())
+        finally:
+            stream.close()
+        if self.stop.is_set():
+            return seen[0] if seen else None  # stopped: the next run reads the rest
+        report = seen[0] if seen else None
+        failed = report is None or bool(report.error)
+        if failed:
+            self.failures[feed.url] = self.failures.get(feed.url, 0) + 1
+            self.say(report.line() if report else f"feed failed {feed.url}")
+        else:
+            self.failures.pop(feed.url, None)
+        self.due[feed.url] = self.clock() + self.wait(feed)
+        return report
+
+    def wait(self, feed: FeedLine) -> float:
+        """Seconds until the feed's next read: its interval, doubled per failure in a
+        row (at most MAX_BACKOFF), spread by ±JITTER."""
+        failures = self.failures.get(feed.url, 0)
+        base = min(feed.interval * 2 ** failures, max(MAX_BACKOFF, feed.interval))
+        return base * self.rng.uniform(1 - JITTER, 1 + JITTER)
