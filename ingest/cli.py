@@ -246,18 +246,19 @@ def cmd_watch(args: argparse.Namespace, store: Any, settings: Settings) -> int:
               file=sys.stderr)
         return 1
     stop = threading.Event()
+    watcher = Watcher(store, settings, path, stop, say=lambda line: print(line, flush=True))
 
     def stopping(signum: int, frame: object) -> None:
         print(f"stopping ({signal.Signals(signum).name}) after the current entry…",
               file=sys.stderr, flush=True)
         stop.set()
+        watcher.wake.set()  # out of the wait between rounds at once
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stopping)
     print(f"watching {len(feeds)} feed(s) from {path}; Ctrl-C stops", file=sys.stderr,
           flush=True)
-    Watcher(store, settings, path, stop, say=lambda line: print(line, flush=True)).run(
-        once=args.once)
+    watcher.run(once=args.once)
     return 0
 
 

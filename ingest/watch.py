@@ -123,6 +123,7 @@ class Watcher:
         self.policy = FetchPolicy.from_settings(settings)
         self.due: dict[str, float] = {}
         self.failures: dict[str, int] = {}
+        self.wake = threading.Event()  # set: look at the feeds file now (a feed was added)
 
     def run(self, once: bool = False) -> None:
         """Until stopped (`once`: each feed read once, then return)."""
@@ -141,7 +142,8 @@ class Watcher:
             if once:
                 return
             nearest = min((self.due.get(f.url, now) for f in feeds), default=now + 30)
-            self.stop.wait(max(1.0, min(nearest - self.clock(), 30.0)))
+            self.wake.wait(max(1.0, min(nearest - self.clock(), 30.0)))
+            self.wake.clear()
 
     def poll(self, feed: FeedLine) -> FeedReport | None:
         """Reads one feed; schedules its next read (its interval, or a backoff)."""

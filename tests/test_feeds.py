@@ -390,3 +390,51 @@ def test_watch_stops_on_sigterm_between_entries_with_nothing_half_written(
     assert BODIES["lighthouse"][0] in before and BODIES["ferry"][0] not in before, before
     got = read(store, site.url("rss.xml"))
     assert len(store.list_articles()) == 3 and got.report.count("added") == 3 - len(before)
+
+
+# -- the app's Feeds panel -------------------------------------------------------------
+
+
+def test_the_app_follows_a_feed_an_editor_adds_and_readers_may_not(site: Site,
+                                                                   tmp_path: Path) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from support import free_port
+
+    from web import server as web_server
+    from web.service import NewsApp
+
+    site.feeds["rss.xml"] = rss([("ferry", "Ferry service to Lundy Island resumes",
+                                  "Tue, 01 Dec 2026 10:00:00 GMT")])
+    settings = Settings(data_dir=tmp_path / "data", collection="appfeeds",
+                        fetch_allow="127.0.0.1")
+    news = NewsApp(settings)
+    port = free_port()
+    demo = web_server.start(news, "127.0.0.1", port, users="ed:pw:editor,rita:pw:reader",
+                            block=False)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        reader = Client(url, auth=("rita", "pw"), verbose=False)
+        with pytest.raises(AppError, match="Only editors"):
+            reader.predict(site.url("rss.xml"), "", "", api_name="/follow_feed")
+        editor = Client(url, auth=("ed", "pw"), verbose=False)
+        for bad, said in (("file:///etc/passwd", "http:// or https://"),
+                          (site.url("rss.xml") + " 5s", "http:// or https://")):
+            with pytest.raises(AppError, match=said):
+                editor.predict(bad, "", "", api_name="/follow_feed")
+        with pytest.raises(AppError, match="shortest interval"):
+            editor.predict(site.url("rss.xml"), "5s", "", api_name="/follow_feed")
+        said = editor.predict(site.url("rss.xml"), "10m", "Harbour", api_name="/follow_feed")
+        assert said.startswith("added " + site.url("rss.xml") + " 10m Harbour")
+        deadline = time.monotonic() + 60
+        while not news.store.has_chunks() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        [article] = news.store.list_articles()
+        assert article.title == "Ferry service to Lundy Island resumes"
+        [row] = news.feeds.rows()
+        assert row[:3] == [site.url("rss.xml"), "10m", "Harbour"] and row[3] and not row[4]
+        assert "removed" in editor.predict(site.url("rss.xml"), api_name="/unfollow_feed")
+        assert news.feeds.rows() == [] and news.store.list_articles()  # its articles stay
+    finally:
+        news.feeds.close()
+        demo.close()

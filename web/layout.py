@@ -1,4 +1,4 @@
-"""The page: a Chat tab and a Library tab, their events, and the styles and script.
+"""The page: Chat, Library and Feeds tabs, their events, and the styles and script.
 
 The event handlers are thin: they check the caller's role and hand over to
 `web.service.NewsApp` (library) or `web.chat` (asking, export).
@@ -16,6 +16,7 @@ import gradio as gr
 from rag.types import AnswerMode, choices
 from web import api, chat
 from web.auth import EDITOR
+from web.feeds import FEED_COLUMNS
 from web.limits import FIELD_CHARS
 from web.service import FORMATS, NewsApp
 from web.uploads import forget_gradio_upload
@@ -106,7 +107,7 @@ document.addEventListener('click', function (ev) {
 
 
 def build(app: NewsApp) -> gr.Blocks:
-    """The page: a Chat tab and a Library tab, plus the JSON API for gradio_client."""
+    """The page: Chat, Library and Feeds tabs, plus the JSON API for gradio_client."""
     # gradio's own cache (uploads, files handed to the browser) is swept every 10 min of
     # files older than an hour; our upload copies live in the data folder instead.
     with gr.Blocks(title="News RAG", analytics_enabled=False,
@@ -119,18 +120,22 @@ def build(app: NewsApp) -> gr.Blocks:
                 tab = _chat_tab(app)
             with gr.Tab("Library", id="library-tab"):
                 library = _library_tab(app)
+            with gr.Tab("Feeds", id="feeds-tab"):
+                feeds = _feeds_tab(app)
         _wire_chat(app, tab)
         _wire_library(app, library, tab, banner)
+        _wire_feeds(app, feeds)
         demo.load(**_refresh_io(app, library, tab, banner), api_visibility="private")
 
         def tools_for(request: gr.Request) -> tuple[Any, ...]:
             editor = app.role(request) == EDITOR
-            return gr.Column(visible=editor), gr.Column(visible=editor), gr.Markdown(
-                visible=not editor)
+            return (gr.Column(visible=editor), gr.Column(visible=editor),
+                    gr.Markdown(visible=not editor), gr.Column(visible=editor),
+                    gr.Markdown(visible=not editor))
 
         demo.load(tools_for, None, [library["add_tools"], library["remove_tools"],
-                                    library["reader_note"]], api_visibility="private",
-                  show_progress="hidden")
+                                    library["reader_note"], feeds["tools"], feeds["note"]],
+                  api_visibility="private", show_progress="hidden")
         api.register(app)
     return demo
 
@@ -233,6 +238,70 @@ def _library_tab(app: NewsApp) -> dict[str, Any]:
             lib["remove"] = gr.Button("Remove", variant="stop", elem_id="remove")
             lib["removed"] = gr.Markdown(elem_id="remove-result")
     return lib
+
+
+def _feeds_tab(app: NewsApp) -> dict[str, Any]:
+    f: dict[str, Any] = {}
+    gr.Markdown("Feeds (RSS, Atom, JSON Feed, sitemaps) the app follows: each is read on "
+                "its interval and its new entries are added to the library.")
+    f["table"] = gr.Dataframe(value=app.feeds.rows(), headers=FEED_COLUMNS,
+                              datatype=["str"] * 5, interactive=False, wrap=True,
+                              column_widths=["40%", "8%", "14%", "16%", "22%"],
+                              elem_id="feeds-table")
+    f["refresh"] = gr.Button("Refresh", size="sm", elem_id="feeds-refresh")
+    f["note"] = gr.Markdown("Only editors add or remove feeds.", visible=False,
+                            elem_id="feeds-note")
+    with gr.Row() as f["tools"]:
+        with gr.Column(scale=3):
+            gr.Markdown("### Follow a feed")
+            f["url"] = gr.Textbox(label="Feed URL (http or https)", elem_id="feed-url",
+                                  max_length=2048)
+            with gr.Row():
+                f["every"] = gr.Textbox(label="Every", placeholder="15m", scale=1,
+                                        elem_id="feed-every", max_length=20)
+                f["outlet"] = gr.Textbox(label="Outlet (if its entries don't say)", scale=3,
+                                         elem_id="feed-outlet", max_length=FIELD_CHARS)
+            f["add"] = gr.Button("Follow", variant="primary", elem_id="feed-add")
+        with gr.Column(scale=2):
+            gr.Markdown("### Stop following")
+            # custom values: the list changes under the page (another editor, the file)
+            f["pick"] = gr.Dropdown([row[0] for row in app.feeds.rows()], value=None,
+                                    label="Feed", elem_id="feed-pick",
+                                    allow_custom_value=True)
+            f["remove"] = gr.Button("Stop following", variant="stop", elem_id="feed-remove")
+    f["said"] = gr.Markdown(elem_id="feed-said")
+    return f
+
+
+def _wire_feeds(app: NewsApp, f: dict[str, Any]) -> None:
+    def shown() -> tuple[Any, ...]:
+        rows = app.feeds.rows()
+        return rows, gr.Dropdown(choices=[r[0] for r in rows], value=None)
+
+    def follow(url: str, every: str, outlet: str, request: gr.Request) -> str:
+        app.require_editor(request)
+        try:
+            return app.feeds.add(url, every, outlet)
+        except ValueError as exc:
+            raise gr.Error(f"Not followed: {exc}.", print_exception=False) from None
+
+    def unfollow(url: str | None, request: gr.Request) -> str:
+        app.require_editor(request)
+        try:
+            return app.feeds.remove(url)
+        except ValueError as exc:
+            raise gr.Error(f"Not removed: {exc}.", print_exception=False) from None
+
+    outputs = [f["table"], f["pick"]]
+    f["refresh"].click(shown, None, outputs, api_visibility="private", show_progress="hidden")
+    added = f["add"].click(follow, [f["url"], f["every"], f["outlet"]], f["said"],
+                           api_name="follow_feed", concurrency_id="library",
+                           concurrency_limit=1)
+    added.success(lambda: None, None, f["url"], api_visibility="private")
+    added.then(shown, None, outputs, api_visibility="private")
+    f["remove"].click(unfollow, f["pick"], f["said"], api_name="unfollow_feed",
+                      concurrency_id="library", concurrency_limit=1).then(
+        shown, None, outputs, api_visibility="private")
 
 
 def _wire_chat(app: NewsApp, c: dict[str, Any]) -> None:

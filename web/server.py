@@ -49,9 +49,15 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
     """Warm the engine up in the background, build the page and serve it. With
     `block=False` (tests) it returns at once; `demo.close()` stops the server.
     `users`: as `load_users` gives them, or the RAG_AUTH value itself. The
-    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1."""
+    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1; the
+    feeds of the feeds file are followed in the background (`web.feeds`)."""
     app.users = load_users(users) if isinstance(users, str) else users
-    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+
+    def warm_up() -> None:
+        app.warm_up()
+        app.feeds.start()  # after the model is loaded: one copy of it, not two
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     demo = build(app)
     launch(demo, host, port, app.users, app.settings, api=OpenAIApi(app),
            prevent_thread_lock=not block, quiet=not block)

@@ -31,6 +31,7 @@ from rag.store import ArticleStore, StoreError
 from rag.streams import Streamed
 from rag.types import Answer, AnswerMode
 from web.auth import EDITOR, User, role_of
+from web.feeds import Feeds
 from web.limits import Limits
 from web.uploads import Uploads
 
@@ -60,6 +61,7 @@ class NewsApp:
         self.users = users  # None: no login, whoever reaches the page edits
         self.limits = Limits(settings)
         self.uploads = Uploads(Path(settings.data_dir) / "uploads", settings.max_file_bytes)
+        self.feeds = Feeds(self.store, self.limits)  # the feeds followed (web/feeds.py)
         self._warm_lock = threading.Lock()
         self._warm = False
         self.health_problems: list[str] = []  # from the start-up look at the store
