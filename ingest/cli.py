@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("urls", nargs="+", metavar="URL",
                       help="an RSS, Atom or JSON Feed, a sitemap, a sitemap index or a "
                            "Google News sitemap")
-    feed.add_argument("--outlet", help="outlet name for entries whose page and feed do not say")
+    feed.add_argument("--outlet", help="outlet name for entries whose page does not say "
+                      "(in place of the feed's title)")
     feed.add_argument("--max-entries", type=int, default=None, metavar="N",
                       help="entries read per feed, newest first (default 200)")
     feed.add_argument("--allow-private", action="store_true",

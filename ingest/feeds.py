@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import threading
+import time
 import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
@@ -331,13 +332,14 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
         report.results.append(result)
         final.append(result)
 
-    ingestor = Ingestor(store, settings, outlet, on_done=done)
+    started = time.perf_counter()
+    ingestor = Ingestor(store, settings, on_done=done)
     state = FeedState.of(settings)
     for url in urls:
         feed_report = FeedReport(url)
         try:
             yield from _read_feed(url, ingestor, settings, policy, state, max_entries,
-                                  fetches, feed_report, final, stop)
+                                  fetches, feed_report, final, stop, outlet)
         except SourceError as exc:
             feed_report.error = str(exc)
             state.update(url, lambda r, e=str(exc): _failed(r, e))
@@ -346,12 +348,13 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
             break
     ingestor.flush()
     yield from _take(final)
+    report.seconds = time.perf_counter() - started
     return report
 
 
 def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPolicy,
                state: FeedState, max_entries: int, fetches: int, report: FeedReport,
-               final: list[Result], stop: threading.Event | None
+               final: list[Result], stop: threading.Event | None, outlet: str | None
                ) -> Generator[Result, None, None]:
     record = state.load().get(url, FeedRecord())
     got = fetch_if_changed(url, settings.max_file_bytes, settings.fetch_timeout, policy,
@@ -362,7 +365,7 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
         return
     feed = parse(got.body, got.url, got.content_type)
     if feed.kind == "sitemap index":
-        feed = _children(feed, settings, policy, report)
+        feed = _children(feed, settings, policy)
     report.kind, report.notes = feed.kind, list(feed.notes)
     entries = _newest(feed.entries)
     report.entries = len(entries)
@@ -379,7 +382,7 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
         for entry, (article, failure) in zip(
                 fresh, pool.map(lambda e: _page(e, settings, policy), fresh), strict=True):
             report.read += 1
-            _add_entry(entry, feed, ingestor, article, failure)
+            _add_entry(entry, feed, ingestor, article, failure, outlet)
             read[entry.key] = entry.stamp
             yield from _take(final)
             if stop is not None and stop.is_set() and len(read) < len(fresh):
@@ -399,8 +402,7 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
     state.update(url, remember)
 
 
-def _children(index: Feed, settings: Settings, policy: FetchPolicy, report: FeedReport
-              ) -> Feed:
+def _children(index: Feed, settings: Settings, policy: FetchPolicy) -> Feed:
     merged = Feed(kind="sitemap index")
     if len(index.sitemaps) > MAX_SITEMAPS:
         merged.notes.append(f"{len(index.sitemaps)} sitemaps: read the first {MAX_SITEMAPS}")
@@ -442,7 +444,7 @@ def _page(entry: Entry, settings: Settings, policy: FetchPolicy
 
 
 def _add_entry(entry: Entry, feed: Feed, ingestor: Ingestor, article: Article | None,
-               failure: str) -> None:
+               failure: str, outlet: str | None) -> None:
     """The page's article with the feed's metadata, else the feed's summary, marked."""
     label = entry.link or entry.key
     if article is None:
@@ -451,20 +453,21 @@ def _add_entry(entry: Entry, feed: Feed, ingestor: Ingestor, article: Article | 
             return
         article = Article(text=entry.summary, url=entry.link,
                           notes=[f"{SUMMARY_NOTE} ({failure})"])
-    _fill(article, entry, feed)
+    _fill(article, entry, outlet or feed.title)
     ingestor.add(article, label)
 
 
-def _fill(article: Article, entry: Entry, feed: Feed) -> None:
-    """The feed's metadata where the page gave none."""
+def _fill(article: Article, entry: Entry, outlet: str | None) -> None:
+    """The feed's metadata where the page gave none. `outlet`: the one configured for
+    the feed, else the feed's title."""
     if entry.title and (not article.title or article.title == article.url):
         article.title = entry.title
     if article.published is None and entry.published is not None:
         article.published = entry.published
     if not article.authors and entry.authors:
         article.authors = list(entry.authors)
-    if feed.title and (not article.outlet or _host_like(article.outlet, article.url)):
-        article.outlet = feed.title  # the feed's name, over a page's bare host name
+    if outlet and (not article.outlet or _host_like(article.outlet, article.url)):
+        article.outlet = outlet  # over a page's bare host name
 
 
 def _host_like(outlet: str, url: str | None) -> bool:

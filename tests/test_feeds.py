@@ -431,6 +431,7 @@ def test_the_app_follows_a_feed_an_editor_adds_and_readers_may_not(site: Site,
             time.sleep(0.2)
         [article] = news.store.list_articles()
         assert article.title == "Ferry service to Lundy Island resumes"
+        assert article.outlet == "Harbour"  # the feed's configured name, over its title
         [row] = news.feeds.rows()
         assert row[:3] == [site.url("rss.xml"), "10m", "Harbour"] and row[3] and not row[4]
         assert "removed" in editor.predict(site.url("rss.xml"), api_name="/unfollow_feed")
