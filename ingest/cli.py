@@ -276,7 +276,8 @@ def cmd_list(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         source = a.outlet or (a.url and a.url.split("/")[2]) or (a.paths[0].rsplit("/", 2)[-2]
                                                                   if a.paths else "")
         print(f"{a.id:<16}  {a.published.isoformat() if a.published else '-':<10}  "
-              f"{source[:18]:<18}  {a.chunks:>6}  {a.title[:80]}")
+              f"{source[:18]:<18}  {a.chunks:>6}  {a.title[:80]}"
+              + ("  (feed summary only)" if a.feed_summary else ""))
     print(f"{len(articles)} article(s)")
     return 0
 

@@ -383,7 +383,8 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
                 fresh, pool.map(lambda e: _page(e, settings, policy), fresh), strict=True):
             report.read += 1
             _add_entry(entry, feed, ingestor, article, failure, outlet)
-            read[entry.key] = entry.stamp
+            if article is not None or not entry.link:
+                read[entry.key] = entry.stamp  # a page not had is tried again next time
             yield from _take(final)
             if stop is not None and stop.is_set() and len(read) < len(fresh):
                 report.stopped = True
@@ -451,7 +452,7 @@ def _add_entry(entry: Entry, feed: Feed, ingestor: Ingestor, article: Article | 
         if not entry.summary:
             ingestor.on_done(Result(label, "failed", reason=failure))
             return
-        article = Article(text=entry.summary, url=entry.link,
+        article = Article(text=entry.summary, url=entry.link, feed_summary=True,
                           notes=[f"{SUMMARY_NOTE} ({failure})"])
     _fill(article, entry, outlet or feed.title)
     ingestor.add(article, label)

@@ -259,6 +259,7 @@ class Ingestor:
                 id=article.id, title=article.title, text="", version=article.version,
                 chunks=n, url=article.url, paths=sorted(p.paths), published=article.published,
                 authors=article.authors, outlet=article.outlet, story=article.story,
+                feed_summary=article.feed_summary,
             )
             self._claim_path(article, p.result)
             self.on_done(p.result)

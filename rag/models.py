@@ -79,6 +79,7 @@ class Article:
     notes: list[str] = field(default_factory=list)  # warnings for the ingest summary
     # Set by ingest from the library, not part of the text: not in `version`.
     story: str | None = None  # the story (near-duplicate group) this article joins
+    feed_summary: bool = False  # the text is a feed's summary: the page could not be had
 
     # `id` and `version` hash the whole text, and ingest asks for them many times per
     # article: they are cached, and any assignment (ingest sets `outlet` and `url` after
@@ -144,6 +145,7 @@ class StoredArticle:
     outlet: str | None = None
     ingested_at: str | None = None
     story: str | None = None  # None: stored before stories were kept
+    feed_summary: bool = False  # its text is a feed's summary, not the page's
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -159,4 +161,5 @@ class StoredArticle:
             "version": self.version,
             "ingested_at": self.ingested_at,
             "story": self.story or self.id,
+            "feed_summary": self.feed_summary,
         }

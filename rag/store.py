@@ -604,6 +604,8 @@ def _article_meta(article: Article, paths: list[str], n_chunks: int) -> dict[str
         meta["paths"] = paths
     if article.authors:
         meta["authors"] = list(article.authors)
+    if article.feed_summary:
+        meta["feed_summary"] = True
     return meta
 
 
@@ -643,4 +645,5 @@ def _to_article(aid: str, meta: dict[str, Any], text: str) -> StoredArticle:
         outlet=meta.get("outlet"),
         ingested_at=meta.get("ingested_at"),
         story=meta.get("story"),
+        feed_summary=bool(meta.get("feed_summary")),
     )

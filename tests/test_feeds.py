@@ -240,9 +240,17 @@ def test_bad_dates_a_redirect_and_a_page_that_is_gone(site: Site, store: Article
     wall = articles["Harbour wall to be rebuilt"]
     text = store.get_article(wall.id).text
     assert text == "Summary of Harbour wall to be rebuilt."  # the feed's summary, as text
+    assert wall.feed_summary and not articles["Ferry service to Lundy Island resumes"] \
+        .feed_summary  # kept with the article: the library says so
     [noted] = [r for r in got.results if r.title == "Harbour wall to be rebuilt"]
     assert any(n.startswith(SUMMARY_NOTE) and "HTTP 404" in n for n in noted.notes)
     assert wall.published.isoformat() == "2026-11-25"
+    site.pages["gone"] = PAGE.format(title="Harbour wall to be rebuilt", body=BODIES["ferry"][1],
+                                     more="The council approved the wall on Monday.")
+    again = read(store, site.url("moved.xml"))  # the page not had is tried again: now it is
+    assert [r.status for r in again.results] == ["updated"], again.results
+    wall = by_title(store)["Harbour wall to be rebuilt"]
+    assert not wall.feed_summary and "council approved" in store.get_article(wall.id).text
 
 
 def test_an_enormous_feed_is_read_newest_first_up_to_the_bound(site: Site,

@@ -224,6 +224,8 @@ class NewsApp:
         rows = []
         for a in self.articles() if articles is None else articles:
             source = a.url or self.uploads.source_name(a.paths[0] if a.paths else "")
+            if a.feed_summary:
+                source += " (feed summary only)"
             row = [a.title, a.published.isoformat() if a.published else "", a.outlet or "",
                    a.chunks, source, a.id]
             haystack = " ".join(str(x) for x in row).casefold()
