@@ -99,12 +99,28 @@ def load_feeds(path: Path) -> list[FeedLine]:
 
 def save_feeds(path: Path, change: Callable[[list[FeedLine]], list[FeedLine]]) -> list[FeedLine]:
     """Rewrites the feeds file with `change` applied, under a lock (the app and a person
-    with an editor may both change it); comments are not kept."""
+    with an editor may both change it). Comments, blank lines and the lines of feeds
+    left as they were are kept as written; a changed feed's line is rewritten in place,
+    a new one goes at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=30):
-        feeds = change(load_feeds(path))
+        before = load_feeds(path)
+        feeds = change(before)
+        wanted = {f.url: f for f in feeds}
+        unchanged = {f.url for f in before if wanted.get(f.url) == f}
+        lines: list[str] = []
+        placed: set[str] = set()
+        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        for line in old:
+            found = parse_line(line)
+            if found is None:
+                lines.append(line)  # a comment or a blank line
+            elif found.url in wanted and found.url not in placed:
+                placed.add(found.url)
+                lines.append(line if found.url in unchanged else wanted[found.url].text())
+        lines += [f.text() for f in feeds if f.url not in placed]
         temp = path.with_suffix(".tmp")
-        temp.write_text("".join(f.text() + "\n" for f in feeds), encoding="utf-8")
+        temp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         temp.replace(path)
     return feeds
 

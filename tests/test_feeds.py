@@ -328,7 +328,11 @@ def test_a_feeds_file_names_feeds_with_intervals_and_outlets(tmp_path: Path) -> 
         with pytest.raises(ValueError, match=said):
             parse_line(bad)
     save_feeds(path, lambda feeds: [f for f in feeds if "a.example" not in f.url])
-    assert path.read_text() == "https://b.example/feed.xml 30m BBC News\n"
+    assert path.read_text() == "# ours\nhttps://b.example/feed.xml 30m BBC News\n\n"
+    save_feeds(path, lambda feeds: [FeedLine("https://b.example/feed.xml", 3600, "BBC"),
+                                    FeedLine("https://c.example/atom")])
+    assert path.read_text() == ("# ours\nhttps://b.example/feed.xml 60m BBC\n\n"
+                                "https://c.example/atom 15m\n")
 
 
 def test_the_watcher_polls_on_its_interval_and_backs_off_a_failing_feed(
