@@ -38,6 +38,7 @@ from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
 from ingest.pipeline import Ingestor, Report, Result, _take, read_source
 from ingest.readers import SourceError
 from ingest.sources import Source
+from rag.files import replace_text
 from rag.models import Article
 from rag.settings import Settings
 from rag.store import ArticleStore
@@ -273,10 +274,8 @@ class FeedState:
         with self.lock:
             records = self.load()
             change(records.setdefault(url, FeedRecord()))
-            temp = self.path.with_suffix(".tmp")
-            temp.write_text(json.dumps({u: asdict(r) for u, r in records.items()}, indent=1),
-                            encoding="utf-8")
-            temp.replace(self.path)
+            replace_text(self.path, json.dumps({u: asdict(r) for u, r in records.items()},
+                                               indent=1))
 
 
 # -- reading a feed into the store --------------------------------------------------------

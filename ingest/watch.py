@@ -30,6 +30,7 @@ from filelock import FileLock
 from ingest.feeds import FETCHES, MAX_ENTRIES, FeedReport, read_feeds
 from ingest.fetch import FetchPolicy
 from ingest.sources import is_url
+from rag.files import replace_text
 from rag.settings import Settings
 from rag.store import ArticleStore
 
@@ -119,9 +120,7 @@ def save_feeds(path: Path, change: Callable[[list[FeedLine]], list[FeedLine]]) -
                 placed.add(found.url)
                 lines.append(line if found.url in unchanged else wanted[found.url].text())
         lines += [f.text() for f in feeds if f.url not in placed]
-        temp = path.with_suffix(".tmp")
-        temp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        temp.replace(path)
+        replace_text(path, "".join(line + "\n" for line in lines))
     return feeds
 
 

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from rag.files import replace_text
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -130,14 +130,8 @@ class TokenStore:
         return FileLock(str(self.path) + ".lock", timeout=30)
 
     def _write(self, tokens: list[Token]) -> None:
-        temp = self.path.with_name(self.path.name + ".tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump([asdict(t) for t in tokens], out, indent=1)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, self.path)
+            replace_text(self.path, json.dumps([asdict(t) for t in tokens], indent=1), 0o600)
         except OSError as exc:
             raise TokenError(f"cannot write the API tokens file {self.path} "
                              f"({exc.strerror or exc})") from exc
