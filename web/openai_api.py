@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rag.engine import rest_of
 from rag.streams import Streamed
 from rag.tokens import TokenError, TokenStore, tokens_path
 from rag.types import Answer
@@ -307,8 +308,7 @@ class EventStream(Response):
                 break
             else:
                 answer: Answer = value
-                rest = completions.content(answer)[len(sent):] if completions.content(
-                    answer).startswith(sent) else "\n\n" + completions.content(answer)
+                rest = rest_of(completions.content(answer), sent)
                 if rest:
                     sent += rest
                     await event(completions.chunk(asked, {"content": rest}))
