@@ -27,7 +27,6 @@ from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 from xml.sax import SAXException
@@ -36,7 +35,7 @@ from filelock import FileLock
 
 from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
 from ingest.pipeline import Ingestor, Report, Result, _take, read_source
-from ingest.readers import SourceError
+from ingest.readers import SourceError, parse_date
 from ingest.sources import Source
 from rag.files import replace_text
 from rag.models import Article
@@ -196,24 +195,16 @@ def _sitemap(data: bytes) -> Feed:
 
 
 def _day(raw: Any) -> date | None:  # noqa: ANN401
-    """The day a feed's date names, in its own time zone (RFC 822 or ISO 8601); None
-    for a date that is not one."""
-    text = str(raw or "").strip()
-    if not text:
-        return None
-    try:
-        return parsedate_to_datetime(text).date()
-    except (TypeError, ValueError, IndexError):
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
-    except ValueError:
-        logger.info("feed date %r is not a date; left out", text[:60])
-        return None
+    """The day a feed's date names, in its own time zone (`parse_date`, as the
+    readers read metadata dates); a date that is not one is left out, and logged."""
+    day = parse_date(raw)
+    if day is None and str(raw or "").strip():
+        logger.info("feed date %r is not a date; left out", str(raw)[:60])
+    return day
 
 
 def _clean(value: Any) -> str:  # noqa: ANN401
-    return " ".join(_text(str(value or "")).split())
+    return _text(str(value or ""))
 
 
 def _text(html: str) -> str:

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import date, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from ingest.textparse import find_date, parse_byline, parse_text, split_authors
@@ -80,7 +81,7 @@ def read_html(data: bytes, *, url: str | None = None, **meta: object) -> list[Ar
     parsed = parse_text(body_raw, title=(doc.title or "").strip() or None)
     _require_text(parsed.body, "the HTML")
     authors = split_authors(doc.author.replace(";", ",")) if doc.author else parsed.authors
-    published = _parse_date(doc.date) or parsed.published
+    published = parse_date(doc.date) or parsed.published
     canonical = doc.url if doc.url and doc.url.startswith(("http://", "https://")) else url
     outlet = doc.sitename or (urlsplit(canonical).hostname if canonical else None)
     if meta.get("outlet"):
@@ -202,7 +203,7 @@ def _jsonl_article(line: str, notes: list[str]) -> Article:
     authors = item.get("authors") or item.get("author") or []
     if isinstance(authors, str):
         authors = parse_byline(authors) or split_authors(authors)
-    published = _parse_date(item.get("published") or item.get("date"))
+    published = parse_date(item.get("published") or item.get("date"))
     item_notes = list(notes)
     if (item.get("published") or item.get("date")) and published is None:
         item_notes.append(f"could not read the date {item.get('published')!r}; left empty")
@@ -218,7 +219,10 @@ def _jsonl_article(line: str, notes: list[str]) -> Article:
     )
 
 
-def _parse_date(value: object) -> date | None:
+def parse_date(value: object) -> date | None:
+    """The day a metadata date names, in its own time zone: ISO 8601 (HTML meta, JSON
+    Feed, jsonl), RFC 2822 (RSS: "Tue, 01 Dec 2026 23:30:00 -0500" is 1 December), or
+    a date written out ("April 28, 2025"); None for what is not a date."""
     if not value:
         return None
     if isinstance(value, date):
@@ -227,6 +231,10 @@ def _parse_date(value: object) -> date | None:
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).date()
     except ValueError:
+        pass
+    try:
+        return parsedate_to_datetime(text).date()
+    except (TypeError, ValueError, IndexError):
         return find_date(text)
 
 
