@@ -49,10 +49,14 @@ class FeedLine:
     interval: float = DEFAULT_INTERVAL
     outlet: str | None = None
 
-    def text(self) -> str:
+    @property
+    def every(self) -> str:
+        """The interval as the feeds file writes it: `15m`."""
         minutes = self.interval / 60
-        every = f"{minutes:g}m" if minutes >= 1 else f"{self.interval:g}s"
-        return " ".join(x for x in (self.url, every, self.outlet or "") if x)
+        return f"{minutes:g}m" if minutes >= 1 else f"{self.interval:g}s"
+
+    def text(self) -> str:
+        return " ".join(x for x in (self.url, self.every, self.outlet or "") if x)
 
 
 def feeds_path(settings: Settings) -> Path:

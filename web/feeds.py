@@ -41,8 +41,7 @@ class Feeds:
         rows = []
         for feed in self.feeds():
             rec = records.get(feed.url)
-            every = feed.text().split()[1]
-            rows.append([feed.url, every, feed.outlet or "",
+            rows.append([feed.url, feed.every, feed.outlet or "",
                          (rec.last_read or "") if rec else "never",
                          (rec.last_error or "") if rec else ""])
         return rows
