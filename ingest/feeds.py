@@ -382,10 +382,14 @@ def _read_feed(url: str, ingestor: Ingestor, settings: Settings, policy: FetchPo
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # stopped: fetch no further pages
 
+    listed = {e.key for e in feed.entries}
+
     def remember(rec: FeedRecord) -> None:
         if not report.stopped:  # validators only once every entry was read
             rec.etag, rec.last_modified = got.etag, got.last_modified
-        rec.entries.update(read)
+        # Only the entries the feed still lists: the state of a feed followed for years
+        # stays the size of the feed, not of everything it ever carried.
+        rec.entries = {k: s for k, s in rec.entries.items() if k in listed} | read
         _read_now(rec)
 
     ingestor.flush()  # written before the state says so: a crash re-reads, never skips
