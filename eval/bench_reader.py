@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -33,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", type=Path,
                         default=PROJECT_ROOT / "eval" / "datasets" / "bbc_qa_dev.jsonl")
     parser.add_argument("--n", type=int, default=40, help="questions asked (default 40)")
+    parser.add_argument("--cold", type=int, default=3,
+                        help="cold `rag ask` processes per reader (default 3; 0: none)")
     args = parser.parse_args(argv)
     rows = [json.loads(line) for line in args.dataset.read_text().splitlines() if line.strip()]
     questions = [r["question"] for r in rows if not r.get("history")][: args.n]
@@ -59,11 +64,33 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {statistics.median(t['answer']):.2f} | "
               f"{percentile(t['answer'], 95):.2f} | {statistics.median(t['total']):.2f} | "
               f"{percentile(t['total'], 95):.2f} |")
+    if args.cold:
+        cold = cold_asks(args.data_dir, args.collection, questions[: args.cold])
+        med = {name: statistics.median(t) for name, t in cold.items()}
+        print(f"cold `python -m rag ask` (a new process per question, {args.cold} each, "
+              f"alternating): heuristic p50 {med['heuristic']:.1f} s, llm p50 "
+              f"{med['llm']:.1f} s: {med['llm'] / med['heuristic']:.2f}x")
     shown = chat_updates(engines["llm"], base, questions[: min(10, len(questions))])
     print(f"chat with the LLM reader ({len(shown['first'])} questions through the Chat tab's "
           f"handler): first update p50 {statistics.median(shown['first']):.3f} s, max "
           f"{max(shown['first']):.3f} s; answer shown p50 {statistics.median(shown['last']):.2f} s")
     return 0
+
+
+def cold_asks(data_dir: Path, collection: str, questions: list[str]) -> dict[str, list[float]]:
+    """Seconds for a whole `python -m rag ask` process per question, per reader: what a
+    CLI user waits for (loading the embedding model, the local model and its saved
+    prompt state included)."""
+    out: dict[str, list[float]] = {"heuristic": [], "llm": []}
+    for question in questions:
+        for reader in out:
+            env = {**os.environ, "RAG_READER": reader, "RAG_ANSWER_MODE": "extractive"}
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "rag", "ask", question, "--data-dir",
+                            str(data_dir), "--collection", collection, "--json"],
+                           env=env, capture_output=True, check=True, timeout=600)
+            out[reader].append(time.perf_counter() - started)
+    return out
 
 
 def chat_updates(engine: Engine, settings: Settings, questions: list[str]

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--split", choices=qa.SPLITS,
                      help="only the questions of this split (the dataset needs `split`)")
     run.add_argument("--limit", type=int, help="only the first N questions")
+    run.add_argument("--left-out", action="store_true",
+                     help="ask each answerable question with its gold article (and that "
+                          "article's story) left out of the search, scored as unanswerable")
     run.add_argument("--out", type=Path, help="output folder (default: eval/out/<time>)")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     run.add_argument("-v", "--verbose", action="store_true",
@@ -109,16 +112,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
              settings: Any, *, do_ingest: bool = True, top_k: int = 10,
-             progress: bool = True) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+             progress: bool = True, left_out: bool = False
+             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Ingest (or reuse) the corpus, run every configuration, score. Returns the report
-    and the records; used by the CLI and by the CI gate alike."""
+    and the records; used by the CLI and by the CI gate alike. `left_out`: the
+    answerable questions are asked with their gold articles left out of the search
+    (`runner.left_out`), as unanswerable ones."""
     from eval.judge import judge
     from rag.engine import Engine
 
     store = runner.prepare_store(settings, corpus, do_ingest, progress)
     engine = Engine(settings, store)
     configs = [runner.CONFIGS[name] for name in config_names]
-    records = runner.run(items, engine, configs, top_k=top_k, progress=progress)
+    filters = None
+    if left_out:
+        items, filters = runner.left_out(items, store, corpus)
+        if not items:
+            raise RuntimeError("no answerable question to leave its article out of")
+    records = runner.run(items, engine, configs, top_k=top_k, progress=progress,
+                         filters=filters)
     golds = scoring.resolve_gold(items, store, corpus)
     missing = [i.id for i in items if i.answerable and not golds[i.id].article_ids]
     if missing:
@@ -150,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "llm" in names and "llm" not in runner.default_configs(settings):
         from rag.local_llm import LocalModelError, local_llm
 
-        try:  # no endpoint: the local model writes the answers (`make reader`)
+        try:  # no endpoint: the local model writes the answers (`make setup` installs it)
             local_llm(settings)
         except LocalModelError as exc:
             print("error: --config llm needs an LLM (RAG_LLM_MODEL and OPENAI_BASE_URL or "
@@ -159,10 +171,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.out or PROJECT_ROOT / "eval" / "out" / datetime.now().strftime("%Y%m%d-%H%M%S")
     result, records = evaluate(items, args.corpus, names, settings,
                                do_ingest=not args.no_ingest, top_k=args.top_k,
-                               progress=not args.quiet)
+                               progress=not args.quiet, left_out=args.left_out)
     result["dataset"] = str(args.dataset)
     if args.split:
         result["split"] = args.split
+    if args.left_out:
+        result["left_out"] = True
     out.mkdir(parents=True, exist_ok=True)
     with (out / "records.jsonl").open("w", encoding="utf-8") as f:
         for record in records:

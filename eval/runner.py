@@ -13,9 +13,11 @@ from typing import Any
 from tqdm import tqdm
 
 from eval.qa import QAItem
+from eval.scoring import resolve_gold
 from ingest.pipeline import ingest
 from rag.engine import Engine
 from rag.llm import llm_configured
+from rag.retrieval import Filters
 from rag.settings import Settings
 from rag.store import ArticleStore
 from rag.types import Answer, AnswerMode, RetrievalMode
@@ -87,13 +89,35 @@ def picked(answer: Answer, article_id: str) -> dict[str, Any]:
             "cited": [c.article_id for c in answer.citations]}
 
 
+def left_out(items: list[QAItem], store: ArticleStore, corpus: Path
+             ) -> tuple[list[QAItem], dict[str, Filters]]:
+    """Each answerable question made unanswerable with its topic still in the library:
+    asked with its gold articles and their stories (copies, versions) left out of the
+    search. Returns the questions (id `<id>~left-out`, no source) and their filters."""
+    golds = resolve_gold(items, store, corpus)
+    stories = {a.id: a.story for a in store.list_articles()}
+    out, filters = [], {}
+    for item in items:
+        gold = golds.get(item.id)
+        if gold is None or not gold.article_ids:
+            continue
+        story = {stories.get(a) for a in gold.article_ids} - {None}
+        left = sorted(gold.article_ids | {a for a, s in stories.items() if s in story})
+        copy = QAItem(id=f"{item.id}~left-out", question=item.question, type="unanswerable",
+                      history=item.history, as_of=item.as_of, split=item.split)
+        out.append(copy)
+        filters[copy.id] = Filters(exclude_ids=left)
+    return out, filters
+
+
 def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int = 10,
-        progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None
-        ) -> list[dict[str, Any]]:
+        progress: bool = True, on_record: Callable[[dict[str, Any]], None] | None = None,
+        filters: dict[str, Filters] | None = None) -> list[dict[str, Any]]:
     """One record per question and configuration: the id, the config, the full result.
     A dated question is asked as of its `as_of` day, when the engine takes one. A
     question asked back is asked again about each story offered (`picked`): a story
-    offered that does not answer when picked should not have been offered."""
+    offered that does not answer when picked should not have been offered. `filters`:
+    a question's search restriction, by its id (`left_out`)."""
     records: list[dict[str, Any]] = []
     dated = accepts_as_of(engine)
     if not dated and any(item.as_of for item in items):
@@ -104,14 +128,16 @@ def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int =
         for config in configs:
             for item in items:
                 when = {"as_of": item.as_of_date} if dated and item.as_of else {}
+                only = (filters or {}).get(item.id)
                 result = engine.ask(item.question, history=item.history or None,
                                     mode=config.mode, retrieval=config.retrieval, top_k=top_k,
-                                    **when)
+                                    filters=only, **when)
                 record = {"id": item.id, "config": config.name, "result": result.to_json()}
                 if result.clarify:
                     record["picked"] = [picked(engine.ask(
                         choice.question, history=item.history or None, mode=config.mode,
-                        retrieval=config.retrieval, top_k=top_k, **when), choice.article_id)
+                        retrieval=config.retrieval, top_k=top_k, filters=only, **when),
+                        choice.article_id)
                         for choice in result.clarify]
                 records.append(record)
                 if on_record:

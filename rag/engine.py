@@ -76,11 +76,11 @@ class Engine:
         self._retrievers: dict[RetrievalMode, Retriever] = {}
         self._llm = llm_answerer
         self._local: tuple[Answerer | None, str] | None = None  # the local model's answerer
-        self._reader_notice = ""  # why the configured reader could not be had, said once
+        self._reader_note = ""  # why the preferred reader is not the one answering
         if reader is None:
             from rag.llm_reader import reader_for
 
-            reader, self._reader_notice = reader_for(settings)
+            reader, self._reader_note = reader_for(settings)
         self.extractive = ExtractiveAnswerer(self.store, self.keyword, reader)
         self._newest_seen: tuple[str | None, date | None] = (None, None)
 
@@ -153,8 +153,18 @@ class Engine:
         stream) cannot do. Between sentences it yields "" so a consumer can stop the
         model between its deltas.
         """
-        return Streamed(self._answer(question, history, filters, mode, top_k, retrieval,
-                                     as_of, date_filter, checked))
+        return Streamed(self._named(self._answer(question, history, filters, mode, top_k,
+                                                 retrieval, as_of, date_filter, checked)))
+
+    def _named(self, answering: Generator[str, None, Answer]) -> Generator[str, None, Answer]:
+        """The answer, saying which reader chose a verbatim answer's sentences (and why
+        not the other): in the JSON, never as a notice to the reader of the answer."""
+        answer = yield from answering
+        if answer.mode != AnswerMode.EXTRACTIVE or answer.clarify or not answer.sentences \
+                and not answer.refused:
+            return answer
+        return answer.model_copy(update={"reader": self.extractive.reader.name,
+                                         "reader_note": self._reader_note})
 
     def _newest(self) -> date | None:
         """The library's newest publication date, read once per store generation."""
@@ -216,9 +226,6 @@ class Engine:
             raise ValueError("the question is empty")
         chain, notice = self.answerers(mode)
         notices = [notice] if notice else []
-        if self._reader_notice:
-            notices.append(self._reader_notice)
-            self._reader_notice = ""
         timings: dict[str, float] = {}
         started = time.perf_counter()
 

@@ -130,10 +130,13 @@ class HeuristicReader:
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         if not self.answers(question, candidates):
             return Reading(reader=self.name)
-        return Reading(picks=self._select(self.rank(question, candidates), question),
+        return Reading(picks=self.select(self.rank(question, candidates), question),
                        reader=self.name)
 
-    def _select(self, ranked: list[Pick], question: Question) -> list[Pick]:
+    def select(self, ranked: list[Pick], question: Question) -> list[Pick]:
+        """The answer's sentences from candidates ranked best first (by this reader or
+        another): one story, the best few within 0.8 of the best score, no near-repeats,
+        and a sentence with the asked-for figure, date or name if none has it."""
         passages, kind = question.passages, question.kind
         # One story per answer: sentences of other articles join only when those tell
         # the same story, unless the question asks for a comparison or an overview.

@@ -1,31 +1,25 @@
-"""The LLM reader: the heuristic reader's answer, vetoed by a local model when none
-of the heuristic's best sentences states the answer.
+"""The LLM reader: a local model reads the likeliest candidate sentences and a learned
+decision chooses among them, or refuses.
 
 The model is asked, sentence by sentence, "does this state the answer?", and Yes/No
 is read from the logits of one token (one forward pass per sentence, nothing
 generated). The instructions, the worked examples and the question come first, so
-they are computed once (the examples once per process, the question once per
-question) and each sentence costs only its own tokens (`rag.local_llm`).
+they are computed once (the examples once per install: their state is kept on disk;
+the question once per question) and each sentence costs only its own tokens
+(`rag.local_llm`).
 
-Why a veto, not a chooser: on our dev questions (bbc_qa_dev) the model picked the
-right sentence hardly more often than the heuristic, but told answerable from
-unanswerable questions far better (ROC AUC of its best P(yes) over the top three
-0.85-0.90, against 0.61 for the heuristic's best score). Blending the two scores to
-choose and to refuse was worse on every figure than keeping the heuristic's choice
-and letting the model refuse.
+Which sentences it reads and what it makes of its answers is learned
+(`rag.reader_model`, fitted on dev questions by `python -m eval.fit_reader`): a
+shortlist model ranks every candidate on cheap measures (so a fact past an article's
+lead can be read), the model reads the best `k`, and a chooser weighs its P(yes)
+with those measures to pick the sentence that states the answer, or to refuse when
+none does. Before, the heuristic's pick stood unless the model vetoed it, so a wrong
+pick was kept or refused, never corrected (docs/decisions/learned-reader.md).
 
 Why the worked examples (`SHOTS`, written for this, about made-up places and firms):
 asked cold, the 1.5B said No to plain answers ("...SSL, which makes the famous Durex
-brand..." for "what brand does SSL make?": P(yes) 0.08), so any threshold that
-refused unanswerable questions refused answerable ones too (dev: refusal 0.72 with
-false refusal 0.10). Six examples, half of them sentences on the asked topic without
-the asked fact, moved its answers apart: at P(yes) < 0.27 for all three sentences,
-refusal of unanswerable questions rose from the heuristic's 0.28 to 0.50 with no
-answerable question refused that the heuristic answered (false refusal 0.033 for
-both, answer_contains 0.806 for both). The plateau runs from 0.25 to 0.30; 0.27 is
-its middle. Asking the model to copy the answering words instead (or "NONE") chose
-sentences better but hardly ever refused (AUC 0.60); giving it the headline and the
-sentence before was worse (AUC 0.81).
+brand..." for "what brand does SSL make?": P(yes) 0.08). Six examples, half of them
+sentences on the asked topic without the asked fact, moved its answers apart.
 """
 
 from __future__ import annotations
@@ -34,9 +28,12 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rag.extractive import HeuristicReader
 from rag.local_llm import LocalLLM, LocalModelError, local_llm, shared_prefix
-from rag.reader import Candidate, Question, Reader, Reading
+from rag.reader import Candidate, Pick, Question, Reader, Reading
+from rag.reader_model import ReaderModel, cheap_features, with_model_features
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -78,16 +75,11 @@ def sentence_prompt(question: str, sentence: str) -> str:
             f"question?\nSentence: {_clip(sentence)}")
 
 
-class LLMReader:
-    """`shortlist`: the heuristic's best sentences read by the model; `min_yes`: below
-    this P(yes) for all of them, the question is refused. Both tuned on dev only."""
+class YesNo:
+    """The local model asked of one sentence at a time: does it state the answer?"""
 
-    name = "llm"
-
-    def __init__(self, model: LocalLLM, heuristic: HeuristicReader | None = None,
-                 shortlist: int = 3, min_yes: float = 0.27) -> None:
-        self.model, self.heuristic = model, heuristic or HeuristicReader()
-        self.shortlist, self.min_yes = shortlist, min_yes
+    def __init__(self, model: LocalLLM) -> None:
+        self.model = model
         self._yes = model.token_ids("Yes", " Yes", "yes", "YES")
         self._no = model.token_ids("No", " No", "no", "NO")
         self._shots = [(sentence_prompt(q, sentence), reply) for q, sentence, reply in SHOTS]
@@ -97,13 +89,16 @@ class LLMReader:
     def prompt(self, question: str, sentence: str) -> list[int]:
         return self.model.chat_tokens(SYSTEM, sentence_prompt(question, sentence), self._shots)
 
+    def yes_one(self, question: str, sentence: str) -> float:
+        """P(yes) for one sentence."""
+        return self.model.yes_probability(self.prompt(question, sentence), self._yes, self._no)
+
     def yes(self, question: str, candidates: list[Candidate]) -> list[float]:
         """P(yes) of each candidate, in the order given."""
-        return [self.model.yes_probability(self.prompt(question, cand.text), self._yes, self._no)
-                for cand in candidates]
+        return [self.yes_one(question, cand.text) for cand in candidates]
 
     def warm(self) -> None:
-        """Have the instructions and worked examples (427 tokens, 7 s to compute on 2
+        """Have the instructions and worked examples (434 tokens, 8 s to compute on 2
         cores) in the model's cache: loaded from where an earlier process kept them, or
         computed once and kept there. Called before every reading too: the local
         answerer's prompt (same model) takes their place in the cache."""
@@ -113,42 +108,59 @@ class LLMReader:
             self._fixed = (fixed, self.model.saved_prefix(fixed))
         self.model.prefix_ready(*self._fixed)
 
+
+class LLMReader(YesNo):
+    """Reads the candidates the learned shortlist ranks best with the local model and
+    lets the learned chooser pick the sentence that states the answer, or refuse
+    (`rag.reader_model`; fitted on dev questions by `python -m eval.fit_reader`)."""
+
+    name = "llm"
+
+    def __init__(self, model: LocalLLM, heuristic: HeuristicReader | None = None,
+                 learned: ReaderModel | None = None) -> None:
+        super().__init__(model)
+        self.heuristic = heuristic or HeuristicReader()
+        self.learned = learned or ReaderModel.load()
+
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
-        started = time.monotonic()
-        reading = self.heuristic.read(question, candidates)
-        if reading.refused:
-            return Reading(reader=self.name)  # nothing to check: no model call
-        self.warm()
-        ranked = self.heuristic.rank(question, candidates)[: self.shortlist]
-        # One Yes is enough to let the answer stand, so the reading stops there: the
-        # heuristic's best sentence is usually it (dev: 1.24 model calls a question, not 3).
-        probs: list[float] = []
-        for pick in ranked:
-            probs.extend(self.yes(question.text, [pick.candidate]))
-            if probs[-1] >= self.min_yes:
-                break
-        logger.debug("llm reader: P(yes)=%s in %.2f s", [round(y, 2) for y in probs],
-                     time.monotonic() - started)
-        if max(probs) < self.min_yes:
+        if not candidates:
             return Reading(reader=self.name)
-        return Reading(picks=reading.picks, reader=self.name)
+        started = time.monotonic()
+        learned = self.learned
+        rows = cheap_features(question, candidates, self.heuristic)
+        order = np.argsort(-learned.shortlist.probability(rows), kind="stable")[: learned.k]
+        self.warm()
+        # Read one at a time, best first; a sentence the chooser is sure of ends the
+        # reading (each costs 0.3-1 s on 2 cores).
+        p_yes: list[float] = []
+        for i in order:
+            p_yes.append(self.yes_one(question.text, candidates[i].text))
+            shortlist = [candidates[j] for j in order[: len(p_yes)]]
+            chosen = learned.chooser.probability(with_model_features(
+                [rows[j] for j in order[: len(p_yes)]], p_yes))
+            if float(chosen.max()) >= learned.stop_at:
+                break
+        logger.debug("llm reader: P(yes)=%s, chooser=%s in %.2f s",
+                     [round(y, 2) for y in p_yes], [round(float(p), 2) for p in chosen],
+                     time.monotonic() - started)
+        if float(chosen.max()) < learned.threshold:
+            return Reading(reader=self.name)
+        ranked = sorted((Pick(c, float(p)) for c, p in zip(shortlist, chosen, strict=True)),
+                        key=lambda pick: -pick.score)
+        return Reading(picks=self.heuristic.select(ranked, question), reader=self.name)
 
 
 def reader_for(settings: Settings) -> tuple[Reader, str]:
-    """The reader the settings ask for, and a notice when it had to be another (shown
-    once). `auto` (the default) is the LLM reader wherever it can run, since it
-    measures better (README, "Readers compared"), and the heuristic reader elsewhere:
-    `make run` needs no compiler, and llama.cpp has to be compiled (`make reader`).
-    With the local model absent, its hash wrong or llama.cpp unable to run it, the
-    answers still come, from the heuristic reader, and the notice says why."""
+    """The reader the settings ask for, and, when it is not the LLM reader, why (a short
+    line for the answer's `reader_note`). `auto` (the default) is the LLM reader wherever
+    the local model runs, since it measures better (README, "Readers compared"), and the
+    heuristic reader elsewhere. With the local model absent, its hash wrong or llama.cpp
+    unable to run it, the answers still come, from the heuristic reader; what to do about
+    it is the operator's business, so it goes to the log (a warning), not to answers."""
     if settings.reader == "heuristic":
-        return HeuristicReader(), ""
+        return HeuristicReader(), "RAG_READER=heuristic"
     try:
         return LLMReader(local_llm(settings)), ""
     except LocalModelError as exc:
-        logger.warning("local reader unavailable: %s", exc)
-        if settings.reader == "auto":
-            return HeuristicReader(), (f"answered by the heuristic reader: the local reader "
-                                       f"model is not available ({exc}); `make reader` "
-                                       "installs it")
-        return HeuristicReader(), f"{exc}; the heuristic reader answers instead"
+        logger.warning("local reader unavailable, the heuristic reader answers: %s", exc)
+        return HeuristicReader(), "the local reader is unavailable on this server"

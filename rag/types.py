@@ -196,6 +196,10 @@ class Answer(_Frozen):
     clarify: list[Choice] = Field(default_factory=list)  # set: a question back, not an answer
     date_filter: AppliedFilter | None = None
     timeline: list[TimelineEvent] = Field(default_factory=list)  # oldest first
+    # Who chose a verbatim answer's sentences ("llm": the local model with the learned
+    # decision; "heuristic"), and why the other was not used, if it was not chosen.
+    reader: str = ""
+    reader_note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

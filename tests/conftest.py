@@ -15,7 +15,7 @@ every later test that needed it.
 
 The suite answers with the heuristic reader (RAG_READER=heuristic, also in every
 process a test starts) unless a test asks for another: the default (`auto`) would
-load the 1.5B local model wherever `make reader` installed it, and the tests of
+load the 1.5B local model wherever `make setup` installed it, and the tests of
 answers are written against the heuristic's choices. The LLM reader has its own tests
 and its own CI gate.
 """

@@ -253,11 +253,43 @@ def test_filters_by_article_outlet_and_date(lib: SimpleNamespace, tmp_path: Path
     assert wire and {p.outlet for p in wire} == {"Wire"}
 
 
+def test_an_article_left_out_of_the_search_is_not_found_by_any_retriever(
+        lib: SimpleNamespace) -> None:
+    """`Filters.exclude_ids`: the hard unanswerable case (the question's own article left
+    out, its topic's neighbours still in) for dense, keyword and fused retrieval."""
+    question = "Why did relations between Iran and Azerbaijan sour?"
+    for mode in ("dense", "bm25", "hybrid"):
+        retriever = Retriever(lib.store, mode, lib.engine.keyword)
+        assert lib.seed_id in {p.article_id for p in retriever.retrieve(question, 8)}
+        left = retriever.retrieve(question, 8, Filters(exclude_ids=[lib.seed_id]))
+        assert left and lib.seed_id not in {p.article_id for p in left}, mode
+    answer = lib.engine.ask(question, filters=Filters(exclude_ids=[lib.seed_id]))
+    assert lib.seed_id not in {c.article_id for c in answer.citations}
+
+
+def test_left_out_questions_are_unanswerable_copies_without_their_gold_article(
+        lib: SimpleNamespace) -> None:
+    from eval.qa import QAItem
+    from eval.runner import left_out
+
+    items = [QAItem(id="q1", question="Why did relations sour?", answers=["Israel"],
+                    source="seed/iran-azerbaijan-baku-meeting.txt", type="why"),
+             QAItem(id="q2", question="Who won?", type="unanswerable")]
+    copies, filters = left_out(items, lib.store, CORPORA)
+    assert [c.id for c in copies] == ["q1~left-out"]
+    assert not copies[0].answerable and copies[0].type == "unanswerable"
+    assert copies[0].question == items[0].question and not copies[0].answers
+    assert lib.seed_id in filters["q1~left-out"].exclude_ids
+
+
 def test_filter_where_clause() -> None:
     f = Filters(article_ids=["a"], outlets=["BBC"], date_from=date(2020, 1, 2))
     assert f.where() == {"$and": [{"article_id": {"$in": ["a"]}}, {"outlet": {"$in": ["BBC"]}},
                                   {"published_int": {"$gte": 20200102}}]}
     assert Filters().where() is None and not Filters()
+    out = Filters(exclude_ids=["b"])
+    assert out and out.where() == {"article_id": {"$nin": ["b"]}}
+    assert out.match({"article_id": "a"}) and not out.match({"article_id": "b"})
     assert f.match({"article_id": "a", "outlet": "BBC", "published_int": 20210101})
     assert not f.match({"article_id": "a", "outlet": "BBC"})  # undated fails a date filter
 
@@ -387,6 +419,7 @@ def test_cli_ask_json_has_every_field(lib: SimpleNamespace) -> None:
     assert set(out) >= {"question", "standalone_question", "answer", "refused", "mode", "model",
                         "citations", "sentences", "retrieved", "timings_ms"}
     assert out["mode"] == "extractive" and out["model"] is None and not out["refused"]
+    assert out["reader"] == "heuristic" and out["reader_note"] == "RAG_READER=heuristic"
     assert set(out["citations"][0]) >= {"n", "article_id", "title", "url", "file_path", "published",
                                         "chunk_id", "start", "end", "quote"}
     assert set(out["sentences"][0]) >= {"text", "citations", "supported", "score"}

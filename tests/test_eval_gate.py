@@ -85,6 +85,6 @@ def test_eval_gate(gate_corpus: Path, gate_store: Path) -> None:
 
 @pytest.mark.slow
 def test_eval_gate_llm_reader(gate_corpus: Path, gate_store: Path) -> None:
-    """The default reader wherever `make reader` (or `make test`) installed it: the 1.5B
+    """The default reader wherever `make setup` (or `make test`) installed it: the 1.5B
     local model, over the same questions and store."""
     run_gate(gate_corpus, gate_store, "llm", LLM_FLOORS, LLM_CEILINGS)

