@@ -172,12 +172,14 @@ def outcome(data: list[dict[str, Any]], probs: list[np.ndarray],
             threshold: float) -> dict[str, float]:
     """Answer figures of a decision: refusal of the unanswerable (written and left-out),
     false refusal and right-sentence-first of the answerable, sentences read."""
+    def answered(q: dict[str, Any], p: np.ndarray) -> bool:  # as LLMReader.read decides
+        return q["rows"][0]["gate"] > 0 and len(p) > 0 and p.max() >= threshold
+
     ans = [(q, p) for q, p in zip(data, probs, strict=True) if q["group"] == "asked"]
     neg = [(q, p) for q, p in zip(data, probs, strict=True) if q["group"] != "asked"]
-    refused = [len(p) == 0 or p.max() < threshold for _, p in neg]
-    false = [len(p) == 0 or p.max() < threshold for _, p in ans]
-    right = [len(p) > 0 and p.max() >= threshold and q["labels"][q["read"][int(p.argmax())]] == 1
-             for q, p in ans]
+    refused = [not answered(q, p) for q, p in neg]
+    false = [not answered(q, p) for q, p in ans]
+    right = [answered(q, p) and q["labels"][q["read"][int(p.argmax())]] == 1 for q, p in ans]
     return {"refusal": float(np.mean(refused)) if refused else 0.0,
             "false_refusal": float(np.mean(false)) if false else 0.0,
             "right_first": float(np.mean(right)) if right else 0.0,
@@ -205,7 +207,7 @@ def choose_threshold(data: list[dict[str, Any]], probs: list[np.ndarray],
     """The threshold that refuses most unanswerable questions while refusing at most
     `max_false` of the answerable ones."""
     best = (0.0, outcome(data, probs, 0.0))
-    for t in np.arange(0.02, 0.98, 0.01):
+    for t in np.arange(0.01, 0.98, 0.01):
         got = outcome(data, probs, float(t))
         if got["false_refusal"] <= max_false and got["refusal"] >= best[1]["refusal"]:
             best = (round(float(t), 2), got)

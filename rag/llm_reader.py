@@ -123,7 +123,10 @@ class LLMReader(YesNo):
         self.learned = learned or ReaderModel.load()
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
-        if not candidates:
+        # The heuristic's gates first (the question's words or meaning matched, and the
+        # asked-for figure, date or name there): what they refuse, no reader answers
+        # (a story offered back is checked by them alone: `SentencePicker.could_answer`).
+        if not self.heuristic.answers(question, candidates):
             return Reading(reader=self.name)
         started = time.monotonic()
         learned = self.learned
@@ -131,11 +134,10 @@ class LLMReader(YesNo):
         order = np.argsort(-learned.shortlist.probability(rows), kind="stable")[: learned.k]
         self.warm()
         # Read one at a time, best first; a sentence the chooser is sure of ends the
-        # reading (each costs 0.3-1 s on 2 cores).
+        # reading (each costs 0.5-1 s on 2 cores).
         p_yes: list[float] = []
         for i in order:
             p_yes.append(self.yes_one(question.text, candidates[i].text))
-            shortlist = [candidates[j] for j in order[: len(p_yes)]]
             chosen = learned.chooser.probability(with_model_features(
                 [rows[j] for j in order[: len(p_yes)]], p_yes))
             if float(chosen.max()) >= learned.stop_at:
@@ -145,9 +147,15 @@ class LLMReader(YesNo):
                      time.monotonic() - started)
         if float(chosen.max()) < learned.threshold:
             return Reading(reader=self.name)
-        ranked = sorted((Pick(c, float(p)) for c, p in zip(shortlist, chosen, strict=True)),
-                        key=lambda pick: -pick.score)
-        return Reading(picks=self.heuristic.select(ranked, question), reader=self.name)
+        # The chooser's sentence leads; the heuristic's selection, from that sentence's
+        # story, completes the answer as before (a cause or figure often takes two).
+        best = candidates[order[int(chosen.argmax())]]
+        ranked = self.heuristic.rank(question, candidates)
+        top = ranked[0].score
+        lead = [Pick(best, max(top, self.heuristic.score(best, question.kind)))]
+        picks = self.heuristic.select([*lead, *(p for p in ranked if p.candidate is not best)],
+                                      question)
+        return Reading(picks=picks, reader=self.name)
 
 
 def reader_for(settings: Settings) -> tuple[Reader, str]:

@@ -65,8 +65,8 @@ def cheap_features(question: Question, candidates: list[Candidate],
     gate = float(heuristic.answers(question, candidates))
     passages = question.passages
     top_score = max((p.score for p in passages), default=0.0) or 1.0
-    lead_article = passages[candidates[order_first(order)].passage].article_id if candidates \
-        else None
+    first = min(order, key=order.__getitem__, default=None)  # the heuristic's best
+    lead_article = passages[candidates[first].passage].article_id if first is not None else None
     names = _names(question.text)
     q_numbers = sorted(n for n in numbers(question.text) if len(n) >= 2)
     q_terms = list(dict.fromkeys(content_terms(question.text)))
@@ -106,11 +106,6 @@ def cheap_features(question: Question, candidates: list[Candidate],
         row.update({f"kind_{k}": float(kind == k) for k in KINDS})
         rows.append(row)
     return rows
-
-
-def order_first(order: dict[int, int]) -> int:
-    """The index ranked first in a rank map (index -> rank)."""
-    return next(i for i, r in order.items() if r == 0)
 
 
 def with_model_features(rows: list[dict[str, float]],

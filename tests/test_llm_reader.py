@@ -96,7 +96,9 @@ def test_the_reader_reads_the_shortlist_and_picks_what_the_chooser_ranks_first(
     reading = spied(later).read(QUESTION, cands)
     assert asked == [cands[2].text, cands[1].text]  # the shortlist's best two, best first
     assert reading.picks[0].candidate is cands[2] and reading.reader == "llm"
-    assert all(p.candidate is not heuristic_first for p in reading.picks)
+    # the heuristic's own selection completes the answer after the chooser's sentence
+    assert {p.candidate for p in reading.picks} <= set(cands)
+    assert [p.candidate for p in reading.picks].count(cands[2]) == 1
     asked.clear()
     never = learned({"offset": 1.0}, {"offset": 5.0}, k=2, threshold=1.01)
     assert spied(never).read(QUESTION, cands).refused and len(asked) == 2
@@ -112,6 +114,11 @@ def test_the_reader_reads_the_shortlist_and_picks_what_the_chooser_ranks_first(
     best = [cands[2], cands[1], cands[0]][int(np.argmax(p_yes))]
     assert LLMReader(model, learned=trusting).read(QUESTION, cands).picks[0].candidate is best
     assert LLMReader(model, learned=later).read(QUESTION, []).refused
+    asked.clear()
+    weak = [Candidate(c.passage, c.start, c.end, c.text, dense=0.1, lexical=0.1,
+                      vector=c.vector) for c in cands]
+    assert spied(later).read(QUESTION, weak).refused  # the heuristic's gates refused...
+    assert asked == []  # ...so the model was not asked
 
 
 def test_the_shipped_decision_reads_the_features_the_code_computes() -> None:
