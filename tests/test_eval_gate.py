@@ -38,8 +38,9 @@ CEILINGS = {
     "false_refusal_rate": 0.15,
     "unsupported_rate": 0.03,
 }
-# The LLM reader (RAG_READER=llm, the 1.5B), measured 2026-12-02 on this gate: as the
-# heuristic's but keyword_recall 0.561 and false_refusal_rate 0.150 (one more question).
+# The LLM reader (RAG_READER=llm, the 1.5B with the learned decision, cyllama), measured
+# 2026-12-07 on this gate: as the heuristic's but keyword_recall 0.553, answer_contains
+# 0.574, citation_precision 0.980 and false_refusal_rate 0.150.
 LLM_FLOORS = {**FLOORS}
 LLM_CEILINGS = {**CEILINGS, "false_refusal_rate": 0.17}
 
