@@ -157,11 +157,11 @@ class Engine:
                                                  retrieval, as_of, date_filter, checked)))
 
     def _named(self, answering: Generator[str, None, Answer]) -> Generator[str, None, Answer]:
-        """The answer, saying which reader chose a verbatim answer's sentences (and why
-        not the other): in the JSON, never as a notice to the reader of the answer."""
+        """The answer, saying which reader chose a verbatim answer's sentences (or refused
+        it), and why not the other: in the JSON, never as a notice to the reader of the
+        answer. A question back and a timeline are chosen by no reader."""
         answer = yield from answering
-        if answer.mode != AnswerMode.EXTRACTIVE or answer.clarify or not answer.sentences \
-                and not answer.refused:
+        if answer.mode != AnswerMode.EXTRACTIVE or answer.clarify or answer.timeline:
             return answer
         return answer.model_copy(update={"reader": self.extractive.reader.name,
                                          "reader_note": self._reader_note})
