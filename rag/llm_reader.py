@@ -168,7 +168,10 @@ def reader_for(settings: Settings) -> tuple[Reader, str]:
     if settings.reader == "heuristic":
         return HeuristicReader(), "RAG_READER=heuristic"
     try:
-        return LLMReader(local_llm(settings)), ""
+        reader = LLMReader(local_llm(settings))
     except LocalModelError as exc:
         logger.warning("local reader unavailable, the heuristic reader answers: %s", exc)
         return HeuristicReader(), "the local reader is unavailable on this server"
+    logger.info("the LLM reader answers (%s; reads at most %d sentences a question)",
+                reader.model.path.name, reader.learned.k)
+    return reader, ""
