@@ -86,7 +86,7 @@ class Recording:
 def collect(items: list[QAItem], settings: Settings, corpus: Path) -> list[dict[str, Any]]:
     store = prepare_store(settings, corpus, do_ingest=False, progress=False)
     golds = resolve_gold(items, store, corpus)
-    _, left = left_out(items, store, corpus)
+    _, left = left_out(items, store, corpus, golds)
     recording = Recording()
     engine = Engine(settings, store, reader=recording)
     out = []

@@ -13,7 +13,7 @@ from typing import Any
 from tqdm import tqdm
 
 from eval.qa import QAItem
-from eval.scoring import resolve_gold
+from eval.scoring import Gold, resolve_gold
 from ingest.pipeline import ingest
 from rag.engine import Engine
 from rag.llm import llm_configured
@@ -89,12 +89,14 @@ def picked(answer: Answer, article_id: str) -> dict[str, Any]:
             "cited": [c.article_id for c in answer.citations]}
 
 
-def left_out(items: list[QAItem], store: ArticleStore, corpus: Path
+def left_out(items: list[QAItem], store: ArticleStore, corpus: Path,
+             golds: dict[str, Gold] | None = None
              ) -> tuple[list[QAItem], dict[str, Filters]]:
     """Each answerable question made unanswerable with its topic still in the library:
     asked with its gold articles and their stories (copies, versions) left out of the
-    search. Returns the questions (id `<id>~left-out`, no source) and their filters."""
-    golds = resolve_gold(items, store, corpus)
+    search. Returns the questions (id `<id>~left-out`, no source) and their filters.
+    `golds`: the items' `resolve_gold`, when the caller has it already."""
+    golds = golds if golds is not None else resolve_gold(items, store, corpus)
     stories = {a.id: a.story for a in store.list_articles()}
     out, filters = [], {}
     for item in items:

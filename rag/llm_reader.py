@@ -123,14 +123,15 @@ class LLMReader(YesNo):
         self.learned = learned or ReaderModel.load()
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
+        rows = cheap_features(question, candidates, self.heuristic)
         # The heuristic's gates first (the question's words or meaning matched, and the
-        # asked-for figure, date or name there): what they refuse, no reader answers
-        # (a story offered back is checked by them alone: `SentencePicker.could_answer`).
-        if not self.heuristic.answers(question, candidates):
+        # asked-for figure, date or name there; the `gate` measure): what they refuse, no
+        # reader answers (a story offered back is checked by them alone:
+        # `SentencePicker.could_answer`).
+        if not rows or not rows[0]["gate"]:
             return Reading(reader=self.name)
         started = time.monotonic()
         learned = self.learned
-        rows = cheap_features(question, candidates, self.heuristic)
         order = np.argsort(-learned.shortlist.probability(rows), kind="stable")[: learned.k]
         self.warm()
         # Read one at a time, best first; a sentence the chooser is sure of ends the
@@ -151,9 +152,8 @@ class LLMReader(YesNo):
         # story, completes the answer as before (a cause or figure often takes two).
         best = candidates[order[int(chosen.argmax())]]
         ranked = self.heuristic.rank(question, candidates)
-        top = ranked[0].score
-        lead = [Pick(best, max(top, self.heuristic.score(best, question.kind)))]
-        picks = self.heuristic.select([*lead, *(p for p in ranked if p.candidate is not best)],
+        lead = Pick(best, ranked[0].score)  # first, as the heuristic's own best would be
+        picks = self.heuristic.select([lead, *(p for p in ranked if p.candidate is not best)],
                                       question)
         return Reading(picks=picks, reader=self.name)
 
