@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from support import QuietHandler, free_port
 
@@ -369,6 +370,27 @@ def test_llm_answers_stop_at_the_deadline_and_on_cancel(site: SimpleNamespace,
 # -- 8. login ----------------------------------------------------------------------------
 
 
+def test_only_editors_upload_to_gradios_cache(site: SimpleNamespace) -> None:
+    """Gradio's upload route only asks for a login: a reader's file would stay in its
+    cache (no handler ever sees it). Refused for readers and for nobody logged in."""
+    cache = Path(get_upload_folder())
+    before = set(cache.rglob("sneaky-*"))
+    files = {"files": ("sneaky-upload.txt", b"a reader's file", "text/plain")}
+    with httpx.Client(base_url=site.url) as reader:
+        assert reader.post("login", data={"username": "rd", "password": "rd-pw-1"}
+                           ).status_code == 200
+        refused = reader.post("gradio_api/upload", files=files)
+        assert refused.status_code == 403
+        assert refused.json()["detail"] == "Only editors may upload files."
+    assert httpx.post(site.url + "gradio_api/upload", files=files).status_code in (401, 403)
+    assert set(cache.rglob("sneaky-*")) == before
+    with httpx.Client(base_url=site.url) as editor:
+        assert editor.post("login", data={"username": "ed", "password": "ed-pw-1"}
+                           ).status_code == 200
+        kept = editor.post("gradio_api/upload", files={"files": ("fine.txt", b"ok")})
+        assert kept.status_code == 200, kept.text
+
+
 def test_failed_logins_are_throttled_per_user_and_per_address(site: SimpleNamespace) -> None:
     login = site.url + "login"
     codes = [httpx.post(login, data={"username": "rd", "password": f"guess{i}"}).status_code
@@ -432,9 +454,10 @@ def test_readers_ask_and_export_but_cannot_add_or_remove(site: SimpleNamespace,
     for call in (lambda: site.rd.predict(article_id, api_name="/remove"),
                  lambda: site.rd.predict("Some text\n\nlong enough to be an article here.", "",
                                          "", api_name="/add_text"),
-                 lambda: site.rd.predict(["https://example.org/a"], "", api_name="/add_urls"),
-                 lambda: site.rd.predict([handle_file(str(note))], "", api_name="/add_files")):
+                 lambda: site.rd.predict(["https://example.org/a"], "", api_name="/add_urls")):
         assert "Only editors may add or remove articles" in _refusal(call)
+    with pytest.raises(Exception, match="403"):  # the file is refused before gradio keeps it
+        site.rd.predict([handle_file(str(note))], "", api_name="/add_files")
     assert site.app.store.get_article(article_id) is not None
     got = site.rd.predict("When did Pezeshkian meet Aliyev?", api_name="/ask")
     assert got["citations"]

@@ -13,6 +13,7 @@ per client address by `LoginGuard`, an ASGI middleware in front of gradio's /log
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -253,6 +254,53 @@ async def _form_username(scope: Scope, body: bytes) -> str:
         return str(form.get("username") or "").strip()
     except Exception:  # a malformed form: gradio answers it; it still counts per address
         return ""
+
+
+class UploadGuard:
+    """ASGI middleware: with login on, gradio's own upload route (`/gradio_api/upload`,
+    where a file goes before any event handler sees it) takes files from editors only.
+
+    Gradio checks that a caller is logged in, not what they may do, so a reader could
+    leave files in its cache that no handler ever deletes. The user is read from
+    gradio's session cookie as gradio itself reads it (`App.tokens`); written by hand
+    because gradio has no per-route permission hook."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]],
+                 users: dict[str, User] | None) -> None:
+        self.app = app
+        self.users = users
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", "")).rstrip("/")
+        if self.users is None or scope["type"] != "http" or \
+                not path.endswith("/gradio_api/upload"):
+            await self.app(scope, receive, send)
+            return
+        if role_of(self.users, _gradio_user(scope)) != EDITOR:
+            await _reply(send, 403, "Only editors may upload files.")
+            return
+        await self.app(scope, receive, send)
+
+
+def _gradio_user(scope: Scope) -> str | None:
+    """The logged-in user of a request to gradio's app, from its session cookie."""
+    from http.cookies import SimpleCookie
+
+    app = scope.get("app")
+    cookie_id, tokens = getattr(app, "cookie_id", None), getattr(app, "tokens", None)
+    if cookie_id is None or not isinstance(tokens, dict):
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    for name, value in scope.get("headers") or []:
+        if name == b"cookie":
+            with contextlib.suppress(Exception):  # a malformed cookie: nobody
+                jar.load(value.decode("latin-1"))
+    for name in (f"access-token-{cookie_id}", f"access-token-unsecure-{cookie_id}"):
+        if name in jar:
+            user = tokens.get(jar[name].value)
+            if user:
+                return str(user)
+    return None
 
 
 async def _reply(send: Send, code: int, detail: str, headers: dict[str, str] | None = None

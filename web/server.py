@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from rag.settings import Settings, get_settings
-from web.auth import LoginGuard, LoginThrottle, User, bind_warning, checker, load_users
+from web.auth import LoginGuard, LoginThrottle, UploadGuard, User, bind_warning, checker, load_users
 from web.layout import CSS, HEAD, build
 from web.openai_api import OpenAIApi, OpenAIRoutes
 from web.service import NewsApp
@@ -32,6 +32,7 @@ def launch(demo: gr.Blocks, host: str, port: int, users: dict[str, User] | None 
     if users:
         throttle = LoginThrottle(settings.login_max_failures, settings.login_window)
         middleware.append(Middleware(LoginGuard, throttle=throttle))
+        middleware.append(Middleware(UploadGuard, users=users))
     # A full queue is refused by gradio itself: the page says "This application is
     # currently busy. Please try again.", gradio_client "Queue is full! Please try again."
     demo = demo.queue(default_concurrency_limit=1, max_size=settings.queue_max)
