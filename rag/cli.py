@@ -150,7 +150,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
         return 0
-    print()  # the streamed text was the checked answer, in its own numbering
     if result.clarify:
         print("\nAsk again about one of them, e.g.:")
         for c in result.clarify:
@@ -173,3 +172,5 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.title} ({r.outlet or 'no outlet'}, {r.published or 'undated'})"
                     for r in c.also_in))
     return 0
+    if not args.json:
+        print(flush=True)  # the answer's line ends before any note: notes have their own

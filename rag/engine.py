@@ -59,6 +59,9 @@ from rag.types import (
 logger = logging.getLogger(__name__)
 AnswerStream = Streamed[str, Answer]
 NO_LLM = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
+# What an answer says when it asked for a model and none could be had; the why and what
+# to do go to the operator (`Engine.setup_notes`, the log), not to whoever asked.
+NO_MODEL = "answered without a language model (none is available on this server)"
 UNSUPPORTED = ("the model's answer was not supported by the articles; showing the extractive "
                "answer instead")
 PASSED_ON = ("the local model found no answer in the articles; showing the extractive answer "
@@ -77,10 +80,11 @@ class Engine:
         self._llm = llm_answerer
         self._local: tuple[Answerer | None, str] | None = None  # the local model's answerer
         self._reader_note = ""  # why the preferred reader is not the one answering
+        self._reader_why = ""  # the same, for the operator
         if reader is None:
             from rag.llm_reader import reader_for
 
-            reader, self._reader_note = reader_for(settings)
+            reader, self._reader_note, self._reader_why = reader_for(settings)
         self.extractive = ExtractiveAnswerer(self.store, self.keyword, reader)
         self._newest_seen: tuple[str | None, date | None] = (None, None)
 
@@ -118,12 +122,32 @@ class Engine:
                     from rag.local_answerer import local_answerer
 
                     self._local = local_answerer(self.settings)
-                local, why = self._local
+                local, _ = self._local
                 if local is None:
-                    return [self.extractive], why or NO_LLM
+                    return [self.extractive], NO_MODEL
                 return [local, self.extractive], ""
             return [llm, self.extractive], ""
         return [self.extractive], ""
+
+    def setup_notes(self) -> list[str]:
+        """For the operator (the console at start-up, the editors' view): which reader
+        chooses the verbatim answers' sentences and what writes generated ones, and when
+        either is not the best this server could have, why and what to do."""
+        reader = self.extractive.reader.name
+        notes = [f"Sentences of verbatim answers are chosen by the {reader} reader"
+                 + (f" ({self._reader_why})." if self._reader_why else ".")]
+        llm = self.llm()
+        if llm is not None:
+            notes.append(f"Generated answers are written by {llm.model}.")
+        elif self._local is None:
+            notes.append("Generated answers (answer mode llm) are written by the local model, "
+                         "loaded when first asked; set RAG_LLM_MODEL and OPENAI_BASE_URL for "
+                         "an endpoint.")
+        elif self._local[0] is None:
+            notes.append(f"Generated answers are unavailable: {self._local[1]}.")
+        else:
+            notes.append(f"Generated answers are written by {self._local[0].model}.")
+        return notes
 
     # -- asking ------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -158,20 +159,31 @@ class LLMReader(YesNo):
         return Reading(picks=picks, reader=self.name)
 
 
-def reader_for(settings: Settings) -> tuple[Reader, str]:
-    """The reader the settings ask for, and, when it is not the LLM reader, why (a short
-    line for the answer's `reader_note`). `auto` (the default) is the LLM reader wherever
+class ReaderChoice(NamedTuple):
+    """The reader that answers; `note`: for the answer's `reader_note`, why it is not the
+    LLM reader, in words for anyone; `why`: the same for the operator (the log, the
+    editors' view), with what to do about it."""
+
+    reader: Reader
+    note: str = ""
+    why: str = ""
+
+
+def reader_for(settings: Settings) -> ReaderChoice:
+    """The reader the settings ask for. `auto` (the default) is the LLM reader wherever
     the local model runs, since it measures better (README, "Readers compared"), and the
     heuristic reader elsewhere. With the local model absent, its hash wrong or llama.cpp
     unable to run it, the answers still come, from the heuristic reader; what to do about
-    it is the operator's business, so it goes to the log (a warning), not to answers."""
+    it is the operator's business, so it goes to the log (a warning) and `why`, not to
+    answers."""
     if settings.reader == "heuristic":
-        return HeuristicReader(), "RAG_READER=heuristic"
+        return ReaderChoice(HeuristicReader(), "RAG_READER=heuristic", "RAG_READER=heuristic")
     try:
         reader = LLMReader(local_llm(settings))
     except LocalModelError as exc:
         logger.warning("local reader unavailable, the heuristic reader answers: %s", exc)
-        return HeuristicReader(), "the local reader is unavailable on this server"
+        return ReaderChoice(HeuristicReader(), "the local reader is unavailable on this server",
+                            f"the local reader is unavailable: {exc}")
     logger.info("the LLM reader answers (%s; reads at most %d sentences a question)",
                 reader.model.path.name, reader.learned.k)
-    return reader, ""
+    return ReaderChoice(reader)

@@ -4,8 +4,9 @@ The same instructions and numbered passages as any LLM's (`rag.llm`), written by
 local model through llama.cpp in this process, and checked sentence by sentence like
 any model's: a draft with nothing supported falls back to the verbatim answer. The
 1.5B on 2 cores reads ~70 prompt tokens a second and writes ~10, so it gets the best
-few passages only, and the wall-clock deadline (RAG_LLM_TIMEOUT) is checked at every
-token it writes (the prompt's processing, a few seconds, is not interruptible).
+few passages only, and the wall-clock deadline (RAG_LLM_TIMEOUT) holds whatever the
+model is doing: waiting for it (another answer has it), reading the prompt (checked
+every 64 tokens, about a second) or writing (every token); then the fallback answers.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 from rag.llm import SYSTEM_PROMPT, LLMError, format_passages, parse_answer
-from rag.local_llm import LocalLLM, LocalModelError, local_llm
+from rag.local_llm import DeadlinePassed, LocalLLM, LocalModelError, local_llm
 from rag.settings import Settings
 from rag.types import AnswerMode, Draft, Passage
 
@@ -53,21 +54,23 @@ class LocalAnswerer:
         tokens = self.local.chat_tokens(SYSTEM_PROMPT, user)
         deadline = time.monotonic() + self.settings.llm_timeout
         parts: list[str] = []
-        stream = self.local.stream(tokens, self.settings.llm_max_tokens, STOP)
+        stream = self.local.stream(tokens, self.settings.llm_max_tokens, STOP, deadline)
         try:
             for delta in stream:
-                if time.monotonic() > deadline:
-                    raise LLMError(f"the local model did not finish within "
-                                   f"{self.settings.llm_timeout:g} s (RAG_LLM_TIMEOUT)")
                 parts.append(delta)
                 yield delta
+        except DeadlinePassed as exc:
+            logger.info("%s", exc)
+            raise LLMError(f"the local model did not finish within "
+                           f"{self.settings.llm_timeout:g} s (RAG_LLM_TIMEOUT)") from None
         finally:
             stream.close()  # stops generating; the model's lock is released
         return parse_answer("".join(parts))
 
 
 def local_answerer(settings: Settings) -> tuple[LocalAnswerer | None, str]:
-    """The local answerer, or None and one line saying why it can't be had."""
+    """The local answerer, or None and one line for the operator saying why it can't be
+    had (what to do about it included; not for answers)."""
     try:
         return LocalAnswerer(local_llm(settings), settings), ""
     except LocalModelError as exc:

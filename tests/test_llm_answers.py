@@ -135,11 +135,14 @@ def crafted_answer(passages: list[Passage]) -> str:
     return f"{copied_sentence(passages[0])} [1] {INVENTED} [1] {UNKNOWN_PASSAGE} [9]"
 
 
-def cli(args: list[str], env_update: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+def cli(args: list[str], env_update: dict[str, str], cwd: Path, merged: bool = False
+        ) -> subprocess.CompletedProcess:
+    """`python -m rag ARGS`; `merged`: stderr into stdout, as a terminal shows them."""
     env = clean_env(**env_update)
     env["PYTHONPATH"] = str(PROJECT)
     return subprocess.run([sys.executable, "-m", "rag", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+                          stdout=subprocess.PIPE, text=True, timeout=600,
+                          stderr=subprocess.STDOUT if merged else subprocess.PIPE)
 
 
 # -- crafted model text, no server ---------------------------------------------------
@@ -268,6 +271,14 @@ def test_cli_server_down_prints_one_note(store: ArticleStore, closed_llm_url: st
     assert len(notes) == 1, proc.stderr
     assert "cannot reach the LLM endpoint" in notes[0]
     assert "Sources:" in proc.stdout and "[1]" in proc.stdout
+    # on a terminal (both streams on one screen) the note has a line of its own, not the
+    # end of the answer's ("… [4]note: …")
+    shown = cli(["ask", QUESTION, "--mode", "llm", "--data-dir",
+                 str(store.settings.data_dir), "--collection", COLLECTION],
+                {"OPENAI_BASE_URL": closed_llm_url, "RAG_LLM_MODEL": "smollm2-135m"}, tmp_path,
+                merged=True).stdout
+    assert "note: " in shown
+    assert all(line.startswith("note: ") for line in shown.splitlines() if "note: " in line)
 
 
 # -- the real server -------------------------------------------------------------------

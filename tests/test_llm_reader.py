@@ -154,9 +154,10 @@ def test_a_missing_or_corrupt_model_falls_back_to_the_heuristic_reader_and_says_
                         local_model="qwen2.5-coder-0.5b", model_cache=cache,
                         llm_model=None, openai_base_url=None)
     with caplog.at_level("WARNING"):
-        reader, note = reader_for(settings)
+        reader, note, why = reader_for(settings)
     assert isinstance(reader, HeuristicReader)
     assert note == "the local reader is unavailable on this server"
+    assert "does not match its recorded checksum" in why
     assert "does not match its recorded checksum" in caplog.text
     assert not corrupt.exists()  # not kept
 
@@ -240,10 +241,10 @@ def test_auto_is_the_llm_reader_where_the_model_runs_and_the_heuristic_elsewhere
                         local_model="qwen2.5-coder-0.5b", model_cache=cache,
                         llm_model=None, openai_base_url=None)
     assert Settings.model_fields["reader"].default == "auto"
-    reader, notice = reader_for(settings)
+    reader, notice, _ = reader_for(settings)
     assert isinstance(reader, HeuristicReader)
     assert notice == "the local reader is unavailable on this server"
     monkeypatch.setattr(llm_reader, "local_llm", lambda s: model)
-    reader, notice = reader_for(settings)
-    assert isinstance(reader, LLMReader) and notice == ""
+    reader, notice, why = reader_for(settings)
+    assert isinstance(reader, LLMReader) and notice == why == ""
     assert isinstance(reader_for(settings.override(reader="heuristic"))[0], HeuristicReader)
