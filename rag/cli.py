@@ -1,5 +1,6 @@
 """`python -m rag ask "QUESTION"`: the answer with its citations, as text or JSON.
-`python -m rag token add|list|revoke`: the OpenAI-compatible API's tokens (rag.tokens)."""
+`python -m rag token add|list|revoke`: the OpenAI-compatible API's tokens (rag.tokens).
+`python -m rag mcp`: the library as an MCP server over stdio, for desktop clients (web.mcp)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,42 @@ def build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("list", help="the tokens issued (never the tokens themselves)")
     revoke = verbs.add_parser("revoke", help="revoke one token (its id) or a user's all")
     revoke.add_argument("who", help="a token id or a user name")
+
+    mcp = sub.add_parser("mcp", help="serve the library to an MCP client over stdio "
+                                     "(Claude Desktop, IDE agents); no token: the local user")
+    mcp.add_argument("--data-dir", help="store folder (default: RAG_DATA_DIR or ./data)")
+    mcp.add_argument("--collection", help="collection name (default: articles)")
     return parser
+
+
+def mcp_command(args: argparse.Namespace) -> int:
+    """Serve MCP on stdin/stdout until the client closes them; logs go to stderr."""
+    import logging
+
+    from pydantic import ValidationError
+
+    from rag.embeddings import EmbeddingConfigError
+    from rag.store import StoreError
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = get_settings().override(
+            data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None,
+            collection=args.collection or None)
+        from web.mcp import serve_stdio
+        from web.service import NewsApp
+
+        serve_stdio(NewsApp(settings))
+    except ValidationError as exc:
+        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
+        return 1
+    except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -105,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "token":
         return token_command(args)
+    if args.command == "mcp":
+        return mcp_command(args)
     from pydantic import ValidationError
 
     from rag.connection import as_store_error

@@ -11,6 +11,7 @@ import gradio as gr
 from rag.settings import Settings, get_settings
 from web.auth import LoginGuard, LoginThrottle, UploadGuard, User, bind_warning, checker, load_users
 from web.layout import CSS, HEAD, build
+from web.mcp import McpRoutes, NewsMcp
 from web.openai_api import OpenAIApi, OpenAIRoutes
 from web.service import NewsApp
 
@@ -19,9 +20,10 @@ logger = logging.getLogger(__name__)
 
 def launch(demo: gr.Blocks, host: str, port: int, users: dict[str, User] | None = None,
            settings: Settings | None = None, api: OpenAIApi | None = None,
-           **kwargs: Any) -> Any:
+           mcp: NewsMcp | None = None, **kwargs: Any) -> Any:
     """Start the server (blocking unless prevent_thread_lock=True); warns when it is
-    reachable from other machines without a login. `api`: served under /v1."""
+    reachable from other machines without a login. `api`: served under /v1; `mcp`: the
+    MCP server, under /mcp (streamable HTTP, /v1's tokens)."""
     from starlette.middleware import Middleware
 
     settings = settings or get_settings()
@@ -29,6 +31,8 @@ def launch(demo: gr.Blocks, host: str, port: int, users: dict[str, User] | None 
     if warning:
         logger.warning(warning)
     middleware = [Middleware(OpenAIRoutes, api=api)] if api is not None else []
+    if mcp is not None:
+        middleware.append(Middleware(McpRoutes, mcp=mcp, host=host))
     if users:
         throttle = LoginThrottle(settings.login_max_failures, settings.login_window)
         middleware.append(Middleware(LoginGuard, throttle=throttle))
@@ -50,7 +54,8 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
     """Warm the engine up in the background, build the page and serve it. With
     `block=False` (tests) it returns at once; `demo.close()` stops the server.
     `users`: as `load_users` gives them, or the RAG_AUTH value itself. The
-    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1; the
+    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1, and
+    the MCP server (`web.mcp`) under /mcp, sharing its tokens and answer lanes; the
     feeds of the feeds file are followed in the background (`web.feeds`)."""
     app.users = load_users(users) if isinstance(users, str) else users
 
@@ -60,6 +65,7 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
 
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
     demo = build(app)
-    launch(demo, host, port, app.users, app.settings, api=OpenAIApi(app),
+    api = OpenAIApi(app)
+    launch(demo, host, port, app.users, app.settings, api=api, mcp=NewsMcp(app, api),
            prevent_thread_lock=not block, quiet=not block)
     return demo
