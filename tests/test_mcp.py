@@ -202,6 +202,15 @@ def test_with_login_on_a_token_is_needed_and_a_wrong_one_is_refused(
         reply = httpx2.post(url, json={}, timeout=30)
         assert reply.status_code == 401 and "Bearer" in reply.json()["error"]["message"]
         assert reply.headers["www-authenticate"].startswith("Bearer")
+        initialize = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "page", "version": "0"}}}
+        accept = {"Authorization": f"Bearer {token}",
+                  "Accept": "application/json, text/event-stream"}
+        for header, status in (({"Host": "evil.example"}, 421),  # DNS rebinding
+                               ({"Origin": "http://evil.example"}, 403), ({}, 200)):
+            reply = httpx2.post(url, json=initialize, headers={**accept, **header}, timeout=30)
+            assert reply.status_code == status, (header, reply.text)
         TokenStore(settings.api_tokens).revoke("rita")
         with pytest.raises(Exception):  # noqa: B017 - at once, without a restart
             calls(url, ("list", {}), token=token)
