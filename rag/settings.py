@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="the OpenAI-compatible API's token file (`python -m rag token add "
         "NAME`); default `<data dir>/api-tokens.json`",
     )
+    cors_origins: str = Field(
+        default="",
+        description="origins whose browser pages may call the `/v1` API, comma-separated "
+        "(`https://chat.example.org,http://localhost:3000`, or `*`); default none: no CORS "
+        "headers, so only same-origin pages and non-browser clients can",
+    )
 
     @field_validator("collection")
     @classmethod
@@ -164,6 +170,17 @@ class Settings(BaseSettings):
                 "collection names are 3-63 characters of letters, digits, '.', '_' or '-', "
                 "starting and ending with a letter or digit"
             )
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        # an origin is scheme://host[:port]; a path or a typo would silently match nothing
+        import re
+
+        for origin in (o.strip().rstrip("/") for o in value.split(",")):
+            if origin and origin != "*" and not re.fullmatch(r"https?://[^/\s,]+", origin):
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], or *)")
         return value
 
     @model_validator(mode="after")
@@ -182,6 +199,10 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1024 * 1024)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o for o in (o.strip().rstrip("/") for o in self.cors_origins.split(",")) if o]
 
 
 @lru_cache(maxsize=1)

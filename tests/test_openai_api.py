@@ -290,13 +290,43 @@ def test_a_client_that_leaves_mid_stream_stops_the_models_generation(
 
 
 def test_errors_for_routes_and_bodies_are_openai_json(api: SimpleNamespace) -> None:
+    json_type = {"content-type": "application/json"}
     for method, path, body, status in [("GET", "/chat/completions", None, 405),
                                        ("GET", "/embeddings", None, 404),
                                        ("POST", "/chat/completions", b"{not json", 400),
                                        ("POST", "/chat/completions", b"[]", 400)]:
-        response = httpx.request(method, api.base + path, content=body, timeout=30)
+        response = httpx.request(method, api.base + path, content=body, timeout=30,
+                                 headers=json_type)
         assert response.status_code == status, (path, response.text)
         assert response.json()["error"]["message"]
+    assert httpx.get(f"{api.base}/chat/completions", timeout=30).headers["allow"] == "POST"
+    allow = httpx.post(f"{api.base}/models", timeout=30).headers["allow"]
+    assert set(allow.split(", ")) == {"GET", "HEAD"}
+
+
+def test_a_body_that_is_not_sent_as_json_is_415_and_never_answered(api: SimpleNamespace
+                                                                   ) -> None:
+    """A browser sends a cross-site form or fetch as text/plain (or urlencoded, or with
+    no type) without asking first; such a body is not read at all."""
+    body = json.dumps({"model": "news-rag-extractive",
+                       "messages": [{"role": "user", "content": WHY}]})
+    for kind in ("text/plain", "application/x-www-form-urlencoded", None):
+        response = httpx.post(f"{api.base}/chat/completions", content=body, timeout=30,
+                              headers={"content-type": kind} if kind else {})
+        assert response.status_code == 415, (kind, response.text)
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+    answered = httpx.post(f"{api.base}/chat/completions", content=body, timeout=60,
+                          headers={"content-type": "application/json; charset=utf-8"})
+    assert answered.status_code == 200
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_recursion_error(
+        api: SimpleNamespace, caplog: pytest.LogCaptureFixture) -> None:
+    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"model": "news-rag", "x": ' + b"[" * 100_000):
+        response = httpx.post(f"{api.base}/chat/completions", content=body, timeout=30,
+                              headers={"content-type": "application/json"})
+        assert response.status_code == 400 and "nested" in response.json()["error"]["message"]
+    assert "RecursionError" not in caplog.text
 
 
 # -- login: tokens ------------------------------------------------------------------------

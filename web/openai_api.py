@@ -7,6 +7,14 @@ framework) way would mean replacing gradio's launch. The shapes in and out are
 `web.completions`'; here are the login (Bearer tokens, `rag.tokens`), the bounds (the
 page's: question and history limits, answer lanes, a waiting room, 429 when full),
 and the answer's run on a worker thread that stops when the client goes away.
+
+A body is read only as `application/json` (anything else is 415: a browser's
+cross-site "simple request" cannot send that type without a preflight) and only up to
+MAX_BODY bytes and MAX_DEPTH levels of nesting (checked before parsing: 400, never a
+recursion error). Open WebUI's task prompts (`web.openwebui`) are answered at once,
+outside the answer lanes. Browsers on other origins may call the API only from the
+origins in RAG_CORS_ORIGINS (none by default: no CORS headers at all), through
+Starlette's CORSMiddleware.
 """
 
 from __future__ import annotations
@@ -15,15 +23,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
 from dataclasses import dataclass, replace
+from itertools import accumulate
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rag.engine import rest_of
@@ -38,6 +50,8 @@ from web.service import UNEXPECTED, NewsApp
 logger = logging.getLogger(__name__)
 MAX_BODY = 2 * 1024 * 1024  # 20 history turns of 20,000 characters fit well within it
 KEEP_ALIVE = 10.0  # seconds of silence in a stream before a comment line keeps it open
+MAX_DEPTH = 64  # nesting levels of a body: a request with tools and schemas has ~10
+CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -139,12 +153,17 @@ class OpenAIApi:
         self.app = app
         self.tokens = TokenStore(tokens_path(app.settings))
         self.lanes = Lanes(app.settings.answer_concurrency, app.settings.queue_max)
+        origins = app.settings.cors_origin_list
+        cors = [Middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["Retry-After"], max_age=CORS_MAX_AGE)]
         self.asgi = Starlette(routes=[
             Route("/v1/models", self.models, methods=["GET"]),
             Route("/v1/models/{model:path}", self.model, methods=["GET"]),
             Route("/v1/chat/completions", self.chat, methods=["POST"]),
-        ], exception_handlers={ApiError: _api_error, HTTPException: _http_error,
-                               Exception: self._unexpected})
+        ], middleware=cors if origins else [],
+            exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                                Exception: self._unexpected})
 
     # -- who is asking -------------------------------------------------------------
 
@@ -184,6 +203,10 @@ class OpenAIApi:
     async def chat(self, request: Request) -> Response:
         caller = self.caller(request)
         asked = completions.parse(await _json(request), self.app.limits)
+        if asked.task is not None:
+            logger.debug("API: Open WebUI's %s task from %s", asked.task.kind,
+                         caller.name or "anyone")
+            return _task_reply(asked)
         await asyncio.to_thread(self._check_filters, asked)
         await self.lanes.enter()
         run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
@@ -260,9 +283,10 @@ def answering(app: NewsApp, asked: Asked) -> Generator[str, None, Answer]:
 
 class EventStream(Response):
     """Server-sent events in OpenAI's chunk format: the role, the answer as it is
-    written, the notes and sources, a last chunk with `finish_reason` and the
-    citations, usage if asked, then `data: [DONE]`. A client that disconnects stops
-    the answer."""
+    written, the notes and sources (cut at `stop` or `max_tokens` if asked), a chunk
+    per citation carrying it as an Open WebUI `source` event, a last chunk with
+    `finish_reason` and the citations, usage if asked, then `data: [DONE]`. A client
+    that disconnects stops the answer."""
 
     media_type = "text/event-stream"
 
@@ -294,27 +318,32 @@ class EventStream(Response):
             await send({"type": "http.response.body", "body": line.encode(),
                         "more_body": True})
 
+        async def text(value: str) -> None:
+            if value:
+                await event(completions.chunk(asked, {"content": value}))
+
         await event(completions.chunk(asked, {"role": "assistant", "content": ""}))
-        sent = ""
+        cut = completions.Cut.of(asked)  # max_tokens and stop: what is sent of what comes
+        fed = ""
         async for kind, value in _until(self.run.events(), gone):
             if kind == "wait":
                 await event("still answering", comment=True)
             elif kind == "text":
-                sent += value
-                await event(completions.chunk(asked, {"content": value}))
+                fed += value
+                await text(cut.feed(value))
             elif kind == "error":
                 error = self.api.failure(value, asked)
                 await event(error.body())
                 break
             else:
                 answer: Answer = value
-                rest = rest_of(completions.content(answer), sent)
-                if rest:
-                    sent += rest
-                    await event(completions.chunk(asked, {"content": rest}))
-                await event(completions.chunk(asked, {}, "stop", **completions.extras(answer)))
+                await text(cut.feed(rest_of(completions.content(answer), fed)) + cut.end())
+                for source in completions.source_events(answer):  # Open WebUI's chips
+                    await event(completions.chunk(asked, {}, event=source))
+                await event(completions.chunk(asked, {}, cut.finish or "stop",
+                                              **completions.extras(answer)))
                 if asked.include_usage:
-                    await event(completions.usage_chunk(asked, sent))
+                    await event(completions.usage_chunk(asked, cut.sent))
                 await event("[DONE]")
                 break
         else:
@@ -344,6 +373,14 @@ class OpenAIRoutes:
 
 
 async def _json(request: Request) -> Any:  # noqa: ANN401 - a client's JSON
+    """The body as JSON: 415 unless it says it is JSON, 413 over MAX_BODY, 400 when it
+    is not JSON or is nested deeper than MAX_DEPTH."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json" and not (kind.startswith("application/")
+                                           and kind.endswith("+json")):
+        raise ApiError(415, "The request body must be JSON, sent as 'Content-Type: "
+                       f"application/json' (not {kind[:60] or 'none'!r}).",
+                       code="unsupported_media_type")
     if int(request.headers.get("content-length") or 0) > MAX_BODY:
         raise ApiError(413, f"The request body is over {MAX_BODY:,} bytes.")
     body = b""
@@ -351,10 +388,50 @@ async def _json(request: Request) -> Any:  # noqa: ANN401 - a client's JSON
         body += part
         if len(body) > MAX_BODY:
             raise ApiError(413, f"The request body is over {MAX_BODY:,} bytes.")
+    if nesting(body) > MAX_DEPTH:
+        raise completions.bad(f"the request body is nested more than {MAX_DEPTH} levels deep")
     try:
         return json.loads(body or b"null")
     except ValueError:
         raise completions.bad("the request body is not JSON") from None
+    except RecursionError:  # not reached past the depth check; kept as the last guard
+        raise completions.bad(f"the request body is nested more than {MAX_DEPTH} levels "
+                              "deep") from None
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def nesting(body: bytes) -> int:
+    """How deep a JSON text's arrays and objects nest (brackets in strings not
+    counted), in a few passes in C: no recursion, whatever the body."""
+    brackets = _STRING.sub(b"", body).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _task_reply(asked: Asked) -> Response:
+    """An Open WebUI task's answer, whole or as a stream of one content chunk."""
+    assert asked.task is not None
+    extra = {"rag": {"task": asked.task.kind}}
+    if not asked.stream:
+        return JSONResponse(completions.reply(asked, asked.task.reply, extra))
+    cut = completions.Cut.of(asked)
+    text = cut.feed(asked.task.reply) + cut.end()
+    chunks = [completions.chunk(asked, {"role": "assistant", "content": ""}),
+              completions.chunk(asked, {"content": text}),
+              completions.chunk(asked, {}, cut.finish or "stop", **extra)]
+    if asked.include_usage:
+        chunks.append(completions.usage_chunk(asked, text))
+
+    async def events() -> AsyncIterator[str]:
+        for data in chunks:
+            yield f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache"})
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -392,4 +469,4 @@ def _http_error(request: Request, exc: Exception) -> Response:
     else:
         message = str(exc.detail)
     return JSONResponse(ApiError(exc.status_code, message).body(),
-                        status_code=exc.status_code)
+                        status_code=exc.status_code, headers=exc.headers)  # 405: Allow
