@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {line}", file=sys.stderr)
         return 1
+    if not args.json:
+        print(flush=True)  # the answer's line ends before any note: notes have their own
     if result.notice:
         print(f"note: {result.notice}", file=sys.stderr)
     if result.date_filter is not None:
@@ -210,5 +212,3 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r.title} ({r.outlet or 'no outlet'}, {r.published or 'undated'})"
                     for r in c.also_in))
     return 0
-    if not args.json:
-        print(flush=True)  # the answer's line ends before any note: notes have their own
