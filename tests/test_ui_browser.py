@@ -346,7 +346,7 @@ def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleName
 
     port = free_port()
     demo = start(NewsApp(server.settings, engine=server.app.engine), "127.0.0.1",
-                     port, "editor:correct-horse", block=False)
+                     port, "editor:correct-horse:editor,rd:reader-pass:reader", block=False)
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     try:
         page = context.new_page()
@@ -365,6 +365,22 @@ def test_login_is_required_when_auth_is_set(browser: Browser, server: SimpleName
         expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
         time.sleep(0.2)
         shot(page, "after-login")
+        # the editor sees how this server answers and why (set-up hints stay out of answers)
+        page.get_by_role("tab", name="Library").click()
+        expect(page.locator("#server-setup")).to_contain_text("This server", timeout=10_000)
+        expect(page.locator("#server-setup")).to_contain_text(
+            re.compile(r"chosen by the (heuristic|llm) reader"))
+        context.close()
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.get_by_role("textbox", name="username").fill("rd")
+        page.locator("input[type=password]").fill("reader-pass")
+        page.get_by_role("button", name=re.compile("login", re.I)).click()
+        expect(page.locator("#question textarea")).to_be_visible(timeout=30_000)
+        page.get_by_role("tab", name="Library").click()
+        expect(page.locator("#reader-note")).to_be_visible(timeout=10_000)
+        expect(page.locator("#server-setup")).to_be_hidden()
     finally:
         context.close()
         demo.close()

@@ -131,10 +131,12 @@ def build(app: NewsApp) -> gr.Blocks:
             editor = app.role(request) == EDITOR
             return (gr.Column(visible=editor), gr.Column(visible=editor),
                     gr.Markdown(visible=not editor), gr.Column(visible=editor),
-                    gr.Markdown(visible=not editor))
+                    gr.Markdown(visible=not editor),
+                    gr.Markdown(app.setup_text() if editor else "", visible=editor))
 
         demo.load(tools_for, None, [library["add_tools"], library["remove_tools"],
-                                    library["reader_note"], feeds["tools"], feeds["note"]],
+                                    library["reader_note"], feeds["tools"], feeds["note"],
+                                    library["setup"]],
                   api_visibility="private", show_progress="hidden")
         api.register(app)
     return demo
@@ -203,6 +205,8 @@ def _library_tab(app: NewsApp) -> dict[str, Any]:
     lib["reader_note"] = gr.Markdown(
         "You can search the library and ask questions; only editors add or remove articles.",
         visible=False, elem_id="reader-note")
+    # for editors only: the set-up notes that answers no longer carry
+    lib["setup"] = gr.Markdown("", visible=False, elem_id="server-setup")
     mb = f"{app.settings.max_file_mb:g} MiB"
     with gr.Row():
         with gr.Column(scale=3) as lib["add_tools"]:
@@ -249,6 +253,8 @@ def _feeds_tab(app: NewsApp) -> dict[str, Any]:
                               column_widths=["40%", "8%", "14%", "16%", "22%"],
                               elem_id="feeds-table")
     f["refresh"] = gr.Button("Refresh", size="sm", elem_id="feeds-refresh")
+    # the watcher's restarts and the feeds file's skipped lines (empty when all is well)
+    f["status"] = gr.Markdown(app.feeds.status, elem_id="feeds-status")
     f["note"] = gr.Markdown("Only editors add or remove feeds.", visible=False,
                             elem_id="feeds-note")
     with gr.Row() as f["tools"]:
@@ -276,7 +282,8 @@ def _feeds_tab(app: NewsApp) -> dict[str, Any]:
 def _wire_feeds(app: NewsApp, f: dict[str, Any]) -> None:
     def shown() -> tuple[Any, ...]:
         rows = app.feeds.rows()
-        return rows, gr.Dropdown(choices=[r[0] for r in rows], value=None)
+        return rows, gr.Dropdown(choices=[r[0] for r in rows], value=None), \
+            app.feeds.status()
 
     def follow(url: str, every: str, outlet: str, request: gr.Request) -> str:
         app.require_editor(request)
@@ -292,7 +299,7 @@ def _wire_feeds(app: NewsApp, f: dict[str, Any]) -> None:
         except ValueError as exc:
             raise gr.Error(f"Not removed: {exc}.", print_exception=False) from None
 
-    outputs = [f["table"], f["pick"]]
+    outputs = [f["table"], f["pick"], f["status"]]
     f["refresh"].click(shown, None, outputs, api_visibility="private", show_progress="hidden")
     added = f["add"].click(follow, [f["url"], f["every"], f["outlet"]], f["said"],
                            api_name="follow_feed", concurrency_id="library",

@@ -86,6 +86,8 @@ class NewsApp:
             self._warm = True
             logger.info("Ready to answer (model and keyword index loaded in %.1f s)",
                         time.perf_counter() - started)
+            for note in self.engine.setup_notes():
+                logger.info("%s", note)
 
     def look_at_store(self) -> None:
         """At start: roll back what a writer killed mid-write left (unless another
@@ -115,8 +117,13 @@ class NewsApp:
             name = llm.model if llm is not None else self.settings.llm_model
             return (f"Answers are written by the LLM `{name}`; every sentence is checked "
                     "against the passages it cites.")
-        return ("Answers are **extractive**: sentences quoted from the articles (no LLM is "
-                "configured; set RAG_LLM_MODEL and OPENAI_BASE_URL to use one).")
+        return "Answers are **extractive**: sentences quoted from the articles."
+
+    def setup_text(self) -> str:
+        """Markdown for editors: which reader and which model answer on this server, and
+        why not better ones, with what to do (`Engine.setup_notes`); data folder redacted."""
+        return "\n".join(["#### This server", "",
+                          *(f"- {self.redact(n)}" for n in self.engine.setup_notes())])
 
     def banner(self) -> str:
         """Markdown above the tabs: what is wrong with the store, if anything; how to add
