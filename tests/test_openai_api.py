@@ -479,3 +479,232 @@ def test_the_token_file_keeps_hashes_only_and_says_what_is_wrong(
         store.load()
     assert rag_main(["token", "--data-dir", str(tmp_path / "d"), "revoke", "x"]) == 1
     assert "error: no token has the id" in capsys.readouterr().err
+
+
+# -- every parameter honoured, refused or knowingly ignored -----------------------------
+
+
+def raw(api: SimpleNamespace, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{api.base}/chat/completions", json=body, timeout=60)
+
+
+def streamed(api: SimpleNamespace, body: dict[str, Any]) -> list[dict[str, Any]]:
+    with httpx.stream("POST", f"{api.base}/chat/completions", timeout=60,
+                      json={**body, "stream": True}) as response:
+        assert response.status_code == 200, response.read()
+        lines = [line.removeprefix("data: ") for line in response.iter_lines()
+                 if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [json.loads(line) for line in lines[:-1]]
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
+def finish_of(chunks: list[dict[str, Any]]) -> str | None:
+    return next(c["choices"][0]["finish_reason"] for c in chunks
+                if c["choices"] and c["choices"][0]["finish_reason"])
+
+
+def test_max_tokens_cuts_the_content_with_finish_reason_length(api: SimpleNamespace) -> None:
+    """The probe's case: a limit of 5 had 266 tokens back and "stop"."""
+    whole = ask(api, WHY).choices[0].message.content
+    for limit in ({"max_tokens": 5}, {"max_completion_tokens": 5},
+                  {"max_tokens": 50, "max_completion_tokens": 5}):
+        got = raw(api, {"model": "news-rag-extractive", **limit,
+                        "messages": [{"role": "user", "content": WHY}]}).json()
+        text = got["choices"][0]["message"]["content"]
+        assert got["choices"][0]["finish_reason"] == "length" and whole.startswith(text)
+        assert got["usage"]["completion_tokens"] == 5 and got["citations"]
+        chunks = streamed(api, {"model": "news-rag-extractive", **limit,
+                                "messages": [{"role": "user", "content": WHY}],
+                                "stream_options": {"include_usage": True}})
+        assert text_of(chunks) == text and finish_of(chunks) == "length"
+        assert chunks[-1]["usage"]["completion_tokens"] == 5
+    roomy = raw(api, {"model": "news-rag-extractive", "max_tokens": 4000,
+                      "messages": [{"role": "user", "content": WHY}]}).json()
+    assert roomy["choices"][0]["finish_reason"] == "stop"
+    assert roomy["choices"][0]["message"]["content"] == whole
+
+
+def test_stop_sequences_end_the_content_before_them_streamed_or_not(
+        api: SimpleNamespace) -> None:
+    whole = ask(api, WHY).choices[0].message.content
+    for stop in ("Sources:", ["[2]", "\n\n---\n"], ["[1]"]):
+        body = {"model": "news-rag-llm", "stop": stop,
+                "messages": [{"role": "user", "content": WHY}]}
+        got = raw(api, body).json()
+        text = got["choices"][0]["message"]["content"]
+        assert got["choices"][0]["finish_reason"] == "stop"
+        for s in [stop] if isinstance(stop, str) else stop:
+            assert s not in text
+        chunks = streamed(api, body)
+        assert text_of(chunks) == text and finish_of(chunks) == "stop"
+    cut = raw(api, {"model": "news-rag-extractive", "stop": ["Sources:"],
+                    "messages": [{"role": "user", "content": WHY}]}).json()
+    assert whole.startswith(cut["choices"][0]["message"]["content"])
+    assert "Sources:" in whole and cut["choices"][0]["message"]["content"] != whole
+
+
+@pytest.mark.parametrize(("extra", "param"), [
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+     "response_format"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"},
+     "tool_choice"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}],
+      "tool_choice": {"type": "function", "function": {"name": "f"}}}, "tool_choice"),
+    ({"functions": [{"name": "f"}], "function_call": {"name": "f"}}, "function_call"),
+    ({"temperature": 5}, "temperature"), ({"temperature": -0.1}, "temperature"),
+    ({"top_p": 1.5}, "top_p"), ({"presence_penalty": 3}, "presence_penalty"),
+    ({"frequency_penalty": "high"}, "frequency_penalty"), ({"n": 2}, "n"),
+    ({"seed": 1.5}, "seed"), ({"logprobs": True}, "logprobs"),
+    ({"top_logprobs": 3}, "top_logprobs"),
+    ({"logit_bias": {"50256": -100}}, "logit_bias"), ({"audio": {"voice": "alloy"}}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"), ({"web_search_options": {}},
+                                                        "web_search_options"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"), ({"stop": [""]}, "stop"),
+    ({"max_tokens": 0}, "max_tokens"), ({"max_completion_tokens": "5"}, "max_completion_tokens"),
+    ({"model": None}, "model"),
+])
+def test_what_cannot_be_honoured_is_a_400_naming_the_parameter(
+        api: SimpleNamespace, extra: dict[str, Any], param: str) -> None:
+    body = {"model": "news-rag-extractive", "messages": [{"role": "user", "content": WHY}],
+            **extra}
+    body = {k: v for k, v in body.items() if v is not None}  # {"model": None}: no model
+    response = raw(api, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error", error
+    assert "\n" not in error["message"]
+
+
+def test_what_is_safely_ignored_is_answered_as_usual(api: SimpleNamespace) -> None:
+    got = raw(api, {
+        "model": "news-rag-extractive", "messages": [{"role": "user", "content": WHY}],
+        "temperature": 0.2, "top_p": 1, "presence_penalty": 0.5, "frequency_penalty": -1,
+        "seed": 7, "user": "u-1", "safety_identifier": "s", "metadata": {"a": "b"},
+        "store": False, "logit_bias": {}, "logprobs": False, "top_logprobs": 0,
+        "parallel_tool_calls": False, "tool_choice": "auto",
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "response_format": {"type": "text"}, "modalities": ["text"], "n": 1,
+        "reasoning_effort": "low", "verbosity": "low", "service_tier": "auto",
+        "prompt_cache_key": "k", "prediction": {"type": "content", "content": "x"},
+        "stream_options": {"include_obfuscation": False}, "some_vendor_option": 1})
+    assert got.status_code == 200, got.text
+    assert got.json()["citations"] and got.json()["choices"][0]["finish_reason"] == "stop"
+    assert set(completions.PARAMETERS) >= {
+        "messages", "model", "stream", *openai.types.chat.completion_create_params
+        .CompletionCreateParamsBase.__annotations__}
+
+
+def test_a_message_with_an_unknown_role_is_told_which_role_is_wrong(api: SimpleNamespace
+                                                                     ) -> None:
+    response = raw(api, {"model": "news-rag", "messages": [{"role": "robot", "content": WHY}]})
+    message = response.json()["error"]["message"]
+    assert response.status_code == 400 and "'robot' is not one of" in message
+    missing = raw(api, {"model": "news-rag", "messages": [{"content": WHY}]})
+    assert "needs a role" in missing.json()["error"]["message"]
+
+
+# -- Open WebUI ------------------------------------------------------------------------
+
+
+def test_open_webuis_task_prompts_get_the_json_they_ask_for(api: SimpleNamespace) -> None:
+    """Its title, tags and follow-up prompts (real templates, filled from a real answer
+    of ours) were 400s; now each gets its JSON, drawn from the conversation and the
+    stories cited, without waiting for an answer lane."""
+    from openwebui_prompts import task_body
+
+    answer = ask(api, WHY, model="news-rag-extractive")
+    chat = [{"role": "user", "content": WHY},
+            {"role": "assistant", "content": answer.choices[0].message.content}]
+    title = next(c["title"] for c in answer.model_extra["citations"])
+    replies = {}
+    for name in ("title", "tags", "follow_up", "query"):
+        body = task_body(name, chat)
+        assert len(body["messages"][0]["content"]) > api.settings.max_question_chars
+        got = raw(api, body)
+        assert got.status_code == 200, (name, got.text)
+        data = got.json()
+        assert data["choices"][0]["finish_reason"] == "stop" and "citations" not in data
+        replies[name] = json.loads(data["choices"][0]["message"]["content"])
+    assert replies["title"] == {"title": "Relations between Iran and Azerbaijan sour"}
+    assert {"News", "Iran", "Azerbaijan"} <= set(replies["tags"]["tags"])
+    assert f"What else is reported in “{title}”?" in replies["follow_up"]["follow_ups"]
+    assert replies["query"] == {"queries": [WHY]}
+    chunks = streamed(api, task_body("title", chat))
+    assert json.loads(text_of(chunks)) == replies["title"]
+
+
+def test_open_webuis_follow_ups_after_a_question_back_are_the_stories_offered(
+        api: SimpleNamespace) -> None:
+    from openwebui_prompts import task_body
+
+    back = ask(api, "why did relations sour?")
+    offered = [c["question"] for c in back.model_extra["rag"]["clarify"]]
+    chat = [{"role": "user", "content": "why did relations sour?"},
+            {"role": "assistant", "content": back.choices[0].message.content}]
+    got = raw(api, task_body("follow_up", chat)).json()
+    ups = json.loads(got["choices"][0]["message"]["content"])["follow_ups"]
+    assert ups[:len(offered)] == offered
+    chosen = ask(api, ups[0])  # each one is a question the library answers
+    assert chosen.model_extra["citations"] and not chosen.model_extra["rag"]["clarify"]
+
+
+def test_a_stream_sends_each_citation_as_an_open_webui_source_event(
+        api: SimpleNamespace) -> None:
+    """Open WebUI's middleware emits a chunk's `event`; a `source` event becomes a
+    citation chip, and `[n]` links to the n-th distinct `metadata.name`."""
+    chunks = streamed(api, {"model": "news-rag-extractive",
+                            "messages": [{"role": "user", "content": WHY}]})
+    events = [c["event"] for c in chunks if "event" in c]
+    citations = next(c["citations"] for c in chunks if c.get("citations"))
+    assert [e["type"] for e in events] == ["source"] * len(citations)
+    for event, citation in zip(events, citations, strict=True):
+        data = event["data"]
+        assert data["document"] == [citation["quote"]]
+        assert data["metadata"][0]["n"] == citation["n"]
+        assert citation["title"] in data["source"]["name"]
+    names = [e["data"]["metadata"][0]["name"] for e in events]
+    sources = [e["data"]["metadata"][0]["source"] for e in events]
+    assert len(set(names)) == len(names) == len(set(sources))
+    assert all(c["choices"][0]["delta"] == {} for c in chunks if "event" in c)
+
+
+# -- CORS ------------------------------------------------------------------------------
+
+
+def test_cors_answers_only_the_listed_origins_and_none_by_default(api: SimpleNamespace
+                                                                  ) -> None:
+    from starlette.testclient import TestClient
+
+    from web.openai_api import OpenAIApi
+
+    preflight = {"Origin": "https://chat.example.org", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    default = httpx.options(f"{api.base}/chat/completions", headers=preflight, timeout=30)
+    assert "access-control-allow-origin" not in default.headers  # RAG_CORS_ORIGINS unset
+    plain = httpx.get(f"{api.base}/models", headers={"Origin": "https://chat.example.org"},
+                      timeout=30)
+    assert "access-control-allow-origin" not in plain.headers
+
+    settings = api.settings.model_copy(update={
+        "cors_origins": "https://chat.example.org, http://localhost:3000"})
+    client = TestClient(OpenAIApi(NewsApp(settings, engine=api.app.engine)).asgi)
+    allowed = client.options("/v1/chat/completions", headers=preflight)
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://chat.example.org"
+    assert "POST" in allowed.headers["access-control-allow-methods"]
+    headers = allowed.headers["access-control-allow-headers"].lower()
+    assert "authorization" in headers and "content-type" in headers
+    other = client.options("/v1/chat/completions",
+                           headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers and other.status_code == 400
+    listed = client.get("/v1/models", headers={"Origin": "http://localhost:3000"})
+    assert listed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "access-control-allow-origin" not in client.get(
+        "/v1/models", headers={"Origin": "https://evil.example"}).headers
+    with pytest.raises(ValueError, match="not an origin"):
+        Settings(cors_origins="chat.example.org/path")

@@ -38,7 +38,7 @@ _ASKS = re.compile(r'\{\s*"(?P<key>' + "|".join(KEYS) + r')"\s*:')
 _TURN = re.compile(r"^(USER|ASSISTANT|SYSTEM|DEVELOPER|TOOL|FUNCTION): ", re.M)
 _EMOJI_TASK = "Your task is to reflect the speaker's likely facial expression"
 _TRAILER = "\n\n---\n"  # web.completions.TRAILER: where our notes and sources begin
-_SOURCE = re.compile(r"^\[\d+\] (?P<title>.+?)(?: · |: “|$)", re.M)
+_SOURCE = re.compile(r"^\[\d+\] (?P<title>[^\n]+?)(?: · |: “)", re.M)
 _OFFERED = "Ask again about one of them, for example:"
 _ASKING = re.compile(
     r"^(?:(?:what|why|how|who|whom|whose|when|where|which|did|does|do|is|are|was|were|can|"
@@ -90,11 +90,14 @@ def read_history(history: str) -> list[Turn]:
     turns = []
     for here, after in zip(starts, [*starts[1:], None], strict=True):
         body = history[here.end():after.start() if after else len(history)].strip()
-        answer, _, trailer = body.partition(_TRAILER)
+        answer = body.partition(_TRAILER)[0]
+        # the sources and offered questions are read from the whole turn: Open WebUI
+        # cuts a long one in the middle for the follow-up task, the trailer's start too
         turns.append(Turn(
             role=here[1].lower(), text=answer.strip(),
-            titles=list(dict.fromkeys(m["title"].strip() for m in _SOURCE.finditer(trailer))),
-            offered=_offered(trailer)))
+            titles=list(dict.fromkeys(m["title"].strip() for m in _SOURCE.finditer(body)
+                                      if "..." not in m["title"])),  # not one cut through
+            offered=_offered(body)))
     return turns
 
 
