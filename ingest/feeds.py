@@ -11,31 +11,31 @@ conditional: a feed's ETag / Last-Modified are kept (`FeedState`), so an unchang
 feed costs one 304; an entry already read with the same stamp is not fetched again,
 and an entry whose stamp changed is read again and becomes an update of its article
 (same URL, same story).
+
+The bytes are parsed by `ingest.feedparse` (types checked, time bounded). One feed's
+failure of any kind, expected (`SourceError`: one line) or not (a bug: "unexpected
+error", logged with its traceback), is that feed's report line and its `last_error` in
+the state; the other feeds are read all the same.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import threading
 import time
-import warnings
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
-from xml.sax import SAXException
 
 from filelock import FileLock
 
+from ingest.feedparse import Entry, Feed, FeedError, parse
 from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
 from ingest.pipeline import Ingestor, Report, Result, _take, read_source
-from ingest.readers import SourceError, parse_date
+from ingest.readers import SourceError
 from ingest.sources import Source
 from rag.files import replace_text
 from rag.models import Article
@@ -48,180 +48,8 @@ MAX_ENTRIES = 200  # entries read per feed per run, newest first: a runaway feed
 MAX_SITEMAPS = 50  # child sitemaps read from one index
 FETCHES = 2  # pages fetched at once (a feed's pages are on its own host, mostly)
 SUMMARY_NOTE = "feed summary only: the page could not be fetched"
-_SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
-_NEWS_NS = "{http://www.google.com/schemas/sitemap-news/0.9}"
-
-
-class FeedError(SourceError):
-    """A feed that cannot be read; the message is one line."""
-
-
-@dataclass
-class Entry:
-    key: str  # the entry's id, else its link
-    link: str | None
-    title: str = ""
-    published: date | None = None  # the day in the feed's own time zone
-    stamp: str = ""  # changes when the entry does (its updated date, else its content)
-    authors: list[str] = field(default_factory=list)
-    summary: str = ""  # plain text
-
-
-@dataclass
-class Feed:
-    kind: str  # rss, atom, json, sitemap, sitemap index
-    title: str | None = None
-    entries: list[Entry] = field(default_factory=list)
-    sitemaps: list[str] = field(default_factory=list)  # an index's children
-    notes: list[str] = field(default_factory=list)
-
-
-# -- parsing ----------------------------------------------------------------------------
-
-
-def parse(data: bytes, url: str, content_type: str = "") -> Feed:
-    """A feed or sitemap from its bytes; FeedError when it is neither."""
-    head = data.lstrip()[:1]
-    if head in (b"{", b"["):
-        return _json_feed(data)
-    if re.search(rb"<(?:\w+:)?(urlset|sitemapindex)\b", data[:4096]):
-        return _sitemap(data)
-    return _xml_feed(data, url, content_type)
-
-
-def _xml_feed(data: bytes, url: str, content_type: str) -> Feed:
-    import feedparser
-
-    with warnings.catch_warnings():  # its notice that `updated` falls back to `published`
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return _read_xml_feed(feedparser.parse(data, response_headers={
-            "content-location": url, "content-type": content_type or "application/xml"}))
-
-
-def _read_xml_feed(parsed: Any) -> Feed:  # noqa: ANN401 - feedparser's dict
-    version = str(parsed.get("version") or "")
-    exc = parsed.get("bozo_exception")
-    # Only broken XML counts: feedparser also flags a missing or odd content type.
-    problem = _problem(exc) if parsed.bozo and isinstance(exc, SAXException) else ""
-    if problem and not parsed.entries:
-        raise FeedError(f"not a readable feed: malformed XML ({problem})")
-    if not version and not parsed.entries:
-        raise FeedError("not a feed (no RSS, Atom or JSON Feed, and no sitemap)")
-    feed = Feed(kind="atom" if version.startswith("atom") else "rss",
-                title=_clean(parsed.feed.get("title")) or None)
-    if problem:
-        feed.notes.append(f"malformed XML ({problem}): read what could be read")
-    for item in parsed.entries:
-        link = item.get("link") or None
-        raw = item.get("published") or item.get("updated") or item.get("created")
-        summary = item.get("summary") or ""
-        if not summary and item.get("content"):
-            summary = item["content"][0].get("value", "")
-        authors = [a.get("name") for a in item.get("authors", []) if a.get("name")]
-        if not authors and item.get("author"):
-            authors = [item["author"]]
-        entry = Entry(key=str(item.get("id") or link or ""), link=link,
-                      title=_clean(item.get("title")), published=_day(raw),
-                      authors=[_clean(a) for a in authors],
-                      summary=_text(summary))
-        entry.stamp = str(item.get("updated") or "") or _digest(entry)
-        if entry.key:
-            feed.entries.append(entry)
-    return feed
-
-
-def _problem(exc: Any) -> str:  # noqa: ANN401
-    """feedparser's complaint as a few words and where: "line 3: mismatched tag"."""
-    what = " ".join(str(getattr(exc, "getMessage", lambda: exc)() or exc).split())[:120]
-    line = getattr(exc, "getLineNumber", lambda: None)()
-    return f"line {line}: {what}" if line else what
-
-
-def _json_feed(data: bytes) -> Feed:
-    """JSON Feed 1.0/1.1 by hand: feedparser 6 reads only XML, and the format is a few
-    documented keys (jsonfeed.org/version/1.1)."""
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise FeedError(f"not a readable JSON Feed: {exc}") from None
-    if not isinstance(doc, dict) or "jsonfeed.org" not in str(doc.get("version", "")):
-        raise FeedError("not a JSON Feed (no jsonfeed.org version)")
-    feed = Feed(kind="json", title=_clean(doc.get("title")) or None)
-    for item in doc.get("items") or []:
-        if not isinstance(item, dict):
-            continue
-        link = item.get("url") or item.get("external_url") or None
-        people = item.get("authors") or ([item["author"]] if item.get("author") else [])
-        summary = item.get("content_text") or item.get("summary") or \
-            _text(item.get("content_html") or "")
-        entry = Entry(key=str(item.get("id") or link or ""), link=link,
-                      title=_clean(item.get("title")),
-                      published=_day(item.get("date_published") or item.get("date_modified")),
-                      authors=[_clean(p.get("name")) for p in people
-                               if isinstance(p, dict) and p.get("name")],
-                      summary=" ".join(str(summary).split()))
-        entry.stamp = str(item.get("date_modified") or "") or _digest(entry)
-        if entry.key:
-            feed.entries.append(entry)
-    return feed
-
-
-def _sitemap(data: bytes) -> Feed:
-    try:
-        root = ET.fromstring(data)  # noqa: S314 - expat refuses entity expansion bombs
-    except ET.ParseError as exc:
-        raise FeedError(f"not a readable sitemap: {exc}") from None
-    tag = root.tag.removeprefix(_SITEMAP_NS)
-    if tag == "sitemapindex":
-        locs = [(s.findtext(f"{_SITEMAP_NS}loc") or "").strip()
-                for s in root.iter(f"{_SITEMAP_NS}sitemap")]
-        return Feed(kind="sitemap index", sitemaps=[u for u in locs if u])
-    feed = Feed(kind="sitemap")
-    for node in root.iter(f"{_SITEMAP_NS}url"):
-        loc = (node.findtext(f"{_SITEMAP_NS}loc") or "").strip()
-        if not loc:
-            continue
-        news = node.find(f"{_NEWS_NS}news")
-        title, published, outlet = "", None, None
-        if news is not None:
-            title = _clean(news.findtext(f"{_NEWS_NS}title"))
-            published = _day(news.findtext(f"{_NEWS_NS}publication_date"))
-            outlet = _clean(news.findtext(f"{_NEWS_NS}publication/{_NEWS_NS}name")) or None
-            feed.title = feed.title or outlet
-        lastmod = (node.findtext(f"{_SITEMAP_NS}lastmod") or "").strip()
-        feed.entries.append(Entry(key=loc, link=loc, title=title, published=published,
-                                  stamp=lastmod or title))
-    return feed
-
-
-def _day(raw: Any) -> date | None:  # noqa: ANN401
-    """The day a feed's date names, in its own time zone (`parse_date`, as the
-    readers read metadata dates); a date that is not one is left out, and logged."""
-    day = parse_date(raw)
-    if day is None and str(raw or "").strip():
-        logger.info("feed date %r is not a date; left out", str(raw)[:60])
-    return day
-
-
-def _clean(value: Any) -> str:  # noqa: ANN401
-    return _text(str(value or ""))
-
-
-def _text(html: str) -> str:
-    """A summary's plain text (feeds put HTML in it)."""
-    if "<" not in html:
-        return " ".join(html.split())
-    import lxml.html
-
-    try:
-        return " ".join(lxml.html.fromstring(html).text_content().split())
-    except (ValueError, lxml.etree.ParserError):
-        return " ".join(re.sub(r"<[^>]+>", " ", html).split())
-
-
-def _digest(entry: Entry) -> str:
-    payload = json.dumps([entry.title, entry.summary, str(entry.published)])
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+__all__ = ["Entry", "Feed", "FeedError", "FeedRecord", "FeedReport", "FeedState", "parse",
+           "read_feeds"]
 
 
 # -- what was read before ----------------------------------------------------------------
@@ -258,7 +86,14 @@ class FeedState:
             logger.warning("feed state %s unreadable (%s): every feed is read afresh",
                            self.path, exc)
             return {}
-        return {url: FeedRecord(**rec) for url, rec in raw.items()}
+        records: dict[str, FeedRecord] = {}
+        for url, rec in (raw.items() if isinstance(raw, dict) else ()):
+            try:
+                records[url] = FeedRecord(**rec)
+            except TypeError:  # an edited or foreign record: that feed is read afresh
+                logger.warning("feed state %s: the record of %s is unreadable; read afresh",
+                               self.path, str(url)[:100])
+        return records
 
     def update(self, url: str, change: Callable[[FeedRecord], None]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +167,15 @@ def _read_feeds(urls: list[str], store: ArticleStore, settings: Settings,
                                   fetches, feed_report, final, stop, outlet)
         except SourceError as exc:
             feed_report.error = str(exc)
-            state.update(url, lambda r, e=str(exc): _failed(r, e))
+        except Exception as exc:  # a bug must cost this feed, never the others
+            logger.warning("reading the feed %s failed unexpectedly", url, exc_info=True)
+            feed_report.error = f"unexpected error ({type(exc).__name__}); the log has the details"
+        if feed_report.error:
+            try:
+                state.update(url, lambda r, e=feed_report.error: _failed(r, e))
+            except Exception:  # the state not written: said, the next read tries again
+                logger.warning("the state of feed %s could not be written", url,
+                               exc_info=True)
         on_feed(feed_report)
         if stop is not None and stop.is_set():
             break
