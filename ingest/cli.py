@@ -233,21 +233,25 @@ def cmd_watch(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     import signal
     import threading
 
-    from ingest.watch import Watcher, feeds_path, load_feeds
+    from ingest.watch import Watcher, feeds_path, read_feeds_file
 
     path = Path(args.file).expanduser() if args.file else feeds_path(settings)
     try:
-        feeds = load_feeds(path)
         FetchPolicy.from_settings(settings)
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    read = read_feeds_file(path)
+    for problem in read.problems:  # the watcher says them again only when they change
+        print(f"feeds file {path}: {problem}", file=sys.stderr)
+    feeds = read.feeds
     if not feeds:
         print(f"error: {path} names no feeds (one a line: URL [interval] [outlet])",
               file=sys.stderr)
         return 1
     stop = threading.Event()
     watcher = Watcher(store, settings, path, stop, say=lambda line: print(line, flush=True))
+    watcher.problems = read.problems
 
     def stopping(signum: int, frame: object) -> None:
         print(f"stopping ({signal.Signals(signum).name}) after the current entry…",

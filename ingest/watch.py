@@ -12,6 +12,13 @@ A feed that fails is tried again after twice its interval, then four times, up t
 hours; each wait is spread by ±10% so feeds added together drift apart instead of
 polling a host in step. A stop is checked between entries: an article is written
 whole or not at all, and the feed's state only records what was written.
+
+Nothing one feed does stops the others: a feed that fails in any way (a hostile feed,
+a bug) is that feed's failure, said in one line, backed off and recorded in its state.
+A line of the feeds file that is not a feed line is reported (`FeedsFile.problems`, by
+line number, never by the file's path) and skipped; the other lines are read, and
+`save_feeds` keeps it as written. A feed line never holds a control character or a line
+break (`FeedLine` refuses them), so nothing written through it adds a line.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
 
-from ingest.feeds import FETCHES, MAX_ENTRIES, FeedReport, read_feeds
+from ingest.feeds import FETCHES, MAX_ENTRIES, FeedRecord, FeedReport, FeedState, read_feeds
 from ingest.fetch import FetchPolicy
 from ingest.sources import is_url
 from rag.files import replace_text
@@ -41,6 +49,9 @@ MAX_BACKOFF = 6 * 3600.0
 JITTER = 0.1
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# What a feeds file line may not hold: control characters and every line break
+# `str.splitlines` knows (a field holding one would write a second line).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,18 @@ class FeedLine:
     url: str
     interval: float = DEFAULT_INTERVAL
     outlet: str | None = None
+
+    def __post_init__(self) -> None:
+        """A line that reads back as itself: ValueError for a field that would not."""
+        if not is_url(self.url) or _UNSAFE.search(self.url) \
+                or any(c.isspace() for c in self.url):
+            raise ValueError(f"{self.url[:80]!r} is not an http(s) URL")
+        outlet = self.outlet or ""
+        if _UNSAFE.search(outlet):
+            raise ValueError("the outlet holds a line break or a control character")
+        if "#" in outlet:
+            raise ValueError("the outlet can't hold '#' (the feeds file reads the rest of "
+                             "the line as a comment)")
 
     @property
     def every(self) -> str:
@@ -83,23 +106,47 @@ def parse_line(line: str, where: str = "feeds file") -> FeedLine | None:
     if not is_url(url):
         raise ValueError(f"{where}: {url[:80]!r} is not an http(s) URL")
     interval = DEFAULT_INTERVAL
-    if rest and _INTERVAL.fullmatch(rest[0].lower()):
-        interval = parse_interval(rest.pop(0))
-    return FeedLine(url, interval, " ".join(rest) or None)
+    try:
+        if rest and _INTERVAL.fullmatch(rest[0].lower()):
+            interval = parse_interval(rest.pop(0))
+        return FeedLine(url, interval, " ".join(rest) or None)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+@dataclass
+class FeedsFile:
+    feeds: list[FeedLine]
+    problems: list[str]  # "line 3: 'x' is not an http(s) URL; skipped", no path
+
+
+def read_feeds_file(path: Path) -> FeedsFile:
+    """The feeds file's feeds (each URL once, the first line naming it wins) and its
+    lines that are not feed lines, each said by number (they are skipped). A file that
+    is missing names no feeds; one that can't be read at all is a problem."""
+    try:
+        text = path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return FeedsFile([], [])
+    except OSError as exc:
+        return FeedsFile([], [f"the feeds file can't be read ({exc.strerror})"])
+    feeds: dict[str, FeedLine] = {}
+    problems: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            found = parse_line(line, f"line {number}")
+        except ValueError as exc:
+            problems.append(f"{exc}; skipped")
+            continue
+        if found is not None:
+            feeds.setdefault(found.url, found)
+    return FeedsFile(list(feeds.values()), problems)
 
 
 def load_feeds(path: Path) -> list[FeedLine]:
-    """The feeds file's feeds (each URL once, the first line naming it wins)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    feeds: dict[str, FeedLine] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        found = parse_line(line, f"{path}:{number}")
-        if found is not None:
-            feeds.setdefault(found.url, found)
-    return list(feeds.values())
+    """The feeds file's feeds; lines that are not feed lines are skipped (see
+    `read_feeds_file` for what they are)."""
+    return read_feeds_file(path).feeds
 
 
 def save_feeds(path: Path, change: Callable[[list[FeedLine]], list[FeedLine]]) -> list[FeedLine]:
@@ -115,11 +162,15 @@ def save_feeds(path: Path, change: Callable[[list[FeedLine]], list[FeedLine]]) -
         unchanged = {f.url for f in before if wanted.get(f.url) == f}
         lines: list[str] = []
         placed: set[str] = set()
-        old = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        old = (path.read_bytes().decode("utf-8", "replace").splitlines()
+               if path.exists() else [])
         for line in old:
-            found = parse_line(line)
+            try:
+                found = parse_line(line)
+            except ValueError:
+                found = None  # not a feed line: kept as written, reported when read
             if found is None:
-                lines.append(line)  # a comment or a blank line
+                lines.append(line)  # a comment, a blank line or a line not understood
             elif found.url in wanted and found.url not in placed:
                 placed.add(found.url)
                 lines.append(line if found.url in unchanged else wanted[found.url].text())
@@ -142,16 +193,18 @@ class Watcher:
         self.policy = FetchPolicy.from_settings(settings)
         self.due: dict[str, float] = {}
         self.failures: dict[str, int] = {}
+        self.problems: list[str] = []  # the feeds file's lines skipped, as last read
         self.wake = threading.Event()  # set: look at the feeds file now (a feed was added)
 
     def run(self, once: bool = False) -> None:
         """Until stopped (`once`: each feed read once, then return)."""
         while not self.stop.is_set():
-            try:
-                feeds = load_feeds(self.path)
-            except ValueError as exc:  # a bad line: said, and the file read again later
-                self.say(f"feeds file: {exc}")
-                feeds = []
+            read = read_feeds_file(self.path)
+            if read.problems != self.problems:  # said once, not at every round
+                for problem in read.problems:
+                    self.say(f"feeds file {problem}")
+                self.problems = read.problems
+            feeds = read.feeds
             now = self.clock()
             for feed in feeds:
                 if self.stop.is_set():
@@ -165,17 +218,26 @@ class Watcher:
             self.wake.clear()
 
     def poll(self, feed: FeedLine) -> FeedReport | None:
-        """Reads one feed; schedules its next read (its interval, or a backoff)."""
+        """Reads one feed; schedules its next read (its interval, or a backoff). Any
+        failure, even one outside the feed's own reading (the store, a bug), is this
+        feed's: said, recorded and backed off; it never reaches `run`."""
         seen: list[FeedReport] = []
-        stream = read_feeds([feed.url], self.store, self.settings, outlet=feed.outlet,
-                            policy=self.policy, max_entries=MAX_ENTRIES,
-                            fetches=self.fetches, on_feed=seen.append, stop=self.stop)
         try:
-            for result in stream:
-                if result.status in ("added", "updated", "failed"):
-                    self.say(result.line())
-        finally:
-            stream.close()
+            stream = read_feeds([feed.url], self.store, self.settings, outlet=feed.outlet,
+                                policy=self.policy, max_entries=MAX_ENTRIES,
+                                fetches=self.fetches, on_feed=seen.append, stop=self.stop)
+            try:
+                for result in stream:
+                    if result.status in ("added", "updated", "failed"):
+                        self.say(result.line())
+            finally:
+                stream.close()
+        except Exception as exc:
+            logger.warning("reading the feed %s failed unexpectedly", feed.url,
+                           exc_info=True)
+            seen[:] = [FeedReport(feed.url, error=f"unexpected error ({type(exc).__name__}); "
+                                  "the log has the details")]
+            self._record(feed.url, seen[0].error)
         if self.stop.is_set():
             return seen[0] if seen else None  # stopped: the next run reads the rest
         report = seen[0] if seen else None
@@ -187,6 +249,16 @@ class Watcher:
             self.failures.pop(feed.url, None)
         self.due[feed.url] = self.clock() + self.wait(feed)
         return report
+
+    def _record(self, url: str, error: str) -> None:
+        def failed(record: FeedRecord) -> None:
+            record.last_error = error
+            record.last_read = datetime.now(UTC).replace(microsecond=0).isoformat()
+
+        try:
+            FeedState.of(self.settings).update(url, failed)
+        except Exception:  # the state file itself: logged; the feed is backed off anyway
+            logger.warning("the state of feed %s could not be written", url, exc_info=True)
 
     def wait(self, feed: FeedLine) -> float:
         """Seconds until the feed's next read: its interval, doubled per failure in a
