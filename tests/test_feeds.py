@@ -4,6 +4,12 @@ enormous feed (bounded), malformed XML (one line), an entry updated twice.
 
 Everything is served by a test server on loopback, which the settings allow
 explicitly (`fetch_allow="127.0.0.1"`); the articles are our own short texts.
+
+Hostile feeds (issue 27): the files in tests/fixtures/feeds/ (written for these tests,
+see its README) and, generated here, a 100k-deep JSON Feed and a 1.4 MB deeply nested
+XML feed. Each must be one line in the CLI, one feed's failure in the watcher, and
+never stop the others; the app's watcher is supervised; the feeds file stays one feed
+a line whatever an editor types.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import pytest
 from support import QuietHandler, QuietServer, clean_env
 
 from ingest.cli import main as ingest_main
-from ingest.feeds import SUMMARY_NOTE, FeedReport, FeedState, _day, parse, read_feeds
+from ingest.feedparse import FeedError, _day
+from ingest.feeds import SUMMARY_NOTE, FeedReport, FeedState, parse, read_feeds
 from ingest.fetch import FetchPolicy
 from ingest.watch import (
     MAX_BACKOFF,
@@ -31,11 +38,13 @@ from ingest.watch import (
     Watcher,
     load_feeds,
     parse_line,
+    read_feeds_file,
     save_feeds,
 )
 from rag.settings import Settings
 from rag.store import ArticleStore
 
+FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 PAGE = """<!doctype html><html><head><title>{title}</title></head><body>
 <nav>Home | World | Sport</nav><article><h1>{title}</h1>
 <p>{body}</p><p>{more}</p></article><footer>Copyright Harbour Gazette</footer>
@@ -77,7 +86,7 @@ class Site:
     def __init__(self) -> None:
         self.pages = {slug: PAGE.format(title=t, body=b, more=m)
                       for slug, (t, b, m) in BODIES.items()}
-        self.feeds: dict[str, str] = {}
+        self.feeds: dict[str, str | bytes] = {}
         self.etags: dict[str, str] = {}
         self.hits: dict[str, int] = {}
         self.delay: dict[str, float] = {}  # seconds a page takes to come
@@ -96,9 +105,12 @@ class Site:
                     if etag and self.headers.get("If-None-Match") == etag:
                         self.reply(304, b"", {"ETag": etag})
                         return
-                    text = site.feeds[name].replace("{base}", site.base)
+                    feed = site.feeds[name]  # text, or bytes (a fixture) served as they are
+                    body = (feed.replace(b"{base}", site.base.encode())
+                            if isinstance(feed, bytes) else
+                            feed.replace("{base}", site.base).encode())
                     kind = "application/json" if name.endswith(".json") else "application/xml"
-                    self.reply(200, text.encode(), {"Content-Type": kind,
+                    self.reply(200, body, {"Content-Type": kind,
                                                     **({"ETag": etag} if etag else {})})
                     return
                 slug = name.removesuffix(".html")
@@ -457,3 +469,233 @@ def test_the_app_follows_a_feed_an_editor_adds_and_readers_may_not(site: Site,
     finally:
         news.feeds.close()
         demo.close()
+
+
+# -- hostile feeds (issue 27) ------------------------------------------------------------
+
+
+def deep_json() -> bytes:
+    return (b'{"version": "https://jsonfeed.org/version/1.1", "items": '
+            + b"[" * 100_000 + b"]" * 100_000 + b"}")
+
+
+def deep_xml() -> bytes:
+    """1.4 MB of nesting inside a channel (feedparser took ~15-60 s on it)."""
+    return (b'<?xml version="1.0"?><rss version="2.0"><channel><title>Deep</title>'
+            + b"<x>" * 233_000 + b"</x>" * 233_000 + b"</channel></rss>")
+
+
+# what each hostile feed now gives in `ingest feed`: its one line starts so, and holds this
+HOSTILE = {
+    "json_wrong_types.json": ("feed ", "fields of the wrong type left out: author, authors, "
+                              "content_html, date_modified, date_published, id, summary, "
+                              "title, url; 3 item(s) that are not objects skipped"),
+    "json_items_not_a_list.json": ("feed failed", "its items are a string, not a list"),
+    "json_not_utf8.json": ("feed failed", "not a readable JSON Feed: 'utf-8' codec"),
+    "xml_encoding_name_not_utf8.xml": ("feed failed", "its encoding can't be read"),
+    "xml_unknown_encoding.xml": ("feed failed", "its encoding can't be read"),
+    "xml_declared_utf8_is_latin1.xml": ("feed ", "rss, 1 entries"),
+    "xml_undefined_entities.xml": ("feed ", "malformed XML (line 2: undefined entity)"),
+    "xml_truncated.xml": ("feed ", "malformed XML"),
+    "xml_billion_laughs.xml": ("feed ", "malformed XML (line 5: undefined entity)"),
+    "xml_xxe.xml": ("feed ", "rss, 1 entries"),
+    "rss_javascript_link.xml": ("feed ", "2 link(s) that are not http(s) URLs left out"),
+    "rss_control_characters.xml": ("feed ", "rss, 1 entries"),
+    "sitemap_xxe.xml": ("feed failed", "not a readable sitemap: undefined entity"),
+    "not_a_feed.bin": ("feed failed", "not a readable feed: malformed XML"),
+    "deep.json": ("feed failed", "not a readable JSON Feed: nested too deeply"),
+    "deep.xml": ("feed failed", "its XML nests more than 256 elements deep"),
+}
+
+
+def test_every_hostile_feed_is_one_line_in_the_cli_never_a_traceback(
+        site: Site, store: ArticleStore, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in HOSTILE:
+        site.feeds[name] = (FIXTURES / name).read_bytes() if (FIXTURES / name).exists() \
+            else {"deep.json": deep_json, "deep.xml": deep_xml}[name]()
+    urls = [site.url(name) for name in HOSTILE]
+    started = time.monotonic()
+    code = ingest_main(["--data-dir", str(store.settings.data_dir), "--collection", "feeds",
+                        "feed", "--allow-private", *urls])
+    seconds = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out + err and "Error:" not in out + err
+    lines = [line for line in (out + err).splitlines() if line.startswith("feed")]
+    for name, (start, said) in HOSTILE.items():
+        [line] = [x for x in lines if x.split(": ", 1)[0].endswith("/" + name)]
+        assert line.startswith(start) and said in line, line
+    assert seconds < 60, seconds  # the deep XML alone took 15-60 s
+    store = ArticleStore(store.settings)  # as the CLI left it
+    texts = [(a.title, a.outlet or "", store.get_article(a.id).text, a.url or "")
+             for a in store.list_articles()]
+    everything = " ".join(" ".join(t) for t in texts)
+    assert "root:" not in everything and "lollollol" not in everything  # XXE, laughs
+    assert "javascript:" not in everything and "data:text" not in everything
+    fields = " ".join(f"{a.title} {a.outlet} {a.authors}" for a in store.list_articles())
+    assert not any(c in fields for c in "\u2028\u2029\x85\x00\n"), fields
+    assert "Line one line two." in everything and "Ann Lee" in fields
+    assert "Ferry returns" in fields and "Leak &xxe;" in fields  # the entity left as is
+    assert "Village bakery wins national bread award" in everything  # the good JSON item
+    state = FeedState.of(store.settings).load()
+    assert "items are a string" in (state[site.url("json_items_not_a_list.json")]
+                                    .last_error or "")
+
+
+def test_parsing_is_bounded_in_time(site: Site) -> None:
+    started = time.monotonic()
+    with pytest.raises(FeedError, match="nests more than 256"):
+        parse(deep_xml(), "http://x.example/deep.xml")
+    assert time.monotonic() - started < 10
+    big = rss([(f"s{n}", f"Story {n}", "Sun, 01 Nov 2026 10:00:00 GMT")
+               for n in range(4000)]).encode()
+    started = time.monotonic()
+    with pytest.raises(FeedError, match=r"parsing it took longer than 0.3 s \(0.\d MB\)"):
+        parse(big, "http://x.example/big.xml", seconds=0.3)
+    assert time.monotonic() - started < 5
+    assert len(parse(big, "http://x.example/big.xml").entries) == 4000  # in the time given
+
+
+def test_a_hostile_feed_or_a_bug_fails_that_feed_and_the_watcher_reads_the_others(
+        site: Site, store: ArticleStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    """The wrong-typed JSON Feed killed the app's watcher ("the feed watcher stopped")."""
+    import ingest.feeds
+    import ingest.watch
+
+    site.feeds["wrong.json"] = (FIXTURES / "json_wrong_types.json").read_bytes()
+    site.feeds["items.json"] = (FIXTURES / "json_items_not_a_list.json").read_bytes()
+    site.feeds["buggy.xml"] = rss([("lighthouse", BODIES["lighthouse"][0],
+                                    "Tue, 01 Dec 2026 10:00:00 GMT")])
+    site.feeds["store.xml"] = site.feeds["buggy.xml"]
+    site.feeds["rss.xml"] = rss([("ferry", BODIES["ferry"][0], "Tue, 01 Dec 2026 10:00:00 GMT")])
+    path = tmp_path / "feeds.txt"
+    path.write_text("".join(site.url(n) + "\n" for n in
+                            ("wrong.json", "items.json", "buggy.xml", "store.xml", "rss.xml")))
+    real_parse, real_read = ingest.feeds.parse, ingest.watch.read_feeds
+
+    def buggy_parse(data: bytes, url: str, *a: object, **k: object) -> object:
+        if url.endswith("buggy.xml"):
+            raise KeyError("a bug")  # something no one foresaw, in one feed's reading
+        return real_parse(data, url, *a, **k)
+
+    def failing_read(urls: list[str], *a: object, **k: object) -> object:
+        if urls[0].endswith("store.xml"):
+            raise RuntimeError("the store went away")  # outside the feed's own reading
+        return real_read(urls, *a, **k)
+
+    monkeypatch.setattr(ingest.feeds, "parse", buggy_parse)
+    monkeypatch.setattr(ingest.watch, "read_feeds", failing_read)
+    lines: list[str] = []
+    now = [1000.0]
+    watcher = Watcher(store, store.settings, path, threading.Event(), say=lines.append,
+                      clock=lambda: now[0], rng=random.Random(3))
+    watcher.run(once=True)
+    titles = {a.title for a in store.list_articles()}
+    assert {BODIES["ferry"][0], BODIES["bakery"][0]} <= titles, (titles, lines)
+    state = FeedState.of(store.settings).load()
+    assert state[site.url("wrong.json")].last_error is None  # read for what it has
+    assert "items are a string" in state[site.url("items.json")].last_error
+    assert state[site.url("buggy.xml")].last_error == \
+        "unexpected error (KeyError); the log has the details"
+    assert state[site.url("store.xml")].last_error == \
+        "unexpected error (RuntimeError); the log has the details"
+    for name in ("items.json", "buggy.xml", "store.xml"):  # each backed off, said once
+        assert watcher.failures[site.url(name)] == 1
+        assert sum(site.url(name) in line and "feed failed" in line for line in lines) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_the_apps_watcher_is_restarted_whenever_it_dies_and_the_panel_says_so(
+        site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import web.feeds
+    from web.feeds import Feeds
+    from web.limits import Limits
+
+    settings = Settings(data_dir=tmp_path / "data", collection="supervised",
+                        fetch_allow="127.0.0.1", feeds_file=tmp_path / "feeds.txt")
+    (tmp_path / "feeds.txt").write_text(site.url("gone.xml") + " 1h\n")
+    monkeypatch.setattr(web.feeds, "RESTART_WAIT", 0.05)
+    runs: list[int] = []
+    real = Watcher.run
+
+    def dying(self: Watcher, once: bool = False) -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise KeyError("the watcher's own bug")
+        if len(runs) == 2:
+            raise SystemExit  # what `except Exception` lets through: the thread ends
+        real(self, once)
+
+    monkeypatch.setattr(Watcher, "run", dying)
+    feeds = Feeds(ArticleStore(settings), Limits(settings))
+    try:
+        assert feeds.status() == ""
+        assert feeds.start()
+        deadline = time.monotonic() + 30
+        while (len(runs) < 2 or feeds._thread.is_alive()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert feeds.restarts == 1 and "KeyError" in feeds.last_death
+        said = feeds.status()  # finds the thread gone and starts it again
+        while len(runs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(runs) == 3 and feeds._thread.is_alive()
+        assert "stopped unexpectedly" in said and "started again (2 time(s)" in said
+        while site.hits.get("/gone.xml", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert site.hits.get("/gone.xml")  # the feeds are read again
+    finally:
+        feeds.close()
+
+
+def test_feed_fields_stay_one_line_and_a_bad_line_in_the_file_is_skipped_not_fatal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Outlet with a newline wrote a second, unchecked line into feeds.txt; a line
+    that is not a feed then emptied the panel and refused every change, naming the
+    file's path."""
+    from web.feeds import Feeds
+    from web.limits import Limits
+
+    path = tmp_path / "secret-server-dir" / "feeds.txt"
+    settings = Settings(data_dir=tmp_path / "data", collection="feedfile", feeds_file=path)
+    feeds = Feeds(ArticleStore(settings), Limits(settings))
+    monkeypatch.setattr(feeds, "start", lambda: False)  # the file only: nothing is read
+    for outlet, said in (("Harbour\nnot-a-url", "line break"),
+                         ("Harbour\r\nhttps://evil.example/x", "line break"),
+                         ("Harbour\u2028https://evil.example/x", "line break"),
+                         ("Harbour\x00", "control character"),
+                         ("Harbour # 2", "'#'")):
+        with pytest.raises(ValueError, match=said):
+            feeds.add("https://a.example/rss", "10m", outlet)
+    for url in ("https://a.example/r\x0bss", "https://a.example/r\x01ss"):
+        with pytest.raises(ValueError, match="URL"):
+            feeds.add(url, "", "")
+    assert not path.exists() or "evil" not in path.read_text()
+    feeds.add("https://a.example/rss", "10m", "Harbour")
+    with path.open("a", encoding="utf-8") as f:  # what an editor could add before
+        f.write("not-a-url 10m\nhttps://b.example/feed 5s\nhttps://c.example/atom\n")
+    assert [r[0] for r in feeds.rows()] == ["https://a.example/rss", "https://c.example/atom"]
+    status = feeds.status()
+    assert "2 line(s) that are not feeds" in status and "line 2" in status \
+        and "line 3" in status and str(tmp_path) not in status
+    assert read_feeds_file(path).problems == [
+        "line 2: 'not-a-url' is not an http(s) URL; skipped",
+        "line 3: '5s' is shorter than the shortest interval, 60 s; skipped"]
+    assert feeds.add("https://d.example/rss", "", "Dock News").startswith("added")
+    assert feeds.remove("https://a.example/rss").startswith("removed")
+    for call in (lambda: feeds.remove("https://gone.example/x"),
+                 lambda: feeds.add("javascript:alert(1)", "", "")):
+        with pytest.raises(ValueError) as refused:
+            call()
+        assert str(tmp_path) not in str(refused.value) and "feeds.txt" not in str(refused.value)
+    assert path.read_text().splitlines() == [
+        "not-a-url 10m", "https://b.example/feed 5s", "https://c.example/atom",
+        "https://d.example/rss 15m Dock News"]  # the bad lines kept as written
+    said: list[str] = []
+    watcher = Watcher(feeds.store, settings, path, threading.Event(), say=said.append)
+    monkeypatch.setattr(watcher, "poll", lambda feed: None)
+    watcher.run(once=True)
+    watcher.run(once=True)
+    assert said == ["feeds file line 1: 'not-a-url' is not an http(s) URL; skipped",
+                    "feeds file line 2: '5s' is shorter than the shortest interval, 60 s; "
+                    "skipped"]  # said once, not at every round
+
