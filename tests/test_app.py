@@ -236,7 +236,9 @@ def test_launch_logs_the_warning_and_passes_login(caplog: pytest.LogCaptureFixtu
     assert "WARNING" not in caplog.text
     login = calls[-1]["auth"]
     assert callable(login) and login("ann", "pw") and not login("ann", "nope")
-    assert len(calls[-1]["app_kwargs"]["middleware"]) == 1  # the login throttle
+    # the login throttle, and editors only at gradio's upload route
+    assert [m.cls.__name__ for m in calls[-1]["app_kwargs"]["middleware"]] == [
+        "LoginGuard", "UploadGuard"]
     web_server.launch(FakeDemo(), "127.0.0.1", 9999, None)  # type: ignore[arg-type]
     assert "WARNING" not in caplog.text
 
