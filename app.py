@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ingest.fetch import FetchPolicy
 from rag.settings import get_settings  # sets the offline, no-telemetry environment
-from rag.store import StoreError
+from rag.store.articles import StoreError
 from web.auth import load_users
 from web.server import start
 from web.service import NewsApp

@@ -25,7 +25,7 @@ from typing import Any
 
 from ingest import feeds
 from rag.settings import PROJECT_ROOT, Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 PAGE = ("<!doctype html><html><head><title>{title}</title>"
         '<meta property="article:published_time" content="2005-03-{day:02d}"></head>'

@@ -379,7 +379,7 @@ def ingest_labels(sources: Sequence[Path], docs: Sequence[Doc], outlet: str = "B
 
     from ingest.pipeline import ingest
     from rag.settings import get_settings
-    from rag.store import ArticleStore
+    from rag.store.articles import ArticleStore
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = get_settings().override(data_dir=Path(tmp), collection="grouping")

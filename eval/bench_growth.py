@@ -19,9 +19,9 @@ from pathlib import Path
 
 from eval.bench_ingest import BBC_CORPUS, _sample
 from ingest.pipeline import Report, ingest
-from rag.connection import forget
 from rag.settings import Settings, get_settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
+from rag.store.connection import forget
 
 
 def _copies(corpus: Path, n: int, folder: Path) -> list[str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ingest.pipeline import ingest
 from rag.settings import PROJECT_ROOT, get_settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 BBC_CORPUS = PROJECT_ROOT.parent / "shared" / "corpora" / "bbc"  # beside the project, as in CI
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from eval.bench_ingest import BBC_CORPUS
 from ingest import textparse
-from ingest.readers import _unwrap_pdf_lines
+from ingest.formats import _unwrap_pdf_lines
 
 _DATES = [  # none reads "on <date>": find_date(after_on=True) must look at every one
     "by 31 December 2004", "from 14 February 2005:", "since March 3, 2005,", "ref 2005-01-17:",

@@ -6,7 +6,7 @@
 
 Why: the app answers several users at once (RAG_ANSWER_CONCURRENCY, RAG_QUEUE_MAX) while
 a CLI ingest writes the same embedded store from another process (the writer lock in
-`rag/lock.py`, the reopen-on-generation in `rag/connection.py`). Unit tests exercise
+`rag/store/lock.py`, the reopen-on-generation in `rag/store/connection.py`). Unit tests exercise
 each part alone; this runs them together for a fixed time and reports what a user
 would see (throughput, latency, errors), whether the CLI's writes went through, and
 whether the app's memory levels off.
@@ -318,8 +318,8 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
         ingest_timeout: float = INGEST_TIMEOUT) -> dict[str, Any]:
     """The whole benchmark; the figures as a dict (see `format_table` for the keys)."""
     from ingest.pipeline import ingest as ingest_files
-    from rag.connection import forget
-    from rag.store import ArticleStore
+    from rag.store.articles import ArticleStore
+    from rag.store.connection import forget
 
     if users < 1 or seconds <= 0 or ingest < 0:
         raise ValueError("users must be at least 1, seconds above 0, ingest 0 or more")

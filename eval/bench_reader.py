@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 from eval.metrics import percentile
-from rag.engine import Engine
-from rag.extractive import HeuristicReader
-from rag.llm_reader import reader_for
+from rag.answer.draft.extractive import HeuristicReader
+from rag.answer.engine import Engine
+from rag.answer.readers.llm import reader_for
 from rag.settings import PROJECT_ROOT, Settings
 
 
@@ -96,9 +96,9 @@ def cold_asks(data_dir: Path, collection: str, questions: list[str]) -> dict[str
 def chat_updates(engine: Engine, settings: Settings, questions: list[str]
                  ) -> dict[str, list[float]]:
     """Seconds until the chat first shows something ("Searching the articles…") and
-    until it shows the answer, through `web.chat.chat` as the page calls it."""
-    from web.chat import chat
+    until it shows the answer, through `web.ui.chat.chat` as the page calls it."""
     from web.service import NewsApp
+    from web.ui.chat import chat
 
     app = NewsApp(settings, engine=engine)
     app.warm_up()

@@ -36,12 +36,12 @@ from eval.bench_ingest import BBC_CORPUS
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
-from rag.connection import forget
-from rag.keyword import KeywordIndex
-from rag.models import Article
-from rag.retrieval import Retriever
+from rag.answer.retrieve import Retriever
+from rag.records import Article
 from rag.settings import Settings, get_settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
+from rag.store.connection import forget
+from rag.store.keyword import KeywordIndex
 
 QUESTIONS = [
     "Why did the shares fall?", "What did the Bank of England decide about rates?",

@@ -3,7 +3,7 @@
     python -m eval.bench_speed [--n 300] [--corpus ../shared/corpora/bbc]
 
 1. Encoding the same chunk texts: sentence-transformers (torch) at its best batch size
-   against the ONNX Runtime path (`rag/onnx_embedding.py`), and how far their vectors
+   against the ONNX Runtime path (`rag/store/onnx_embedding.py`), and how far their vectors
    differ.
 2. End-to-end ingest of N BBC articles into an empty store, with each backend, against
    the raw torch encode of the very chunks that ingest embeds (issue 12's ratio).
@@ -26,10 +26,10 @@ from eval.bench_ingest import BBC_CORPUS, _sample
 from ingest.chunking import chunk_article, embedding_text
 from ingest.pipeline import ingest, read_source
 from ingest.sources import expand
-from rag.connection import forget
-from rag.embeddings import EmbedSpec, get_embed_model
 from rag.settings import PROJECT_ROOT, Settings, get_settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
+from rag.store.connection import forget
+from rag.store.embeddings import EmbedSpec, get_embed_model
 
 
 def _chunk_texts(files: list[str], settings: Settings) -> list[str]:

@@ -119,7 +119,7 @@ def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
     answerable questions are asked with their gold articles left out of the search
     (`runner.left_out`), as unanswerable ones."""
     from eval.judge import judge
-    from rag.engine import Engine
+    from rag.answer.engine import Engine
 
     store = runner.prepare_store(settings, corpus, do_ingest, progress)
     engine = Engine(settings, store)
@@ -160,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
     names = args.config or runner.default_configs(settings)
     if "llm" in names and "llm" not in runner.default_configs(settings):
-        from rag.local_llm import LocalModelError, local_llm
+        from rag.local_model.runtime import LocalModelError, local_llm
 
         try:  # no endpoint: the local model writes the answers (`make setup` installs it)
             local_llm(settings)
@@ -188,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from rag.store import ArticleStore
+    from rag.store.articles import ArticleStore
 
     items = qa.load(args.dataset)
     records = report.read_records(args.run / "report.json")

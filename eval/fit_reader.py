@@ -1,4 +1,4 @@
-"""Fit the reader's learned decision (`rag/reader_model.py`) on dev questions only.
+"""Fit the reader's learned decision (`rag/answer/readers/learned.py`) on dev questions only.
 
     python -m eval.fit_reader --corpus ../shared/corpora --data-dir DIR [--collection NAME]
 
@@ -38,17 +38,17 @@ import numpy as np
 from eval.qa import QAItem, load
 from eval.runner import eval_settings, left_out, prepare_store
 from eval.scoring import resolve_gold
-from rag.engine import Engine
-from rag.extractive import HeuristicReader
-from rag.reader import Candidate, Question, Reading
-from rag.reader_model import (
+from rag.answer.draft.extractive import HeuristicReader
+from rag.answer.engine import Engine
+from rag.answer.readers.base import Candidate, Question, Reading
+from rag.answer.readers.learned import (
     MODEL_FILE,
     Linear,
     ReaderModel,
     cheap_features,
     with_model_features,
 )
-from rag.retrieval import Filters
+from rag.answer.retrieve import Filters
 from rag.settings import Settings
 from rag.types import AnswerMode
 
@@ -138,8 +138,8 @@ def cheap_names(data: list[dict[str, Any]]) -> list[str]:
 
 def read_shortlists(data: list[dict[str, Any]], shortlist: Linear, settings: Settings) -> None:
     """P(yes) of each question's best READ candidates by the shortlist model, in place."""
-    from rag.llm_reader import YesNo
-    from rag.local_llm import local_llm
+    from rag.answer.readers.llm import YesNo
+    from rag.local_model.runtime import local_llm
 
     reader = YesNo(local_llm(settings))
     reader.warm()

@@ -11,7 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from eval.qa import QAItem
-from rag.llm import build_llm, describe_error, llm_configured
+from rag.answer.draft.llm import build_llm, describe_error, llm_configured
 from rag.settings import Settings
 
 NO_JUDGE = "skipped: no judge"

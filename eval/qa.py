@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.readers import decode_text
+from ingest.formats import decode_text
 from ingest.textparse import parse_text
 from rag.text import sentence_spans
 

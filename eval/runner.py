@@ -15,11 +15,11 @@ from tqdm import tqdm
 from eval.qa import QAItem
 from eval.scoring import Gold, resolve_gold
 from ingest.pipeline import ingest
-from rag.engine import Engine
-from rag.llm import llm_configured
-from rag.retrieval import Filters
+from rag.answer.draft.llm import llm_configured
+from rag.answer.engine import Engine
+from rag.answer.retrieve import Filters
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 from rag.types import Answer, AnswerMode, RetrievalMode
 
 

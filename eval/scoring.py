@@ -13,7 +13,7 @@ from typing import Any
 from eval import metrics as m
 from eval import temporal
 from eval.qa import QAItem, is_url, url_key
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 logger = logging.getLogger(__name__)
 

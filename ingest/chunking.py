@@ -17,9 +17,9 @@ from pathlib import Path
 from llama_index.core.node_parser import SentenceSplitter
 from tokenizers import Tokenizer
 
-from rag.embeddings import EmbedSpec
-from rag.models import Article, Chunk
+from rag.records import Article, Chunk
 from rag.settings import Settings
+from rag.store.embeddings import EmbedSpec
 
 PARAGRAPH_SEP = "\n\n"
 

@@ -148,9 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(getattr(args, "verbose", False))
     from pydantic import ValidationError
 
-    from rag.connection import as_store_error
-    from rag.embeddings import EmbeddingConfigError
-    from rag.store import ArticleStore, StoreError
+    from rag.store.articles import ArticleStore, StoreError
+    from rag.store.connection import as_store_error
+    from rag.store.embeddings import EmbeddingConfigError
 
     try:
         settings = settings_from(args)
@@ -346,7 +346,7 @@ def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
-    from rag.health import check, repair
+    from rag.store.health import check, repair
 
     if args.repair:  # looked at under the lock, so what is repaired is what was found
         with store.writing("repair", settings.write_wait, say_waiting):

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.readers import SourceError, parse_date
+from ingest.formats import SourceError, parse_date
 
 logger = logging.getLogger(__name__)
 PARSE_SECONDS = 20.0  # an RSS or Atom feed's parse, child start included

@@ -34,13 +34,13 @@ from filelock import FileLock
 
 from ingest.feedparse import Entry, Feed, FeedError, parse
 from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
+from ingest.formats import SourceError
 from ingest.pipeline import Ingestor, Report, Result, _take, read_source
-from ingest.readers import SourceError
 from ingest.sources import Source
 from rag.files import replace_text
-from rag.models import Article
+from rag.records import Article
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 from rag.streams import Streamed
 
 logger = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ingest.readers import SourceError
+from ingest.formats import SourceError
 
 if TYPE_CHECKING:
     from rag.settings import Settings

@@ -4,7 +4,7 @@ Two articles are one story when the exact Jaccard similarity of their word-shing
 reaches `THRESHOLD`. Ingest compares a new article only with the few stored articles
 nearest to it in meaning (a vector search, `ingest.pipeline`), so no index of every
 article is held in memory: a MinHash LSH index of 20,000 articles took 2.9 s to build,
-once per ingest run, growing with the store. (`rag.copies.supersedes` tells an updated
+once per ingest run, growing with the store. (`rag.answer.settle.supersedes` tells an updated
 version from a copy.) Calibration, with MinHash LSH as the comparison:
 `python -m eval.bench_grouping`; what ingest stores: `python -m eval.bench_grouping --ingest`.
 """

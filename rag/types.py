@@ -6,7 +6,7 @@
 Each stage makes new objects (all frozen: no field is reassigned, no list changed
 after it is built), so a number always means one thing: a
 claim's numbers index the passages it was given; an answer sentence's numbers are
-the citations' own `n`, assigned once by `rag.citations.number_citations`.
+the citations' own `n`, assigned once by `rag.answer.verify.number_citations`.
 
 `Answer.to_json()` is the one JSON form (CLI `--json`, the app's API and export, eval
 records). A source file is `file_path` there, not `path`: gradio_client takes any

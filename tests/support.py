@@ -167,8 +167,9 @@ class ChromaServer:
 
 
 def first_sentence_of_passage_1(prompt: str) -> str:
-    """The first sentence of passage [1] of the answerer's prompt (rag.llm.format_passages),
-    so that a cut answer would be a supported one if the cut went unnoticed."""
+    """The first sentence of passage [1] of the answerer's prompt
+    (rag.answer.draft.llm.format_passages), so that a cut answer would be a supported one if
+    the cut went unnoticed."""
     match = re.search(r"^\[1\] \(.*?\)\n(.+?)\n\n(?:\[2\] \(|Question: )", prompt, re.S | re.M)
     if not match:
         return "Iran and Azerbaijan fell out."

@@ -16,13 +16,13 @@ from types import SimpleNamespace
 import pytest
 
 from ingest.pipeline import ingest
-from rag.citations import SupportScorer, number_citations, split_cited_sentences, verify
-from rag.conversation import is_follow_up, rewrite
-from rag.engine import Engine
-from rag.extractive import question_type
-from rag.retrieval import Filters, Retriever, diversify
+from rag.answer.condense import is_follow_up, rewrite
+from rag.answer.draft.extractive import question_type
+from rag.answer.engine import Engine
+from rag.answer.retrieve import Filters, Retriever, diversify
+from rag.answer.verify import SupportScorer, number_citations, split_cited_sentences, verify
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 from rag.text import sentence_spans
 from rag.types import Checked, Passage, Span
 
@@ -154,7 +154,7 @@ def test_hybrid_dense_and_bm25_all_find_the_seed(lib: SimpleNamespace) -> None:
 
 
 def test_keyword_index_is_persisted_and_not_rebuilt_per_query(lib: SimpleNamespace) -> None:
-    from rag.keyword import KeywordIndex
+    from rag.store.keyword import KeywordIndex
 
     index = KeywordIndex(lib.store)  # a new process would start like this
     retriever = Retriever(lib.store, "bm25", index)
@@ -165,7 +165,7 @@ def test_keyword_index_is_persisted_and_not_rebuilt_per_query(lib: SimpleNamespa
 
 
 def test_keyword_index_follows_ingest_and_remove(tmp_path: Path) -> None:
-    from rag.keyword import KeywordIndex
+    from rag.store.keyword import KeywordIndex
 
     settings = Settings(data_dir=tmp_path, collection="kwd")
     store = ArticleStore(settings)
@@ -188,8 +188,8 @@ def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None
     """A writer never rebuilds (that grew ingest with the store); a one-shot reader
     builds before answering; the app answers from its old build while a thread makes
     the new one, and never returns a chunk that is gone."""
-    from rag.health import check
-    from rag.keyword import KeywordIndex
+    from rag.store.health import check
+    from rag.store.keyword import KeywordIndex
 
     settings = Settings(data_dir=tmp_path, collection="lazy")
     store = ArticleStore(settings)
@@ -442,7 +442,7 @@ def test_a_small_library_searches_without_warnings(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     """Fewer chunks than top_k: BM25 asks for what there is, so llama-index does not warn
     on every question (it did, twice a question, on a new user's first articles)."""
-    from rag.keyword import KeywordIndex
+    from rag.store.keyword import KeywordIndex
 
     settings = Settings(data_dir=tmp_path, collection="tiny")
     store = ArticleStore(settings)

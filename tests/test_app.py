@@ -1,4 +1,4 @@
-"""The app without a browser: rendering (web/render.py), login settings (web/auth.py),
+"""The app without a browser: rendering (web/ui/render.py), login settings (web/auth.py),
 and the running app's API through gradio_client, over the seed article."""
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from gradio_client import Client, handle_file
 from support import free_port
 
 from ingest.fetch import UNREACHABLE
-from rag.conversation import history_of
+from rag.answer.condense import history_of
 from rag.types import Answer, AnswerSentence, Citation, Turn
-from web import chat, export, render
 from web import server as web_server
 from web.auth import (
     AuthError,
@@ -35,6 +34,7 @@ from web.auth import (
 )
 from web.limits import parse_date
 from web.service import NewsApp
+from web.ui import chat, export, render
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 

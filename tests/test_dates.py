@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rag.dates import (
+from rag.dates.parse import (
     DateFilter,
     format_day,
     format_range,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from support import answering_from
 
-from rag.engine import UNSUPPORTED, Engine, assemble, check, condense, stands
-from rag.llm import LLMError, parse_answer
+from rag.answer.draft.llm import LLMError, parse_answer
+from rag.answer.engine import UNSUPPORTED, Engine, assemble, check, condense, stands
 from rag.settings import Settings
 from rag.types import REFUSAL, Checked, Claim, Draft, Passage
 

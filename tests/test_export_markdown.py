@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from web import export
+from web.ui import export
 
 ATTACKS = [
     "<img src=x onerror=alert(1)>",

@@ -48,10 +48,10 @@ from support import (
 )
 
 from ingest.pipeline import ingest
-from rag.connection import forget
-from rag.engine import Engine
+from rag.answer.engine import Engine
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
+from rag.store.connection import forget
 from web import server as web_server
 from web.service import NewsApp
 

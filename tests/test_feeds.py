@@ -42,7 +42,7 @@ from ingest.watch import (
     save_feeds,
 )
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 FIXTURES = Path(__file__).parent / "fixtures" / "feeds"
 PAGE = """<!doctype html><html><head><title>{title}</title></head><body>

@@ -30,10 +30,10 @@ from support import free_port
 
 from ingest.cli import build_parser, settings_from
 from ingest.fetch import UNREACHABLE, FetchPolicy, IPAddress, fetch, is_public
+from ingest.formats import SourceError
 from ingest.pipeline import ingest
-from ingest.readers import SourceError
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 MAX_BYTES = 1_000_000
 PAGE = b"<html><body><p>Harbour bridge reopens after repairs.</p></body></html>"

@@ -23,7 +23,7 @@ from eval.bench_grouping import (
     versions_truth,
 )
 from ingest.grouping import SHINGLE_SIZE, shingles
-from rag.copies import Record, supersedes
+from rag.answer.settle import Record, supersedes
 
 BBC = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bbc"
 

@@ -1,4 +1,4 @@
-"""`rag.health`'s lookup of chunks by their own vector, against a stand-in collection
+"""`rag.store.health`'s lookup of chunks by their own vector, against a stand-in collection
 whose approximate search misses a present vector in its first 10 results (as Chroma's
 HNSW did among hundreds of near-identical chunks) but returns it in a wider search."""
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.health import _unfound
+from rag.store.health import _unfound
 
 IDS = [f"c{i}" for i in range(30)]
 GONE = "c7"  # its row and vector are stored, but the index never returns it

@@ -24,10 +24,10 @@ import pytest
 from pypdf.errors import LimitReachedError
 from support import pdf_pages
 
+from ingest.formats import read_markdown
 from ingest.pipeline import Report, Result, ingest
-from ingest.readers import read_markdown
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 PROJECT = Path(__file__).resolve().parents[1]
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"

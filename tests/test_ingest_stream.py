@@ -18,8 +18,8 @@ from tqdm import tqdm
 
 import ingest.pipeline as pipeline
 from ingest.pipeline import Report, Result, ingest, ingest_stream
-from rag.retrieval import Retriever
-from rag.store import ArticleStore, StoreError
+from rag.answer.retrieve import Retriever
+from rag.store.articles import ArticleStore, StoreError
 
 STORIES = {
     "harbour.txt": "Harbour festival draws record crowds\n\nThe harbour festival drew more than "

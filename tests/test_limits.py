@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import pdf_pages
 
-from ingest import readers
+from ingest import formats as readers
+from ingest.formats import SourceError, read_pdf
 from ingest.pipeline import read_source
-from ingest.readers import SourceError, read_pdf
 from ingest.sources import Source
 from ingest.textparse import _sub_bracketed, find_date
 from rag.settings import get_settings

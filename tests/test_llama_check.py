@@ -1,4 +1,4 @@
-"""The llama.cpp smoke check (`rag.llama_check`) and how a dead server is reported.
+"""The llama.cpp smoke check (`rag.local_model.build_check`) and how a dead server is reported.
 
 A llama.cpp built with another CPU's native flags segfaulted on the first multi-token
 prompt; the server died after its first `200 OK`, and every LLM test then failed with
@@ -23,11 +23,11 @@ import pytest
 from conftest import LLMServer
 from support import free_port, stop
 
-from rag import llama_check
-from rag.engine import Engine
-from rag.llm import dropped_message, listening
+from rag.answer.draft.llm import dropped_message, listening
+from rag.answer.engine import Engine
+from rag.local_model import build_check as llama_check
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 
 HERE = Path(__file__).resolve().parent
 BUILD = {"version": "0.2.18", "library": "libllama.so",
@@ -81,7 +81,7 @@ def test_the_installed_build_runs_a_multi_token_prompt() -> None:
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
-    missing = subprocess.run([sys.executable, "-m", "rag.llama_check", "--model",
+    missing = subprocess.run([sys.executable, "-m", "rag.local_model.build_check", "--model",
                               str(tmp_path / "none.gguf")], capture_output=True, text=True)
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no model file at")

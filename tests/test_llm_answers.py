@@ -26,12 +26,12 @@ import pytest
 from support import clean_env
 
 from ingest.pipeline import ingest
-from rag.citations import SUPPORT_THRESHOLD, SupportScorer
-from rag.conversation import rewrite
-from rag.engine import Engine, check
-from rag.llm import LLMAnswerer, build_llm, parse_answer
+from rag.answer.condense import rewrite
+from rag.answer.draft.llm import LLMAnswerer, build_llm, parse_answer
+from rag.answer.engine import Engine, check
+from rag.answer.verify import SUPPORT_THRESHOLD, SupportScorer
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 from rag.text import sentence_spans
 from rag.types import REFUSAL, Answer, Checked, Draft, Passage
 

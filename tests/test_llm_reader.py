@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from support import answering_from, embeddings_only_cache
 
-from rag import llama_check
-from rag.engine import Engine
-from rag.extractive import HeuristicReader
-from rag.llm_reader import LLMReader, reader_for, sentence_prompt
-from rag.local_llm import LocalLLM, LocalModelError
-from rag.reader import Candidate, Question
-from rag.reader_model import Linear, ReaderModel, cheap_features, with_model_features
+from rag.answer.draft.extractive import HeuristicReader
+from rag.answer.engine import Engine
+from rag.answer.readers.base import Candidate, Question
+from rag.answer.readers.learned import Linear, ReaderModel, cheap_features, with_model_features
+from rag.answer.readers.llm import LLMReader, reader_for, sentence_prompt
+from rag.local_model import build_check as llama_check
+from rag.local_model.runtime import LocalLLM, LocalModelError
 from rag.settings import Settings
 from rag.types import Passage
 
@@ -185,7 +185,7 @@ def test_a_build_that_fails_its_check_is_not_loaded(tmp_path: Path) -> None:
 def test_every_question_shares_the_worked_examples_prefix(model: LocalLLM) -> None:
     """The instructions and examples come before the question, so they are computed once
     per process: two questions' prompts agree on every token up to the question."""
-    from rag.llm_reader import SHOTS
+    from rag.answer.readers.llm import SHOTS
 
     reader = LLMReader(model)
     one = reader.prompt("Who won the Tarn race?", "Ana Ruiz won it.")
@@ -233,7 +233,7 @@ def test_a_kept_prefix_loads_as_it_was_computed_and_a_bad_one_is_recomputed(
 @needs_model
 def test_auto_is_the_llm_reader_where_the_model_runs_and_the_heuristic_elsewhere(
         model: LocalLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag.llm_reader as llm_reader
+    import rag.answer.readers.llm as llm_reader
 
     cache = embeddings_only_cache(tmp_path)
     (cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"not a model")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from eval import bench_load
-from rag.health import check
 from rag.settings import Settings
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
+from rag.store.health import check
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 

@@ -1,4 +1,4 @@
-"""Generated answers from the local model when no endpoint is set (`rag.local_answerer`),
+"""Generated answers from the local model when no endpoint is set (`rag.answer.draft.local`),
 on the tests' tiny SmolLM2 through llama.cpp in-process: what it writes streams out and
 is checked like any model's; a deadline or a missing model falls back, saying why."""
 
@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 from support import answering_from, embeddings_only_cache
 
-from rag import llama_check, local_llm
-from rag.engine import NO_MODEL, PASSED_ON, UNSUPPORTED, Engine
-from rag.llm import LLMError
-from rag.local_answerer import LocalAnswerer
-from rag.local_llm import DeadlinePassed, LocalLLM
+from rag.answer.draft.llm import LLMError
+from rag.answer.draft.local import LocalAnswerer
+from rag.answer.engine import NO_MODEL, PASSED_ON, UNSUPPORTED, Engine
+from rag.local_model import build_check as llama_check
+from rag.local_model import runtime as local_llm
+from rag.local_model.runtime import DeadlinePassed, LocalLLM
 from rag.settings import Settings
 from rag.types import REFUSAL, Passage
 

@@ -1,4 +1,4 @@
-"""The local model's file, assembled from part packages (`rag.local_model`).
+"""The local model's file, assembled from part packages (`rag.local_model.weights`).
 
 The part packages here are fakes made in a temporary folder (a dist-info with a
 RECORD, and `data/partNN.bin`), put on sys.path, so that the real lookup through
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rag import local_model
-from rag.local_model import ModelSpec, ModelUnavailable, model_path
+from rag.local_model import weights as local_model
+from rag.local_model.weights import ModelSpec, ModelUnavailable, model_path
 
 PARTS = [b"GGUF" + bytes(range(256)) * 40, b"second part " * 300, b"the end\n" * 7]
 
@@ -74,7 +74,7 @@ def test_a_verified_file_is_not_hashed_again_but_a_changed_one_is(
         model_path(tmp_path, "fake", assemble=False)
     assert calls == [path]
     assert "\n" not in str(err.value) and "--force-reinstall" in str(err.value)
-    assert "python -m rag.local_model --packages --model fake" in str(err.value)
+    assert "python -m rag.local_model.weights --packages --model fake" in str(err.value)
     assert not path.exists() and not path.with_name("fake.gguf.verified").exists()
 
 

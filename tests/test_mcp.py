@@ -24,10 +24,10 @@ from support import CLUB_ROW, clean_env, free_port
 
 from ingest.pipeline import ingest
 from rag.settings import Settings
-from rag.tokens import TokenStore
 from rag.types import REFUSAL
 from web import server as web_server
 from web.service import NewsApp
+from web.tokens import TokenStore
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
     "iran-azerbaijan-baku-meeting.txt"

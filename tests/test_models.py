@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-import rag.models as models
-from rag.models import Article, line_ref, split_line_ref
+import rag.records as models
+from rag.records import Article, line_ref, split_line_ref
 
 
 def test_id_and_version_are_computed_once(monkeypatch: pytest.MonkeyPatch) -> None:

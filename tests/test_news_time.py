@@ -14,12 +14,12 @@ import pytest
 from test_store_lifecycle import cli_env, make_settings
 
 from ingest.pipeline import ingest
-from rag.engine import Engine, by_recency, event_day
-from rag.retrieval import Filters
-from rag.store import ArticleStore, chunk_dates
-from rag.temporal import anchor_day, plan, without_dates
+from rag.answer.engine import Engine, by_recency, event_day
+from rag.answer.retrieve import Filters
+from rag.dates.plan import anchor_day, plan, without_dates
+from rag.store.articles import ArticleStore, chunk_dates
 from rag.types import Answer, AppliedFilter, Citation, Passage, Related, TimelineEvent
-from web import render
+from web.ui import render
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "eval" / "datasets" / "dated_news.jsonl"
@@ -299,7 +299,7 @@ def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer
 
 def test_the_export_keeps_the_timeline_the_filter_and_the_copies(news: SimpleNamespace) -> None:
     from rag.types import Turn
-    from web.export import conversation_markdown
+    from web.ui.export import conversation_markdown
 
     answer = news.engine.ask("How did the Port Alder strike develop in February?", as_of=JUNE)
     md = conversation_markdown([Turn(question="How did the strike develop?", result=answer)])

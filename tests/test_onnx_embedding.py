@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.embeddings import EmbedSpec, get_embed_model
-from rag.onnx_embedding import MAX_TOKENS, OnnxEmbedding, ensure_onnx, onnx_path
 from rag.settings import Settings
+from rag.store.embeddings import EmbedSpec, get_embed_model
+from rag.store.onnx_embedding import MAX_TOKENS, OnnxEmbedding, ensure_onnx, onnx_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT.parent / "shared" / "corpora" / "seed"
@@ -63,8 +63,8 @@ def test_ingest_and_an_answer_never_import_torch(tmp_path: Path) -> None:
     ensure_onnx(Path(spec.model), Settings().model_cache, spec.name)
     script = (
         "import sys\n"
-        "from ingest.pipeline import ingest\nfrom rag.engine import Engine\n"
-        "from rag.settings import Settings\nfrom rag.store import ArticleStore\n"
+        "from ingest.pipeline import ingest\nfrom rag.answer.engine import Engine\n"
+        "from rag.settings import Settings\nfrom rag.store.articles import ArticleStore\n"
         f"s = Settings(data_dir={str(tmp_path / 'data')!r}, collection='onnx')\n"
         f"assert ingest([{str(SEED)!r}], ArticleStore(s), s, progress=False).count('added')\n"
         "a = Engine(s).ask('Why did relations between Iran and Azerbaijan sour?')\n"

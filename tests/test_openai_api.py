@@ -33,14 +33,14 @@ from support import (
 from ingest.pipeline import ingest
 from rag.cli import main as rag_main
 from rag.settings import Settings
-from rag.tokens import TokenStore, tokens_path
 from rag.types import REFUSAL, Answer
-from web import completions
 from web import server as web_server
-from web.completions import ApiError
 from web.limits import Limits
-from web.openai_api import Lanes
+from web.openai import completions
+from web.openai.api import Lanes
+from web.openai.completions import ApiError
 from web.service import EMPTY_LIBRARY, NewsApp
+from web.tokens import TokenStore, tokens_path
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
     "iran-azerbaijan-baku-meeting.txt"
@@ -378,8 +378,8 @@ def test_past_the_lanes_and_the_waiting_room_a_request_is_told_429(api: SimpleNa
                                                                     ) -> None:
     """One lane, one place in line: a slow answer runs, the next waits, the third is
     refused at once; when the first client leaves, the one in line is answered."""
-    from web.layout import build
-    from web.openai_api import OpenAIApi
+    from web.openai.api import OpenAIApi
+    from web.ui.layout import build
 
     settings = api.settings.model_copy(update={"answer_concurrency": 1, "queue_max": 1})
     news = NewsApp(settings, engine=api.app.engine)
@@ -434,7 +434,7 @@ def test_lanes_let_some_wait_and_refuse_the_rest_with_429() -> None:
 
 def test_an_empty_library_answers_what_the_page_says(tmp_path: Path) -> None:
     from rag.streams import Streamed
-    from web.openai_api import answering
+    from web.openai.api import answering
 
     news = NewsApp(Settings(data_dir=tmp_path, collection="emptyapi"))
     asked = completions.parse({"model": "news-rag", "messages": [
@@ -460,7 +460,7 @@ def test_a_request_body_is_read_as_openai_sends_it() -> None:
 
 def test_the_token_file_keeps_hashes_only_and_says_what_is_wrong(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from rag.tokens import TokenError
+    from web.tokens import TokenError
 
     store = TokenStore(tmp_path / "tokens.json")
     entry, secret = store.add("svc-bot", "reader")
@@ -680,7 +680,7 @@ def test_cors_answers_only_the_listed_origins_and_none_by_default(api: SimpleNam
                                                                   ) -> None:
     from starlette.testclient import TestClient
 
-    from web.openai_api import OpenAIApi
+    from web.openai.api import OpenAIApi
 
     preflight = {"Origin": "https://chat.example.org", "Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "authorization, content-type"}

@@ -12,10 +12,10 @@ import pytest
 from openwebui_prompts import fill
 
 from rag.settings import Settings
-from web import completions, openwebui
-from web.completions import ApiError, Cut
 from web.limits import Limits
-from web.openai_api import nesting
+from web.openai import completions, openwebui
+from web.openai.api import nesting
+from web.openai.completions import ApiError, Cut
 
 WHY = "Why did relations between Iran and Azerbaijan sour?"
 ANSWER = (

@@ -1,4 +1,4 @@
-"""The reader seam (`rag.reader`): the engine's extractive answer is what the injected
+"""The reader seam (`rag.answer.readers.base`): the engine's extractive answer is what the injected
 reader chose, cited where that sentence stands; the heuristic reader is the default.
 
 Retrieval is replaced by fixed passages (no ingest); the picker, the support check
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from support import answering_from
 
-from rag.citations import SupportScorer, verify
-from rag.engine import Engine
-from rag.extractive import HeuristicReader, SentencePicker
-from rag.reader import Candidate, Pick, Question, Reading
+from rag.answer.draft.extractive import HeuristicReader, SentencePicker
+from rag.answer.engine import Engine
+from rag.answer.readers.base import Candidate, Pick, Question, Reading
+from rag.answer.verify import SupportScorer, verify
 from rag.settings import Settings
 from rag.types import REFUSAL, Claim, Passage, Span
 
@@ -116,8 +116,8 @@ def test_picked_claims_carry_span_and_score(settings: Settings) -> None:
 def test_the_chat_shows_it_is_searching_before_the_reader_reads(settings: Settings) -> None:
     """The LLM reader takes seconds: the chat must not sit blank meanwhile. The first
     update (the pending answer) reaches the page before the reader is asked."""
-    from web.chat import chat
     from web.service import NewsApp
+    from web.ui.chat import chat
 
     shown: list[str] = []  # the answer's bubble at each update (the list is mutated)
 

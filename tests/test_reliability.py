@@ -42,11 +42,11 @@ from test_store_lifecycle import (
     snapshot,
 )
 
-from rag.engine import Engine
-from rag.health import check
-from rag.keyword import KeywordIndex
+from rag.answer.engine import Engine
 from rag.settings import Settings
-from rag.store import ArticleStore, StoreError, WriterBusyError
+from rag.store.articles import ArticleStore, StoreError, WriterBusyError
+from rag.store.health import check
+from rag.store.keyword import KeywordIndex
 
 pytestmark = [
     pytest.mark.skipif(not SEED.is_file(), reason=f"shared corpora missing: {CORPORA}"),
@@ -300,7 +300,7 @@ def test_two_cli_ingests_at_once_end_as_one_sequential_run(tmp_path: Path) -> No
     assert check(store).ok
 
 
-_OPEN = ("import sys; from rag.settings import Settings; from rag.connection import connect; "
+_OPEN = ("import sys; from rag.settings import Settings; from rag.store.connection import connect; "
          "connect(Settings(data_dir=sys.argv[1])).client.list_collections(); print('opened')")
 
 
@@ -516,8 +516,8 @@ def test_keyword_index_builders_never_collide(tmp_path: Path) -> None:
     store.sync()
     script = (
         "import sys\n"
-        "from rag.keyword import KeywordIndex\nfrom rag.settings import Settings\n"
-        "from rag.store import ArticleStore\n"
+        "from rag.store.keyword import KeywordIndex\nfrom rag.settings import Settings\n"
+        "from rag.store.articles import ArticleStore\n"
         f"s = ArticleStore(Settings(data_dir={str(data)!r}, collection={COLLECTION!r}))\n"
         "for _ in range(15):\n"
         "    k = KeywordIndex(s)\n"
@@ -628,7 +628,7 @@ def test_a_running_app_sees_what_the_cli_adds_and_removes(tmp_path: Path) -> Non
 
 def test_store_errors_name_the_folder_and_what_to_do(tmp_path: Path) -> None:
     """The unit under the matrix rows: how a failure of the store becomes one line."""
-    from rag.connection import store_error
+    from rag.store.connection import store_error
 
     where = str(tmp_path)
     full = store_error(OSError(28, "No space left on device"), where, "writing article x")
@@ -649,7 +649,7 @@ def test_server_writers_take_turns_through_a_lease_that_a_dead_holder_loses(
         chroma_server: Any, tmp_path: Path) -> None:  # noqa: F811 - the fixture
     """Two machines share no lock file: the lease record in the server serialises them.
     A holder killed with SIGKILL stops renewing, and its lease lapses."""
-    from rag.lock import LeaseWriterLock
+    from rag.store.lock import LeaseWriterLock
 
     settings = make_settings(tmp_path / "unused", chroma_host=chroma_server.host,
                              chroma_port=chroma_server.port, collection="leased")
@@ -665,7 +665,7 @@ def test_server_writers_take_turns_through_a_lease_that_a_dead_holder_loses(
     assert added.returncode == 0, added.stderr
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import time, chromadb\nfrom rag.lock import LeaseWriterLock\n"
+         "import time, chromadb\nfrom rag.store.lock import LeaseWriterLock\n"
          f"c = chromadb.HttpClient(host={chroma_server.host!r}, port={chroma_server.port})\n"
          "lock = LeaseWriterLock(c, 'leased', lease=3)\n"
          "with lock.hold('doomed writer', None):\n"

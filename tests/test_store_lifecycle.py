@@ -29,9 +29,9 @@ from support import CHROMA, ChromaServer, clean_env, free_port
 
 from ingest.chunking import chunk_article, embedding_text, token_counter
 from ingest.pipeline import ingest
-from rag.models import Article
+from rag.records import Article
 from rag.settings import Settings
-from rag.store import ArticleStore, EmbeddingMismatchError, StoreError
+from rag.store.articles import ArticleStore, EmbeddingMismatchError, StoreError
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 SEED = CORPORA / "seed" / "iran-azerbaijan-baku-meeting.txt"
@@ -752,7 +752,7 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
     assert hits["metadatas"][0][0]["article_id"] == seed_id
     assert hits["ids"][0][0].startswith(f"{seed_id}:")
 
-    from rag.engine import Engine
+    from rag.answer.engine import Engine
 
     answer = Engine(settings, store).ask("why did relations between Iran and Azerbaijan sour?")
     assert not answer.refused and answer.citations[0].article_id == seed_id

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rag.extractive import _MID_SENTENCE
-from rag.stories import (
+from rag.answer.clarify import (
     Stories,
     about_story,
     decide,
@@ -11,6 +10,7 @@ from rag.stories import (
     story_of,
     wants_several,
 )
+from rag.answer.draft.extractive import _MID_SENTENCE
 from rag.types import Passage
 
 

@@ -13,7 +13,7 @@ def test_possessives_match_their_name_with_either_apostrophe() -> None:
 
 
 def test_a_question_about_money_needs_a_sum_not_a_count() -> None:
-    from rag.extractive import _has_type, _holds_answer
+    from rag.answer.draft.extractive import _has_type, _holds_answer
 
     question = "How much did Sky pay for the rights to the Oscars?"
     count = "The deal with Sky drew 2 million viewers to the Oscars."

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ingest.textparse import find_date, is_clutter, parse_byline, parse_text
-from rag.models import article_id_for, canonical_url
+from rag.records import article_id_for, canonical_url
 from rag.settings import Settings
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -167,7 +167,7 @@ def test_repeated_headline_is_dropped() -> None:
 
 
 def test_strip_tracking_keeps_the_rest() -> None:
-    from rag.models import strip_tracking
+    from rag.records import strip_tracking
 
     assert strip_tracking("https://www.Example.com/a/?utm_source=x&page=2&fbclid=1#top") == (
         "https://www.Example.com/a/?page=2"

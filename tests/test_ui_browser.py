@@ -285,7 +285,7 @@ def test_an_article_with_script_and_onerror_runs_nothing(page: Page, tmp_path: P
 
 
 class ScriptedLLM:
-    """An `Answerer` (rag.answerers) standing in for the LLM: streams, word by word, one
+    """An `Answerer` (rag.answer.draft.chain) standing in for the LLM: streams, word by word, one
     sentence copied from the first passage and one invented claim, both citing [1]."""
 
     mode = "llm"
@@ -296,7 +296,7 @@ class ScriptedLLM:
     invented = "The talks also produced a trade pact worth 900 billion dollars."
 
     def draft(self, question: str, passages: list) -> Generator[str, None, Any]:  # noqa: ARG002
-        from rag.llm import parse_answer
+        from rag.answer.draft.llm import parse_answer
         from rag.text import sentence_spans
 
         first = passages[0].text
@@ -313,7 +313,7 @@ class ScriptedLLM:
 
 def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
         browser: Browser, server: SimpleNamespace) -> None:
-    from rag.engine import Engine
+    from rag.answer.engine import Engine
 
     engine = Engine(server.settings, server.app.store, llm_answerer=ScriptedLLM())
     with own_app(browser, NewsApp(server.settings, engine=engine)) as (page, watch):

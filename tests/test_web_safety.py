@@ -23,10 +23,11 @@ from gradio.utils import get_upload_folder
 from gradio_client import Client, handle_file
 from support import QuietHandler, free_port
 
-from web import chat, limits
+from web import limits
 from web.auth import LoginThrottle, User, load_users, parse_users
 from web.server import start
 from web.service import NewsApp
+from web.ui import chat
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 
@@ -334,7 +335,7 @@ def test_a_full_queue_answers_busy(site: SimpleNamespace, drip: Drip) -> None:
 
 def test_llm_answers_stop_at_the_deadline_and_on_cancel(site: SimpleNamespace,
                                                         drip: Drip) -> None:
-    from rag.engine import Engine
+    from rag.answer.engine import Engine
 
     settings = site.settings.model_copy(update={
         "llm_model": "drip", "openai_base_url": f"{drip.url}/v1", "openai_api_key": "k",

@@ -34,7 +34,7 @@ from ingest.watch import (
     read_feeds_file,
     save_feeds,
 )
-from rag.store import ArticleStore
+from rag.store.articles import ArticleStore
 from web.limits import URL_CHARS, Limits, is_web_url
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from ingest.sources import is_url
-from rag.retrieval import Filters
+from rag.answer.retrieve import Filters
 from rag.settings import Settings
 
 HISTORY_TURN_CHARS = 20_000  # an answer with its [n] markers is a few thousand at most

@@ -8,13 +8,13 @@ Contract:
   passage or citation is a verifiable span: the article's id, title, outlet and date,
   and `start`/`end`, character offsets into the article's stored text (`read` with
   those offsets gives the quoted text back, exactly).
-- `ask` is the chat's answer (`web.openai_api.answering`: checked sentence by sentence,
+- `ask` is the chat's answer (`web.openai.api.answering`: checked sentence by sentence,
   source names in place of server paths); its structured content is `Answer.to_json()`
   (refusal, questions asked back, date filter, notes) and its text is what /v1 sends as
-  `content` (`web.completions.content`). It takes a lane of /v1's (`Lanes`: at most
+  `content` (`web.openai.completions.content`). It takes a lane of /v1's (`Lanes`: at most
   RAG_ANSWER_CONCURRENCY answers at once, RAG_QUEUE_MAX waiting, beyond that "busy").
 - On HTTP the caller is /v1's: with login on (RAG_AUTH) an `Authorization: Bearer`
-  token of `rag.tokens`, checked by `OpenAIApi.caller` (401 otherwise); the four tools
+  token of `web.tokens`, checked by `OpenAIApi.caller` (401 otherwise); the four tools
   only read, so a reader's token is enough. On stdio there is no token: the local user.
 - A bad argument or a failure is a tool error of one line (`is_error`), never a
   traceback; unexpected failures are logged with theirs.
@@ -40,13 +40,13 @@ from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from rag.models import StoredArticle
-from rag.retrieval import Filters
+from rag.answer.retrieve import Filters
+from rag.records import StoredArticle
 from rag.streams import Streamed
 from rag.types import Answer, Passage
-from web import completions
-from web.completions import ApiError, Asked
-from web.openai_api import OpenAIApi, Run, answering
+from web.openai import completions
+from web.openai.api import OpenAIApi, Run, answering
+from web.openai.completions import ApiError, Asked
 from web.service import NewsApp
 
 logger = logging.getLogger(__name__)

@@ -10,10 +10,10 @@ import gradio as gr
 
 from rag.settings import Settings, get_settings
 from web.auth import LoginGuard, LoginThrottle, UploadGuard, User, bind_warning, checker, load_users
-from web.layout import CSS, HEAD, build
 from web.mcp import McpRoutes, NewsMcp
-from web.openai_api import OpenAIApi, OpenAIRoutes
+from web.openai.api import OpenAIApi, OpenAIRoutes
 from web.service import NewsApp
+from web.ui.layout import CSS, HEAD, build
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
     """Warm the engine up in the background, build the page and serve it. With
     `block=False` (tests) it returns at once; `demo.close()` stops the server.
     `users`: as `load_users` gives them, or the RAG_AUTH value itself. The
-    OpenAI-compatible API (`web.openai_api`) is served beside the page, under /v1, and
+    OpenAI-compatible API (`web.openai.api`) is served beside the page, under /v1, and
     the MCP server (`web.mcp`) under /mcp, sharing its tokens and answer lanes; the
     feeds of the feeds file are followed in the background (`web.feeds`)."""
     app.users = load_users(users) if isinstance(users, str) else users

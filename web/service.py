@@ -21,13 +21,13 @@ from typing import Any
 import gradio as gr
 
 from ingest.pipeline import STATUSES, Report, ingest_stream
-from rag.connection import as_store_error
-from rag.engine import AnswerStream, Engine
-from rag.lock import WriterBusyError, describe
-from rag.models import StoredArticle
-from rag.retrieval import Filters
+from rag.answer.engine import AnswerStream, Engine
+from rag.answer.retrieve import Filters
+from rag.records import StoredArticle
 from rag.settings import Settings
-from rag.store import ArticleStore, StoreError
+from rag.store.articles import ArticleStore, StoreError
+from rag.store.connection import as_store_error
+from rag.store.lock import WriterBusyError, describe
 from rag.streams import Streamed
 from rag.types import Answer, AnswerMode
 from web.auth import EDITOR, User, role_of
@@ -93,7 +93,7 @@ class NewsApp:
         """At start: roll back what a writer killed mid-write left (unless another
         process is writing now: it will), then the light part of `ingest check` (a
         sample of vectors); problems are shown above the page's tabs."""
-        from rag.health import check
+        from rag.store.health import check
 
         try:
             recovered = self.store.recover(wait=0)

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from rag.models import line_ref, split_line_ref
+from rag.records import line_ref, split_line_ref
 
 
 class Uploads:

@@ -1,0 +1,15 @@
+"""The answer pipeline: question in, checked answer out (`engine.Engine`), one module per
+step the engine names: `condense` (a follow-up made standalone), `retrieve` (dense and
+BM25 fused, filtered), `settle` (copies and versions of one story), `clarify` (a
+question naming no subject gets "which story?"), `timeline`, `draft` (the answerer
+chain: an LLM, the local model, the extractive picker), `readers` (which sentences
+state the answer), `verify` (claims against their passages, citations numbered).
+
+Contract: every answer's claims cite passages the store holds, with spans; a claim the
+passages do not support is flagged or dropped, never shown as supported.
+"""
+
+from rag.answer.engine import AnswerStream, Engine
+from rag.answer.retrieve import Filters, Retriever
+
+__all__ = ["AnswerStream", "Engine", "Filters", "Retriever"]

@@ -1,0 +1,242 @@
+"""Chroma clients, one per store per process, and the store's errors in one line each.
+
+Why one shared connection per data folder, reopened when another process wrote: an
+embedded Chroma keeps its vector index in the memory of the process that opened it.
+A process that goes on using its copy after another process wrote (measured: app and
+CLI on one folder) reads "Error finding id", and if it writes, it persists its stale
+index over the other's vectors, which are then lost without a word. So every write
+happens under the writer lock (`rag.store.lock`), and a process reopens its client whenever
+the store's generation stamp says someone else wrote. A server needs none of this.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.shared_system_client import SharedSystemClient
+from chromadb.config import Settings as ChromaSettings
+from filelock import FileLock, Timeout
+
+from rag.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+OPEN_WAIT = 120.0  # seconds; opening takes well under one, migrating an old store a few
+
+
+class StoreError(RuntimeError):
+    """A store problem the user can fix; the message says how."""
+
+
+def location(settings: Settings) -> str:
+    if settings.chroma_host:
+        return f"chroma server {settings.chroma_host}:{settings.chroma_port}"
+    return str(Path(settings.data_dir) / "chroma")
+
+
+def _out_of_room(where: str) -> bool:
+    """Chroma reports a full disk as a failed compaction; look at the disk ourselves."""
+    import resource
+    import shutil
+
+    folder = Path(where)
+    try:
+        if folder.exists() and shutil.disk_usage(folder).free < 64 * 2**20:
+            return True
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:  # a file-size limit (ulimit -f) was reached?
+            return any(f.stat().st_size >= limit - 2**20 for f in folder.rglob("*")
+                       if f.is_file())
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def store_error(exc: BaseException, where: str, doing: str) -> StoreError:
+    """One line for a failure of the store itself, naming the folder and what to do."""
+    text = " ".join(str(exc).split())
+    low = text.casefold()
+    full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG)
+    if where.startswith("chroma server") and any(
+            w in low for w in ("connect", "refused", "unreachable", "timed out", "timeout")):
+        why = (f"cannot reach the {where} ({text[:80]}); start it with `chroma run --path DIR "
+               "--port PORT`, or unset CHROMA_HOST to use the embedded store. Answers resume "
+               "by themselves once it is back")
+    elif full or "disk is full" in low or "no space left" in low or "file too large" in low \
+            or (doing.startswith(("writing", "removing", "recording")) and _out_of_room(where)):
+        why = (f"the disk holding {where} is full while {doing}; free some space and run the "
+               "same command again (what was stored before is intact)")
+    elif isinstance(exc, PermissionError) or "readonly" in low or "read-only" in low \
+            or "permission denied" in low:
+        why = (f"{where} cannot be written while {doing} (read-only folder or no "
+               "permission); fix its permissions, or point RAG_DATA_DIR / --data-dir at a "
+               "writable folder")
+    elif "malformed" in low or "not a database" in low or "file is encrypted" in low \
+            or "database disk image" in low:
+        why = (f"the store at {where} is damaged ({text[:100]}); restore the folder from a "
+               "backup, or move it aside and ingest the articles again")
+    elif "log store" in low or "backfill" in low or "segment" in low:
+        why = (f"the store at {where} could not be read while {doing} ({text[:100]}); it may "
+               "be damaged: run `python -m ingest check`, and if that fails too, restore the "
+               "folder from a backup or move it aside and ingest the articles again")
+    else:
+        why = (f"the store at {where} failed while {doing} ({type(exc).__name__}: "
+               f"{text[:140]}); run `python -m ingest check` to see what is wrong")
+    return StoreError(why)
+
+
+def as_store_error(exc: BaseException, settings: Settings, doing: str = "reading it"
+                   ) -> StoreError | None:
+    """A failure raised by Chroma itself (or its database) as our one line; None for
+    anything else. For the last line of defence: CLI mains and the app's error line."""
+    from chromadb.errors import ChromaError
+
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, ChromaError) or type(exc).__module__.startswith(("chromadb", "sqlite3")):
+        return store_error(exc, location(settings), doing)
+    return None
+
+
+def integrity(settings: Settings) -> str | None:
+    """SQLite's own quick check of an embedded store's database: None when sound, else
+    what it says. (Chroma opens a database with a damaged middle without complaint.)"""
+    import sqlite3
+
+    db = Path(settings.data_dir) / "chroma" / "chroma.sqlite3"
+    if settings.chroma_host or not db.is_file():
+        return None
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            rows = con.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        return str(exc)
+    said = "; ".join(str(r[0]) for r in rows[:3])
+    return None if said == "ok" else said
+
+
+def _chroma_settings() -> ChromaSettings:
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def _server_client(settings: Settings) -> ClientAPI:
+    try:
+        client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
+                                     settings=_chroma_settings())
+        client.heartbeat()
+    except Exception as exc:
+        raise StoreError(
+            f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+            f" ({type(exc).__name__}); start it with `chroma run --path DIR --port "
+            f"{settings.chroma_port}` or unset CHROMA_HOST to use the embedded store"
+        ) from exc
+    return client
+
+
+def _embedded_client(path: Path) -> ClientAPI:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with _opening(path):
+            client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+            client.list_collections()  # a damaged database says so here, not mid-answer
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise store_error(exc, str(path), "opening it") from None
+    return client
+
+
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """Open one embedded store at a time across processes. Chroma creates (and migrates)
+    its database on open without a lock of its own: two first ingests started together
+    both ran the migrations, and one failed with "table collections already exists".
+    A folder we may not write to cannot be created or migrated either, so there we
+    open without the lock and let Chroma say what it thinks."""
+    lock = FileLock(str(path.parent / "chroma.open.lock"))
+    held = False
+    try:
+        lock.acquire(timeout=OPEN_WAIT)
+        held = True
+    except Timeout:
+        raise StoreError(f"the store at {path} is being opened by another process that "
+                         f"has not finished in {OPEN_WAIT:.0f} s; try again") from None
+    except OSError as exc:
+        logger.debug("opening %s without the open lock: %s", path, exc)
+    try:
+        yield
+    finally:
+        if held:
+            lock.release()
+
+
+class Connection:
+    """The client of one store in this process. `epoch` counts reopenings, so holders
+    of collection handles know to fetch them again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded = not settings.chroma_host
+        self.path = Path(settings.data_dir).resolve() / "chroma"
+        self.epoch = 0
+        self.seen = ""  # the generation this process last saw or wrote (embedded only)
+        self._lock = threading.Lock()
+        self._writers: dict[str, Any] = {}
+        self.client = (_embedded_client(self.path) if self.embedded
+                       else _server_client(settings))
+
+    def writer(self, name: str, make: Any) -> Any:  # noqa: ANN401 - a rag.store.lock lock
+        """The writer lock of collection `name`: one per process, so it is re-entrant
+        across every store object of that collection."""
+        with self._lock:
+            if name not in self._writers:
+                self._writers[name] = make()
+            return self._writers[name]
+
+    def reopen(self) -> None:
+        """A fresh client that loads what other processes wrote. The old one is left to
+        the garbage collector rather than stopped: a question may still be reading it."""
+        if not self.embedded:
+            self.epoch += 1
+            return
+        with self._lock:
+            identifier = str(self.path)
+            SharedSystemClient._identifier_to_system.pop(identifier, None)
+            SharedSystemClient._identifier_to_refcount.pop(identifier, None)
+            self.client = _embedded_client(self.path)
+            self.epoch += 1
+            logger.info("reopened the store at %s: another process wrote to it", self.path)
+
+
+_CONNECTIONS: dict[tuple[Any, ...], Connection] = {}
+_REGISTRY = threading.Lock()
+
+
+def connect(settings: Settings) -> Connection:
+    """The connection for this store, shared by every `ArticleStore` of the process."""
+    key = ((settings.chroma_host, settings.chroma_port) if settings.chroma_host
+           else (str(Path(settings.data_dir).resolve()),))
+    with _REGISTRY:
+        conn = _CONNECTIONS.get(key)
+        if conn is None:
+            conn = _CONNECTIONS[key] = Connection(settings)
+        return conn
+
+
+def forget(settings: Settings) -> None:
+    """Drop this process's connection (tests that replace a store's files under it)."""
+    key = ((settings.chroma_host, settings.chroma_port) if settings.chroma_host
+           else (str(Path(settings.data_dir).resolve()),))
+    with _REGISTRY:
+        conn = _CONNECTIONS.pop(key, None)
+    if conn is not None and conn.embedded:
+        SharedSystemClient._identifier_to_system.pop(str(conn.path), None)
+        SharedSystemClient._identifier_to_refcount.pop(str(conn.path), None)

@@ -1,0 +1,94 @@
+"""The plain JSON API (gradio_client): the page's operations without the widgets.
+
+Refusals (limits, roles) raise gr.Error, which the client sees as its message. An
+answer is `Answer.to_json()`, the same JSON the CLI prints and eval records.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+
+from web.limits import EXPORT_CHARS
+from web.service import NewsApp
+from web.ui.export import ExportError, conversation_markdown
+
+LIBRARY_KEYS = ["title", "published", "outlet", "chunks", "source", "id"]
+
+
+def register(app: NewsApp) -> None:
+    """Adds the API's endpoints to the Blocks being built."""
+
+    def ask(question: str, history: list[dict[str, Any]] | None = None,
+            article_ids: list[str] | None = None, outlets: list[str] | None = None,
+            date_from: str | None = None, date_to: str | None = None,
+            mode: str | None = None, question_dates: bool = True,
+            as_of: str | None = None) -> dict[str, Any]:
+        """One answer as JSON (each source file is `file_path`).
+        `history`: earlier turns as [{"role": "user"|"assistant", "content": ...}].
+        `question_dates`: dates in the question narrow the search (`date_filter` in the
+        answer says how); `as_of`: YYYY-MM-DD, answer as if today were that day."""
+        try:
+            question = app.limits.question(question)
+            day = app.limits.day(as_of, "as_of")
+            turns = app.limits.history(history)
+            if not app.store.has_chunks():
+                return app.empty_answer(question, mode).to_json()
+            filters = app.limits.filters(article_ids, outlets, date_from, date_to)
+            answer = app.answer(question, turns, filters, mode,
+                                date_filter=bool(question_dates), as_of=day).result
+        except Exception as exc:
+            line = app.error_line(exc, f"answering {str(question)[:200]!r}")
+            raise gr.Error(line, print_exception=False) from None
+        return answer.to_json()
+
+    def library(query: str = "") -> list[dict[str, Any]]:
+        """The stored articles: title, published, outlet, chunks, source, id."""
+        return [dict(zip(LIBRARY_KEYS, row, strict=True)) for row in app.library_rows(query)]
+
+    # The add endpoints are generators (annotated with what each step yields, which is
+    # what gradio reads): cancelling a job closes them, and the ingest stops. A plain
+    # function would go on writing in its worker thread after the client gave up.
+    def add_text(text: str, title: str = "", outlet: str = "",
+                 request: gr.Request = None) -> dict[str, Any]:  # type: ignore[assignment]
+        """Add pasted article text (editors); the ingest report (the last one sent)."""
+        app.require_editor(request)
+        ref = app.save_text(text, title or "")
+        yield from app.ingest_reports([ref], {ref: "pasted text"}, outlet or "")
+
+    def add_urls(urls: list[str], outlet: str = "",
+                 request: gr.Request = None) -> dict[str, Any]:  # type: ignore[assignment]
+        """Add articles by http(s) URL (editors); the ingest report (the last one sent)."""
+        app.require_editor(request)
+        yield from app.ingest_reports(app.limits.urls(list(urls or [])), {}, outlet or "",
+                                      local=False)
+
+    def remove(article_id: str,
+               request: gr.Request = None) -> str:  # type: ignore[assignment]
+        """Remove an article (and its chunks) by id (editors)."""
+        app.require_editor(request)
+        return app.remove(article_id)
+
+    def export(turns: list[dict[str, Any]]) -> str:
+        """Markdown of [{"question": ..., "result": <ask's answer>}, ...]."""
+        turns = list(turns or [])
+        if len(turns) > app.settings.max_history_turns + 1:
+            raise gr.Error(f"{len(turns)} turns given; a conversation holds at most "
+                           f"{app.settings.max_history_turns + 1} (RAG_MAX_HISTORY_TURNS)",
+                           print_exception=False)
+        if len(json.dumps(turns, default=str)) > EXPORT_CHARS:
+            raise gr.Error(f"the turns are over {EXPORT_CHARS:,} characters as JSON",
+                           print_exception=False)
+        try:
+            return conversation_markdown(turns)
+        except ExportError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    gr.api(ask, api_name="ask", concurrency_id="answer",
+           concurrency_limit=app.settings.answer_concurrency)
+    gr.api(library, api_name="library")
+    for fn, name in ((add_text, "add_text"), (add_urls, "add_urls"), (remove, "remove")):
+        gr.api(fn, api_name=name, concurrency_id="library", concurrency_limit=1)
+    gr.api(export, api_name="export")
