@@ -15,10 +15,8 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 
-from ingest.fetch import FetchPolicy
-from rag.settings import get_settings  # sets the offline, no-telemetry environment
+from rag.settings import settings_from_args  # sets the offline, no-telemetry environment
 from rag.store.articles import StoreError
 from web.auth import load_users
 from web.server import start
@@ -37,11 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                         "%(message)s")
     started = time.perf_counter()
     try:
-        settings = get_settings().override(
-            host=args.host, port=args.port,
-            data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None)
+        settings = settings_from_args(host=args.host, port=args.port, data_dir=args.data_dir)
         users = load_users(settings.auth)
-        FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW stops here, not per URL
         app = NewsApp(settings)
     except (StoreError, ValueError) as exc:
         sys.exit(f"error: {exc}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from eval import qa, report, runner, scoring
-from rag.settings import PROJECT_ROOT, get_settings
+from rag.settings import PROJECT_ROOT, SettingsError, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(items)} questions to {args.out}")
             return 0
         return cmd_run(args)
-    except (qa.DatasetError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+    except (qa.DatasetError, SettingsError, OSError, json.JSONDecodeError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -157,7 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.split:
         items = qa.select_split(items, args.split)
     items = items[: args.limit]
-    settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
+    settings = runner.eval_settings(settings_from_args(), args.corpus, args.data_dir,
+                                    args.collection)
     names = args.config or runner.default_configs(settings)
     if "llm" in names and "llm" not in runner.default_configs(settings):
         from rag.local_model.runtime import LocalModelError, local_llm
@@ -194,7 +195,8 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     records = report.read_records(args.run / "report.json")
     if records is None:
         raise OSError(f"no records.jsonl in {args.run}")
-    settings = runner.eval_settings(get_settings(), args.corpus, args.data_dir, args.collection)
+    settings = runner.eval_settings(settings_from_args(), args.corpus, args.data_dir,
+                                    args.collection)
     golds = scoring.resolve_gold(items, ArticleStore(settings), args.corpus)
     result = json.loads((args.run / "report.json").read_text())
     result["configs"] = scoring.aggregate(items, records, golds, None)

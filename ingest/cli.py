@@ -12,7 +12,7 @@ from typing import Any
 
 from ingest.fetch import FetchPolicy
 from ingest.pipeline import Result, ingest
-from rag.settings import Settings, get_settings
+from rag.settings import Settings, SettingsError, settings_from_args
 
 COMMANDS = ("add", "feed", "watch", "list", "remove", "stats", "drop", "check")
 
@@ -114,11 +114,10 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """The environment's settings with the options given on top (an option left out, or
-    given empty, keeps the environment's value)."""
-    data_dir = getattr(args, "data_dir", None)
-    return get_settings().override(
-        data_dir=Path(data_dir).expanduser().resolve() if data_dir else None,
-        collection=getattr(args, "collection", None) or None,
+    given empty, keeps the environment's value); `SettingsError` names a bad one."""
+    return settings_from_args(
+        data_dir=getattr(args, "data_dir", None),
+        collection=getattr(args, "collection", None),
         max_file_mb=getattr(args, "max_file_mb", None) or None,
         fetch_allow_private=True if getattr(args, "allow_private", False) else None,
         write_wait=getattr(args, "wait", None),
@@ -146,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return 2
     configure_logging(getattr(args, "verbose", False))
-    from pydantic import ValidationError
-
     from rag.store.articles import ArticleStore, StoreError
     from rag.store.connection import as_store_error
     from rag.store.embeddings import EmbeddingConfigError
@@ -158,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         store = ArticleStore(settings,
                              check_model=args.command in ("add", "feed", "watch", "check"))
         return COMMAND_FUNCS[args.command](args, store, settings)
-    except ValidationError as exc:
-        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
-    except (StoreError, EmbeddingConfigError) as exc:
+    except (SettingsError, StoreError, EmbeddingConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
     except Exception as exc:  # Chroma failing underneath: one line, not a traceback
         line = as_store_error(exc, settings_from(args))
@@ -181,11 +176,6 @@ def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:
             tqdm.write(result.line(), file=sys.stderr if result.status == "failed" else sys.stdout)
             sys.stdout.flush()
 
-    try:
-        FetchPolicy.from_settings(settings)  # a bad RAG_FETCH_ALLOW: say so once, not per URL
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     fmt = f".{args.format}" if args.format else None
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -202,11 +192,7 @@ def cmd_feed(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     failure, then the summary. Exit 1 when a feed or an entry failed."""
     from ingest.feeds import MAX_ENTRIES, read_feeds
 
-    try:
-        policy = FetchPolicy.from_settings(settings)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    policy = FetchPolicy.from_settings(settings)
     failed_feeds = []
 
     def on_feed(report: Any) -> None:  # noqa: ANN401
@@ -236,11 +222,6 @@ def cmd_watch(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     from ingest.watch import Watcher, feeds_path, read_feeds_file
 
     path = Path(args.file).expanduser() if args.file else feeds_path(settings)
-    try:
-        FetchPolicy.from_settings(settings)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     read = read_feeds_file(path)
     for problem in read.problems:  # the watcher says them again only when they change
         print(f"feeds file {path}: {problem}", file=sys.stderr)

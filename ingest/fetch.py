@@ -12,7 +12,6 @@ a closed port or an unknown name gives the same `UNREACHABLE` text; the log has 
 from __future__ import annotations
 
 import logging
-import re
 import socket
 import threading
 import time
@@ -69,8 +68,6 @@ _EXTRA_REFUSED: tuple[IPNetwork, ...] = tuple(ip_network(n) for n in (
     "ff00::/8",         # multicast
 ))
 _NAT64 = ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the low 32 bits are an IPv4
-_IP_LIKE = re.compile(r"[\d.]+|.*[:/].*")
-_HOST_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.?")
 
 
 def _in(address: IPAddress, network: IPNetwork) -> bool:
@@ -120,28 +117,10 @@ class FetchPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchPolicy:
-        """From `fetch_allow` (RAG_FETCH_ALLOW) and `fetch_allow_private`.
-
-        Raises ValueError naming RAG_FETCH_ALLOW for an entry that is neither a network
-        nor a host name, so a typo cannot silently leave an intranet refused (or open)."""
-        networks: list[IPNetwork] = []
-        hosts: set[str] = set()
-        for entry in (e.strip() for e in str(settings.fetch_allow or "").split(",")):
-            if not entry:
-                continue
-            if _IP_LIKE.fullmatch(entry):
-                try:
-                    networks.append(ip_network(entry, strict=False))
-                except ValueError as exc:
-                    raise ValueError(f"RAG_FETCH_ALLOW: {entry!r} is not a valid network "
-                                     f"({exc}); use e.g. 10.0.0.0/8, 192.168.1.5 or a host "
-                                     "name") from None
-            elif _HOST_NAME.fullmatch(entry):
-                hosts.add(entry.lower().rstrip("."))
-            else:
-                raise ValueError(f"RAG_FETCH_ALLOW: {entry!r} is neither a network "
-                                 "(10.0.0.0/8, 192.168.1.5) nor a host name")
-        return cls(bool(settings.fetch_allow_private), tuple(networks), frozenset(hosts))
+        """From `fetch_allow` (RAG_FETCH_ALLOW, checked when the settings were made) and
+        `fetch_allow_private`."""
+        networks, hosts = settings.fetch_allow_parsed
+        return cls(bool(settings.fetch_allow_private), networks, hosts)
 
     def allows(self, address: IPAddress, host: str = "") -> bool:
         """May a URL naming `host` connect to `address`?"""

@@ -11,7 +11,7 @@ from datetime import date
 from pathlib import Path
 from typing import TextIO
 
-from rag.settings import Settings, get_settings
+from rag.settings import Settings, settings_from_args
 from rag.types import AnswerMode, RetrievalMode, choices
 
 
@@ -67,26 +67,19 @@ def mcp_command(args: argparse.Namespace) -> int:
     """Serve MCP on stdin/stdout until the client closes them; logs go to stderr."""
     import logging
 
-    from pydantic import ValidationError
-
     from rag.store.articles import StoreError
     from rag.store.embeddings import EmbeddingConfigError
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = get_settings().override(
-            data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None,
-            collection=args.collection or None)
+        settings = settings_from_args(data_dir=args.data_dir, collection=args.collection)
         from web.mcp import serve_stdio
         from web.service import NewsApp
 
         serve_stdio(NewsApp(settings))
-    except ValidationError as exc:
-        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
-        return 1
     except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)  # SettingsError is a ValueError
         return 1
     except KeyboardInterrupt:
         pass
@@ -100,8 +93,7 @@ def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from web.tokens import TokenError, TokenStore, tokens_path
 
     try:
-        settings = get_settings().override(
-            data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None)
+        settings = settings_from_args(data_dir=args.data_dir)
         store = TokenStore(tokens_path(settings))
         if args.verb == "add":
             users = load_users(settings.auth)
@@ -132,9 +124,8 @@ def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return get_settings().override(
-        data_dir=Path(args.data_dir).expanduser().resolve() if args.data_dir else None,
-        collection=args.collection or None, top_k=args.top_k or None)
+    return settings_from_args(data_dir=args.data_dir, collection=args.collection,
+                              top_k=args.top_k or None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,8 +134,6 @@ def main(argv: list[str] | None = None) -> int:
         return token_command(args)
     if args.command == "mcp":
         return mcp_command(args)
-    from pydantic import ValidationError
-
     from rag.answer.engine import Engine
     from rag.answer.retrieve import Filters
     from rag.store.articles import StoreError
@@ -167,9 +156,6 @@ def main(argv: list[str] | None = None) -> int:
             if not args.json:
                 print(delta, end="", flush=True)
         result = stream.result
-    except ValidationError as exc:
-        print(f"error: invalid setting: {exc.errors()[0]['msg']}", file=sys.stderr)
-        return 1
     except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -7,11 +7,13 @@ override fields with `settings.override(...)`, a copy validated like the environ
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.types import AnswerMode, RetrievalMode
@@ -29,6 +31,34 @@ for _key, _value in {
     "TRANSFORMERS_VERBOSITY": "error",
 }.items():
     os.environ.setdefault(_key, _value)
+
+
+IPNetwork = IPv4Network | IPv6Network
+_IP_LIKE = re.compile(r"[\d.]+|.*[:/].*")
+_HOST_NAME = re.compile(r"[\w-]+(\.[\w-]+)*\.?")
+
+
+def fetch_allow_entries(value: str | None) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
+    """RAG_FETCH_ALLOW (comma-separated networks and host names) as (networks, hosts).
+    Raises ValueError naming RAG_FETCH_ALLOW for an entry that is neither."""
+    networks: list[IPNetwork] = []
+    hosts: set[str] = set()
+    for entry in (e.strip() for e in str(value or "").split(",")):
+        if not entry:
+            continue
+        if _IP_LIKE.fullmatch(entry):
+            try:
+                networks.append(ip_network(entry, strict=False))
+            except ValueError as exc:
+                raise ValueError(f"RAG_FETCH_ALLOW: {entry!r} is not a valid network "
+                                 f"({exc}); use e.g. 10.0.0.0/8, 192.168.1.5 or a host "
+                                 "name") from None
+        elif _HOST_NAME.fullmatch(entry):
+            hosts.add(entry.lower().rstrip("."))
+        else:
+            raise ValueError(f"RAG_FETCH_ALLOW: {entry!r} is neither a network "
+                             "(10.0.0.0/8, 192.168.1.5) nor a host name")
+    return tuple(networks), frozenset(hosts)
 
 
 class Settings(BaseSettings):
@@ -172,6 +202,12 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("fetch_allow")
+    @classmethod
+    def _fetch_allow(cls, value: str) -> str:
+        fetch_allow_entries(value)  # a typo cannot silently leave an intranet refused
+        return value
+
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: str) -> str:
@@ -201,6 +237,11 @@ class Settings(BaseSettings):
         return int(self.max_file_mb * 1024 * 1024)
 
     @property
+    def fetch_allow_parsed(self) -> tuple[tuple[IPNetwork, ...], frozenset[str]]:
+        """RAG_FETCH_ALLOW as (networks, host names); checked when the settings were made."""
+        return fetch_allow_entries(self.fetch_allow)
+
+    @property
     def cors_origin_list(self) -> list[str]:
         return [o for o in (o.strip().rstrip("/") for o in self.cors_origins.split(",")) if o]
 
@@ -208,3 +249,34 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+class SettingsError(ValueError):
+    """A setting (environment, `.env` or command-line option) that is not valid: one line
+    naming it, e.g. "invalid setting RAG_FETCH_ALLOW: 'a b' is neither a network …"."""
+
+    @classmethod
+    def of(cls, exc: ValidationError) -> SettingsError:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first.get("loc") else ""  # a field or an alias
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        name = (field if field.isupper() else str(alias.choices[0])
+                if isinstance(alias, AliasChoices) else f"RAG_{field.upper()}" if field
+                else "a setting")
+        message = str(first["msg"]).removeprefix("Value error, ").removeprefix(f"{name}: ")
+        return cls(f"invalid setting {name}: {message}")
+
+
+def settings_from_args(**options: Any) -> Settings:
+    """The environment's settings with a command line's options on top: an option that
+    is None or "" keeps the environment's value; `data_dir` is expanded and resolved.
+    Every command line (python -m rag, ingest, eval; app.py) makes its settings here, so
+    a bad value is one line, `SettingsError`, the same everywhere."""
+    options = {k: v for k, v in options.items() if v is not None and v != ""}
+    if "data_dir" in options:
+        options["data_dir"] = Path(options["data_dir"]).expanduser().resolve()
+    try:
+        return get_settings().override(**options)
+    except ValidationError as exc:
+        raise SettingsError.of(exc) from None
