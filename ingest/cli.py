@@ -327,15 +327,15 @@ def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
 
 
 def cmd_check(args: argparse.Namespace, store: Any, settings: Settings) -> int:
-    from rag.store.health import check, repair
+    from rag.store.health import check_store, repair
 
     if args.repair:  # looked at under the lock, so what is repaired is what was found
         with store.writing("repair", settings.write_wait, say_waiting):
-            health = check(store)
+            health = check_store(store)
             if not health.ok:
                 health = repair(store, health)
     else:
-        health = check(store)
+        health = check_store(store)
     if args.json:
         print(json.dumps(health.to_json(), indent=2))
     else:

@@ -53,8 +53,8 @@ def similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
 
-def story_of(article_id: str, text: str, candidates: Iterable[tuple[str, str, str]]
-             ) -> str:
+def story_to_join(article_id: str, text: str, candidates: Iterable[tuple[str, str, str]]
+                  ) -> str:
     """The story an article joins among `candidates` (article id, text, story): that of the
     most similar one at `THRESHOLD` or above (ties: the smaller story id), else a story of
     its own. Ingest finds the few candidates by vector search over the stored articles, so

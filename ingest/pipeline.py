@@ -21,7 +21,7 @@ from tqdm import tqdm
 from ingest.chunking import chunk_article, embedding_text
 from ingest.fetch import FetchPolicy
 from ingest.formats import READERS, SourceError, iter_jsonl, sniff_format
-from ingest.grouping import story_of
+from ingest.grouping import story_to_join
 from ingest.sources import Expanded, Source, expand, read_bytes
 from rag.records import Article, Chunk, StoredArticle, line_ref, plain_title, strip_tracking
 from rag.settings import Settings
@@ -145,7 +145,7 @@ class Ingestor:
         page = self.pages.get(((article.outlet or "").casefold(), plain_title(article.title)))
         if article.outlet and page:
             return page
-        return story_of(article.id, article.text, candidates)
+        return story_to_join(article.id, article.text, candidates)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

@@ -89,7 +89,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     model = llama_check.smollm2_gguf()
     if model is None:
         return  # the fixture fails those tests saying what to install
-    result = llama_check.check(model)
+    result = llama_check.check_runtime(model)
     if not result.ok:
         pytest.exit(f"llama.cpp smoke check failed: {result.line}", returncode=1)
 

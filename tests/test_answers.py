@@ -188,7 +188,7 @@ def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None
     """A writer never rebuilds (that grew ingest with the store); a one-shot reader
     builds before answering; the app answers from its old build while a thread makes
     the new one, and never returns a chunk that is gone."""
-    from rag.store.health import check
+    from rag.store.health import check_store
     from rag.store.keyword import KeywordIndex
 
     settings = Settings(data_dir=tmp_path, collection="lazy")
@@ -205,7 +205,7 @@ def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None
     ingest([str(files["zebra"]), str(files["quokka"])], store, settings, progress=False)
     index = KeywordIndex(store)
     assert not index.is_current(), "ingest built the keyword index itself"
-    health = check(store)
+    health = check_store(store)
     assert health.ok and health.notes()  # stale is a note, not a problem
     retriever = Retriever(store, "bm25", index)
     assert retriever.retrieve("quokka census", top_k=3)  # one-shot: built first

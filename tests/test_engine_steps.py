@@ -12,7 +12,7 @@ import pytest
 from support import answering_from
 
 from rag.answer.draft.llm import LLMError, parse_answer
-from rag.answer.engine import UNSUPPORTED, Engine, assemble, check, condense, stands
+from rag.answer.engine import UNSUPPORTED, Engine, assemble, condense, stands, verify_draft
 from rag.settings import Settings
 from rag.types import REFUSAL, Checked, Claim, Draft, Passage
 
@@ -170,7 +170,7 @@ def test_condense_keeps_the_rule_rewrite_unless_the_model_gives_a_plausible_one(
 
 def test_stands_check_and_assemble() -> None:
     refused = Draft(refused=True, notice="the library is empty")
-    assert stands(refused, [], FakeLLM()) and check(refused, PASSAGES, None) == []  # type: ignore[arg-type]
+    assert stands(refused, [], FakeLLM()) and verify_draft(refused, PASSAGES, None) == []  # type: ignore[arg-type]
     assert not stands(Draft(claims=[Claim(text="x", passages=[1])]),
                       [Checked(text="x", supported=False)], FakeLLM())
     answer = assemble("q?", "q?", refused, [], PASSAGES, "llm", "m", ["", "a", refused.notice])

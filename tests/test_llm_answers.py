@@ -28,7 +28,7 @@ from support import clean_env
 from ingest.pipeline import ingest
 from rag.answer.condense import rewrite
 from rag.answer.draft.llm import LLMAnswerer, build_llm, parse_answer
-from rag.answer.engine import Engine, check
+from rag.answer.engine import Engine, verify_draft
 from rag.answer.verify import SUPPORT_THRESHOLD, SupportScorer
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
@@ -105,7 +105,7 @@ def check_model_text(text: str, passages: list[Passage], scorer: SupportScorer
                      ) -> tuple[Draft, list[Checked]]:
     """What the engine's draft and verify steps make of a model's text."""
     draft = parse_answer(text)
-    return draft, check(draft, passages, scorer)
+    return draft, verify_draft(draft, passages, scorer)
 
 
 def assert_citations_sound(result: Answer, store: ArticleStore) -> None:

@@ -10,7 +10,7 @@ import pytest
 from eval import bench_load
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
-from rag.store.health import check
+from rag.store.health import check_store
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*(no_silent_downcasting|copy keyword)")
 
@@ -29,5 +29,5 @@ def test_app_answers_under_load_while_the_cli_ingests(tmp_path: Path) -> None:
 
     store = ArticleStore(Settings(data_dir=data, collection=bench_load.COLLECTION))
     assert len(store.list_articles()) == got["seed_added"] + got["cli_added"]
-    health = check(store)
+    health = check_store(store)
     assert health.ok, health.report()

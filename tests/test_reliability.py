@@ -45,7 +45,7 @@ from test_store_lifecycle import (
 from rag.answer.engine import Engine
 from rag.settings import Settings
 from rag.store.articles import ArticleStore, StoreError, WriterBusyError
-from rag.store.health import check
+from rag.store.health import check_store
 from rag.store.keyword import KeywordIndex
 
 pytestmark = [
@@ -131,7 +131,7 @@ def test_kill_9_of_cli_ingest_at_random_moments_then_a_run_equals_a_clean_ingest
     store = reader(crashed)
     assert snapshot(store) == want
     assert_consistent(store)
-    health = check(store)
+    health = check_store(store)
     assert health.ok, health.report()
     assert health.checked == len(want[1])
     assert keyword_ids(store) == want_keyword
@@ -222,7 +222,7 @@ def test_app_killed_during_an_upload_leaves_no_half_article_and_re_adding_comple
         stop(proc)
     store = reader(data)
     assert_consistent(store)
-    assert check(store).ok
+    assert check_store(store).ok
 
 
 def test_app_and_cli_writing_at_once_lose_nothing_in_either_order(tmp_path: Path) -> None:
@@ -265,7 +265,7 @@ def test_app_and_cli_writing_at_once_lose_nothing_in_either_order(tmp_path: Path
         stop(proc)
     store = reader(data)
     assert_consistent(store)
-    health = check(store)
+    health = check_store(store)
     assert health.ok, health.report()
     assert len(store.list_articles()) == 1 + len(first) + len(second) + 6
     chunks = snapshot(store)[1]
@@ -297,7 +297,7 @@ def test_two_cli_ingests_at_once_end_as_one_sequential_run(tmp_path: Path) -> No
     got = snapshot(store)
     assert got[1] == want[1]
     assert {k: v[:3] for k, v in got[0].items()} == {k: v[:3] for k, v in want[0].items()}
-    assert check(store).ok
+    assert check_store(store).ok
 
 
 _OPEN = ("import sys; from rag.settings import Settings; from rag.store.connection import connect; "
@@ -385,7 +385,7 @@ def test_recovery_never_touches_a_live_writers_work(tmp_path: Path) -> None:
         assert busy.returncode == 1 and "busy" in busy.stderr
         assert store.half_written() == [(seed.id, "me")]  # untouched
         store.articles.update(ids=[seed.id], metadatas=[{"dirty": False, "writer": None}])
-    assert check(store).ok
+    assert check_store(store).ok
 
 
 # -- a folder that cannot be written, a full disk, a damaged database ---------------------
@@ -420,7 +420,7 @@ def test_read_only_data_dir_is_one_clear_line_and_the_store_stays_intact(
     assert TRACEBACK not in proc.stderr and len(proc.stderr.splitlines()) == 1
     store = reader(data)
     assert snapshot(store) == before
-    assert check(store).ok
+    assert check_store(store).ok
 
 
 def _limit_file_size(limit: int) -> None:
@@ -450,7 +450,7 @@ def test_a_full_disk_is_one_clear_line_and_a_later_run_completes(tmp_path: Path)
     assert again.returncode == 0, again.stderr
     store = reader(data)
     assert_consistent(store)
-    assert check(store).ok
+    assert check_store(store).ok
     assert len(store.list_articles()) == 1 + len(files)
 
 

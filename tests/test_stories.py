@@ -6,8 +6,8 @@ from rag.answer.clarify import (
     Stories,
     about_story,
     decide,
+    named_story,
     names_no_subject,
-    story_of,
     wants_several,
 )
 from rag.answer.draft.extractive import _MID_SENTENCE
@@ -46,9 +46,9 @@ def test_a_subjectless_question_over_several_stories_is_asked_back() -> None:
     choices = decide("why did relations sour?", [FIAT, IRAN, IRAN2, WOLVES]).choices
     assert [c.article_id for c in choices] == ["fiat", "iran", "wolves"]  # iran2: same story
     assert choices[1].title.startswith("Iranian president") and choices[1].published
-    question, title = story_of(choices[1].question)
+    question, title = named_story(choices[1].question)
     assert question == "why did relations sour?" and title == IRAN.title
-    assert story_of("Why did relations sour?") == ("Why did relations sour?", None)
+    assert named_story("Why did relations sour?") == ("Why did relations sour?", None)
     assert about_story("who won", "A  title") == "who won? (story: A title)"
 
 

@@ -93,7 +93,7 @@ class NewsApp:
         """At start: roll back what a writer killed mid-write left (unless another
         process is writing now: it will), then the light part of `ingest check` (a
         sample of vectors); problems are shown above the page's tabs."""
-        from rag.store.health import check
+        from rag.store.health import check_store
 
         try:
             recovered = self.store.recover(wait=0)
@@ -103,7 +103,7 @@ class NewsApp:
         except WriterBusyError:
             logger.info("another process is writing the store; it will recover it")
         try:
-            health = check(self.store, sample=HEALTH_SAMPLE)
+            health = check_store(self.store, sample=HEALTH_SAMPLE)
         except StoreError as exc:
             self.health_problems = [str(exc)]
         else:

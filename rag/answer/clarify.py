@@ -56,7 +56,7 @@ def about_story(question: str, title: str) -> str:
     return f"{question.rstrip(' ?')}? (story: {_headline(title)})"
 
 
-def story_of(question: str) -> tuple[str, str | None]:
+def named_story(question: str) -> tuple[str, str | None]:
     """(the question, the story title it names with `about_story`, or None)."""
     match = _STORY.match(question.strip())
     if not match:

