@@ -1,6 +1,6 @@
 """The layer rule: data flows one way, and imports follow it (docs/architecture.md).
 
-    rag.{settings, types, records, text, files, errors}     the shared records and settings
+    rag.{settings, types, records, text, files, errors, streams, lazy}  shared records
       ← rag.dates, rag.local_model                           no RAG in the runtime
       ← rag.store                                            (may read dates)
       ← rag.answer
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lowest first; a module's layer is that of the longest prefix it starts with
 LAYERS: list[tuple[str, ...]] = [
-    ("rag.settings", "rag.types", "rag.records", "rag.text", "rag.files", "rag.errors",
+    ("rag.settings", "rag.types", "rag.records", "rag.text", "rag.files", "rag.errors", "rag.lazy",
      "rag.streams"),
     ("rag.dates", "rag.local_model"),
     ("rag.store",),
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
      "eval.__main__"),
 ]
 # rag.local_model knows nothing of RAG: only the settings that say where the model is
-RUNTIME_MAY_IMPORT = ("rag.settings", "rag.local_model")
+RUNTIME_MAY_IMPORT = ("rag.settings", "rag.local_model", "rag.lazy")
 
 
 def layer_of(module: str) -> int:

@@ -8,15 +8,9 @@ Contract: `local_llm(settings)` returns the shared `LocalLLM` or raises
 crashes in the child, never here.
 """
 
-from __future__ import annotations
+from rag.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-# Re-exported lazily (PEP 562): an eager import here would load the package's
-# modules before `python -m` runs one of them (runpy warns, and the Makefile runs
-# some), and would load them all for a caller that needs one.
-_EXPORTS = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "DeadlinePassed": "rag.local_model.runtime",
     "LocalLLM": "rag.local_model.runtime",
     "LocalModelError": "rag.local_model.runtime",
@@ -24,11 +18,4 @@ _EXPORTS = {
     "ModelUnavailable": "rag.local_model.weights",
     "local_llm": "rag.local_model.runtime",
     "model_path": "rag.local_model.weights",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the name is
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+})

@@ -8,15 +8,9 @@ ingest check --repair`); failures reach callers as `StoreError`, one line a user
 act on. Nothing here answers questions.
 """
 
-from __future__ import annotations
+from rag.lazy import lazy_exports
 
-import importlib
-from typing import Any
-
-# Re-exported lazily (PEP 562): an eager import here would load the package's
-# modules before `python -m` runs one of them (runpy warns, and the Makefile runs
-# some), and would load them all for a caller that needs one.
-_EXPORTS = {
+__all__, __getattr__ = lazy_exports(__name__, {
     "ArticleStore": "rag.store.articles",
     "EmbedSpec": "rag.store.embeddings",
     "EmbeddingConfigError": "rag.store.embeddings",
@@ -25,11 +19,4 @@ _EXPORTS = {
     "StoreError": "rag.store.connection",
     "WriterBusyError": "rag.store.lock",
     "get_embed_model": "rag.store.embeddings",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - whatever the name is
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+})
