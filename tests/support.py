@@ -214,3 +214,17 @@ CLUB_ROW = (
     "The dispute began when Castle United demanded a larger share of ticket revenue, "
     "and talks collapsed on Friday.\n"
 )
+SEED_ARTICLE = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
+    "iran-azerbaijan-baku-meeting.txt"
+
+
+def two_souring_stories(store: Any, settings: Any, folder: Path) -> None:
+    """Into `store`: the seed article (outlet Seed Times) and the club row written in
+    `folder`, two stories of souring relations (a question naming neither is asked back)."""
+    from ingest.pipeline import ingest
+
+    club = folder / "club.txt"
+    club.write_text(CLUB_ROW, encoding="utf-8")
+    assert ingest([str(SEED_ARTICLE)], store, settings, progress=False,
+                  outlet="Seed Times").count("added") == 1
+    assert ingest([str(club)], store, settings, progress=False).count("added") == 1

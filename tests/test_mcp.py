@@ -20,17 +20,14 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
-from support import CLUB_ROW, clean_env, free_port
+from support import clean_env, free_port, two_souring_stories
 
-from ingest.pipeline import ingest
 from rag.settings import Settings
 from rag.types import REFUSAL
 from web import server as web_server
 from web.service import NewsApp
 from web.tokens import TokenStore
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
-    "iran-azerbaijan-baku-meeting.txt"
 WHY = "Why did relations between Iran and Azerbaijan sour?"
 TOOLS = {"ask", "search", "list", "read"}
 
@@ -42,13 +39,9 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """The app on the seed article (outlet Seed Times) and a club row, extractive; no
     login. Served at /mcp beside /v1."""
     data = tmp_path_factory.mktemp("mcp")
-    club = data / "club.txt"
-    club.write_text(CLUB_ROW, encoding="utf-8")
     settings = Settings(data_dir=data, collection="mcptest", answer_mode="extractive")
     news = NewsApp(settings)
-    assert ingest([str(SEED)], news.store, settings, progress=False,
-                  outlet="Seed Times").count("added") == 1
-    assert ingest([str(club)], news.store, settings, progress=False).count("added") == 1
+    two_souring_stories(news.store, settings, data)
     port = free_port()
     demo = web_server.start(news, "127.0.0.1", port, block=False)
     try:

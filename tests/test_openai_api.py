@@ -22,15 +22,14 @@ import httpx
 import openai
 import pytest
 from support import (
-    CLUB_ROW,
     QuietHandler,
     QuietServer,
     first_sentence_of_passage_1,
     free_port,
     sse,
+    two_souring_stories,
 )
 
-from ingest.pipeline import ingest
 from rag.cli import main as rag_main
 from rag.settings import Settings
 from rag.types import REFUSAL, Answer
@@ -42,8 +41,6 @@ from web.openai.completions import ApiError
 from web.service import EMPTY_LIBRARY, NewsApp
 from web.tokens import TokenStore, tokens_path
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "seed" / \
-    "iran-azerbaijan-baku-meeting.txt"
 WHY = "Why did relations between Iran and Azerbaijan sour?"
 SLOW_WORDS = 400  # the slow answer's filler: 20 s at 0.05 s a word, if nobody stops it
 
@@ -116,16 +113,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     """The app on the seed article and a club row (two stories of souring relations),
     its LLM the fake writer; no login."""
     data = tmp_path_factory.mktemp("openai_api")
-    club = data / "club.txt"
-    club.write_text(CLUB_ROW, encoding="utf-8")
     writer = FakeWriter()
     settings = Settings(data_dir=data, collection="openaiapi", llm_model="fake",
                         openai_base_url=writer.base_url, openai_api_key="x",
                         answer_mode="auto", llm_timeout=60)
     news = NewsApp(settings)
-    assert ingest([str(SEED)], news.store, settings, progress=False,
-                  outlet="Seed Times").count("added") == 1
-    assert ingest([str(club)], news.store, settings, progress=False).count("added") == 1
+    two_souring_stories(news.store, settings, data)
     port = free_port()
     demo = web_server.start(news, "127.0.0.1", port, block=False)
     base = f"http://127.0.0.1:{port}/v1"
