@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
@@ -47,7 +46,7 @@ from rag.types import Answer, Passage
 from web.openai import completions
 from web.openai.api import OpenAIApi, Run, answering
 from web.openai.completions import ApiError, Asked
-from web.service import NewsApp
+from web.service import NewsApp, UnknownFilter
 
 logger = logging.getLogger(__name__)
 
@@ -254,19 +253,10 @@ class NewsMcp:
         limits = self.app.limits
         filters = limits.filters(article_ids, outlets, limits.day(date_from, "date_from"),
                                  limits.day(date_to, "date_to"))
-        if not filters.article_ids and not filters.outlets:
-            return filters
-        articles = self.app.articles()
-        ids = {a.id for a in articles}
-        missing = [i for i in filters.article_ids if i not in ids]
-        if missing:
-            raise ToolError(f"article_ids: the library has no article {missing[0]!r}"
-                            + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-        known = {o.casefold(): o for o in self.app.outlet_choices(articles)}
-        unknown = [o for o in filters.outlets if o.casefold() not in known]
-        if unknown:
-            raise ToolError(f"outlets: no article in the library is from {unknown[0]!r}")
-        return replace(filters, outlets=[known[o.casefold()] for o in filters.outlets])
+        try:
+            return self.app.held_filters(filters)
+        except UnknownFilter as exc:
+            raise ToolError(str(exc)) from None
 
     # -- search, list, read -----------------------------------------------------------
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,15 @@ EMPTY_LIBRARY = (
     "the text.\n"
     "Or from a terminal: python -m ingest PATH-OR-URL ..."
 )
+
+
+class UnknownFilter(ValueError):
+    """A filter naming an article or outlet the library does not hold; the message is
+    "<field>: <why>", `field` the request's name for it."""
+
+    def __init__(self, field: str, why: str) -> None:
+        super().__init__(f"{field}: {why}")
+        self.field = field
 
 
 class NewsApp:
@@ -265,6 +274,25 @@ class NewsApp:
     def outlet_choices(self, articles: list[StoredArticle] | None = None) -> list[str]:
         articles = self.articles() if articles is None else articles
         return sorted({a.outlet for a in articles if a.outlet}, key=str.casefold)
+
+    def held_filters(self, filters: Filters) -> Filters:
+        """`filters` with outlets as the library spells them (a client's "bbc" finds
+        "BBC"); articles and outlets the library does not hold are named
+        (`UnknownFilter`), not searched for. For the API clients (/v1, MCP), whose
+        filters are typed, not picked from the library's lists as the page's are."""
+        if not filters.article_ids and not filters.outlets:
+            return filters
+        articles = self.articles()
+        ids = {a.id for a in articles}
+        missing = [i for i in filters.article_ids if i not in ids]
+        if missing:
+            raise UnknownFilter("article_ids", f"the library has no article {missing[0]!r}"
+                                + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
+        known = {o.casefold(): o for o in self.outlet_choices(articles)}
+        unknown = [o for o in filters.outlets if o.casefold() not in known]
+        if unknown:
+            raise UnknownFilter("outlets", f"no article in the library is from {unknown[0]!r}")
+        return replace(filters, outlets=[known[o.casefold()] for o in filters.outlets])
 
     # -- adding and removing -------------------------------------------------
 

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
 
@@ -44,7 +44,7 @@ from rag.types import Answer
 from web.auth import role_of
 from web.openai import completions
 from web.openai.completions import ApiError, Asked
-from web.service import UNEXPECTED, NewsApp
+from web.service import UNEXPECTED, NewsApp, UnknownFilter
 from web.tokens import TokenError, TokenStore, tokens_path
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,10 @@ class OpenAIApi:
             logger.debug("API: Open WebUI's %s task from %s", asked.task.kind,
                          caller.name or "anyone")
             return _task_reply(asked)
-        await asyncio.to_thread(self._check_filters, asked)
+        try:
+            asked.filters = await asyncio.to_thread(self.app.held_filters, asked.filters)
+        except UnknownFilter as exc:
+            raise completions.bad(str(exc), exc.field) from None
         await self.lanes.enter()
         run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
                   self.lanes.leave)
@@ -216,28 +219,6 @@ class OpenAIApi:
         if asked.stream:
             return EventStream(self, asked, run)
         return await self._whole(asked, run, request)
-
-    def _check_filters(self, asked: Asked) -> None:
-        """Articles and outlets the library does not hold are named, not searched for;
-        outlets are matched regardless of case."""
-        filters = asked.filters
-        if not filters.article_ids and not filters.outlets:
-            return
-        articles = self.app.articles()
-        ids = {a.id for a in articles}
-        missing = [i for i in filters.article_ids if i not in ids]
-        if missing:
-            raise completions.bad(f"article_ids: the library has no article {missing[0]!r}"
-                                  + (f" (and {len(missing) - 1} more)" if missing[1:] else ""),
-                                  "article_ids")
-        outlets = {o.casefold(): o for o in self.app.outlet_choices(articles)}
-        unknown = [o for o in filters.outlets if o.casefold() not in outlets]
-        if unknown:
-            raise completions.bad(f"outlets: no article in the library is from {unknown[0]!r}",
-                                  "outlets")
-        # as the library spells them: a client's "bbc" finds "BBC"
-        asked.filters = replace(filters, outlets=[outlets[o.casefold()]
-                                                  for o in filters.outlets])
 
     async def _whole(self, asked: Asked, run: Run, request: Request) -> Response:
         gone = asyncio.create_task(_disconnected(request.receive))
