@@ -168,7 +168,7 @@ class LocalLLM:
                 raise DeadlinePassed("the local model's deadline passed while it read the "
                                      "prompt")
             self._ctx.decode(self._cy.llama_batch_get_one(tokens[i: i + STEP], start + i))
-            self.cached = self.cached[: start + i] + tokens[i: i + STEP]
+            self.cached[start + i:] = tokens[i: i + STEP]  # what the cache now holds
 
     def _eval_reusing(self, tokens: list[int], deadline: float | None = None) -> None:
         """Evaluate `tokens`, keeping the cached prefix they share with the last prompt.
