@@ -48,7 +48,9 @@ MAX_DEPTH = 256  # XML nesting: real feeds (XHTML content included) stay far bel
 CHILD_MEMORY = 2 << 30  # bytes of address space the parsing child may use
 _SITEMAP_NS = "{http://www.sitemaps.org/schemas/sitemap/0.9}"
 _NEWS_NS = "{http://www.google.com/schemas/sitemap-news/0.9}"
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters and every line break `str.splitlines` knows: what no one-line field
+# may hold (a feed's text; a feeds file line, where one would write a second line).
+CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class FeedError(SourceError):
@@ -159,7 +161,7 @@ def _child(argv: list[str]) -> int:
 
 
 def _short(exc: BaseException) -> str:
-    return " ".join(_CONTROLS.sub(" ", str(exc)).split())[:120]
+    return " ".join(CONTROLS.sub(" ", str(exc)).split())[:120]
 
 
 def xml_depth(data: bytes, limit: int = MAX_DEPTH) -> int:
@@ -379,7 +381,7 @@ def _sitemap(data: bytes) -> Feed:
 def _link(value: str | None) -> str | None:
     """An http(s) URL with a host and no control characters or spaces, else None."""
     value = (value or "").strip()
-    if not value or _CONTROLS.search(value) or any(c.isspace() for c in value):
+    if not value or CONTROLS.search(value) or any(c.isspace() for c in value):
         return None
     try:
         parts = urlsplit(value)
@@ -415,7 +417,7 @@ def _clean(value: object) -> str:
 
 def _text(html: str) -> str:
     """A summary's plain text (feeds put HTML in it), on one line."""
-    html = _CONTROLS.sub(" ", html)
+    html = CONTROLS.sub(" ", html)
     if "<" not in html:
         return " ".join(html.split())
     import lxml.html
@@ -424,7 +426,7 @@ def _text(html: str) -> str:
         text = lxml.html.fromstring(html).text_content()
     except (ValueError, lxml.etree.ParserError):
         text = re.sub(r"<[^>]+>", " ", html)
-    return " ".join(_CONTROLS.sub(" ", text).split())
+    return " ".join(CONTROLS.sub(" ", text).split())
 
 
 def _digest(entry: Entry) -> str:

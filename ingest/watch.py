@@ -35,6 +35,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ingest.feedparse import CONTROLS
 from ingest.feeds import FETCHES, MAX_ENTRIES, FeedRecord, FeedReport, FeedState, read_feeds
 from ingest.fetch import FetchPolicy
 from ingest.sources import is_url
@@ -49,9 +50,6 @@ MAX_BACKOFF = 6 * 3600.0
 JITTER = 0.1
 _INTERVAL = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# What a feeds file line may not hold: control characters and every line break
-# `str.splitlines` knows (a field holding one would write a second line).
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,11 @@ class FeedLine:
 
     def __post_init__(self) -> None:
         """A line that reads back as itself: ValueError for a field that would not."""
-        if not is_url(self.url) or _UNSAFE.search(self.url) \
+        if not is_url(self.url) or CONTROLS.search(self.url) \
                 or any(c.isspace() for c in self.url):
             raise ValueError(f"{self.url[:80]!r} is not an http(s) URL")
         outlet = self.outlet or ""
-        if _UNSAFE.search(outlet):
+        if CONTROLS.search(outlet):
             raise ValueError("the outlet holds a line break or a control character")
         if "#" in outlet:
             raise ValueError("the outlet can't hold '#' (the feeds file reads the rest of "
