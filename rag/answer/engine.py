@@ -59,7 +59,6 @@ from rag.types import (
 
 logger = logging.getLogger(__name__)
 AnswerStream = Streamed[str, Answer]
-NO_LLM = "no LLM configured (set RAG_LLM_MODEL and OPENAI_BASE_URL/OPENAI_API_KEY)"
 # What an answer says when it asked for a model and none could be had; the why and what
 # to do go to the operator (`Engine.setup_notes`, the log), not to whoever asked.
 NO_MODEL = "answered without a language model (none is available on this server)"
