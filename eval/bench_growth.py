@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from eval.bench_ingest import BBC_CORPUS, _sample
-from ingest.pipeline import Report, ingest
+from ingest.pipeline import ingest
+from ingest.results import Report
 from rag.settings import Settings, get_settings
 from rag.store.articles import ArticleStore
 from rag.store.connection import forget

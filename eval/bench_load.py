@@ -24,31 +24,45 @@ What it does, all bounded in time:
 4. samples the app's resident memory every 2 s, waits for the CLI ingest (with a
    timeout), stops the app and prints one table (or JSON with --json).
 
-Diagnostics go to `logging` (stderr); only the table is printed. The work folder (app
-and CLI logs, and the data when no --data-dir was given) is deleted at the end unless
-something went wrong, in which case its path is logged and returned.
+The processes and threads it runs are `eval.load_harness`'s. Diagnostics go to
+`logging` (stderr); only the table is printed. The work folder (app and CLI logs, and
+the data when no --data-dir was given) is deleted at the end unless something went
+wrong, in which case its path is logged and returned.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import logging
 import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eval.load_harness import (
+    HOST,
+    REQUEST_TIMEOUT,
+    SHOWN_ERRORS,
+    Sampler,
+    Tally,
+    free_port,
+    log_problems,
+    rss_mb,
+    run_user,
+    start_app,
+    stop_process,
+    tail,
+    wait_ready,
+)
+from rag.errors import UsageError
 from rag.settings import PROJECT_ROOT, Settings  # sets the offline, no-telemetry environment
 
 logger = logging.getLogger("eval.bench_load")
@@ -57,42 +71,10 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 SEED = SHARED / "corpora" / "seed"
 BBC = SHARED / "corpora" / "bbc"
 COLLECTION = "load"
-HOST = "127.0.0.1"  # loopback only: this never talks to any other address
 FIRST_BBC = 40  # BBC articles in the store before the load starts
-RSS_EVERY = 2.0  # seconds between samples of the app's memory
 START_TIMEOUT = 180.0  # seconds for the app to load its model and answer
-REQUEST_TIMEOUT = 120.0  # seconds one /ask may take (queue wait included)
 INGEST_TIMEOUT = 1800.0  # seconds the CLI ingest may take after the load ended
 LEVEL_TOLERANCE = 0.10  # last third's peak within 10% of the middle third's: levelled off
-SHOWN_ERRORS = 5
-
-# Realistic questions about the seed and the BBC articles in the store at the start
-# (round-robin: business, entertainment, politics, sport, tech 001-008), plus a few
-# that the corpus answers poorly or only after the CLI ingest: every kind is asked.
-QUESTIONS = [
-    "Why did relations between Iran and Azerbaijan sour?",
-    "When did Pezeshkian meet Aliyev in Baku, and what did they discuss?",
-    "What did the Bank of England do with interest rates?",
-    "How did advertising sales affect Time Warner's profits?",
-    "Why did the dollar gain after Alan Greenspan's speech?",
-    "What loan claim does the buyer of the Yukos unit face?",
-    "How did high fuel prices hit British Airways' profits?",
-    "Why did talk of a Pernod takeover lift Allied Domecq shares?",
-    "How did Japan narrowly escape recession?",
-    "Why is jobs growth in the US still slow?",
-    "What trade rules is India calling for?",
-    "Which books did Richard and Judy choose for their book club?",
-    "Which Alan Bennett play took the theatre prizes?",
-    "Who is tipped to win the Whitbread prize?",
-    "What are Labour's plans for maternity pay?",
-    "Why is the information watchdog probing e-mail deletions?",
-    "What did Patricia Hewitt say about career sexism?",
-    "What errors doomed the first sale of the Millennium Dome?",
-    "Who broke the 5,000m world record?",
-    "Why is China cracking down on internet cafes?",
-    "What is the sub-$100 PC the digital guru proposed?",
-    "How is wi-fi helping farmers in Peru?",
-]
 
 
 # -- inputs -----------------------------------------------------------------------
@@ -117,24 +99,6 @@ def seed_files() -> list[Path]:
     return found
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on (at the moment of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float | None:
-    """The resident memory of a process in MB (None once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
 def percentile(values: list[float], pct: float) -> float | None:
     """Nearest-rank percentile (None for no values)."""
     if not values:
@@ -153,160 +117,6 @@ def rss_trend(samples: list[float]) -> str:
     return "levelled off" if last <= middle * (1 + LEVEL_TOLERANCE) else "still growing"
 
 
-# -- the pieces that run ----------------------------------------------------------
-
-
-@dataclass
-class _Tally:
-    """What the client threads record, under one lock."""
-
-    latencies_ms: list[float] = field(default_factory=list)  # answered requests
-    requests: int = 0
-    errors: int = 0
-    messages: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def add(self, latency_ms: float | None, error: str | None) -> None:
-        with self.lock:
-            if latency_ms is not None:
-                self.requests += 1
-            if error is None and latency_ms is not None:
-                self.latencies_ms.append(latency_ms)
-            if error is not None:
-                self.errors += 1
-                if len(self.messages) < SHOWN_ERRORS:
-                    self.messages.append(error[:300])
-
-
-class _Sampler(threading.Thread):
-    """The app's RSS every RSS_EVERY seconds until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(name="rss-sampler", daemon=True)
-        self.pid = pid
-        self.samples: list[float] = []
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            value = rss_mb(self.pid)
-            if value is not None:
-                self.samples.append(value)
-            if self.stopping.wait(RSS_EVERY):
-                return
-
-
-def _ask(client: Any, question: str, timeout: float) -> str | None:  # noqa: ANN401
-    """One /ask in extractive mode; the error, or None when an answer came back."""
-    job = client.submit(question, api_name="/ask", mode="extractive")
-    try:
-        got = job.result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
-        job.cancel()
-        return f"TimeoutError: no answer within {timeout:g} s"
-    if not isinstance(got, dict) or "answer" not in got:
-        return f"no 'answer' in the result: {str(got)[:200]}"
-    return None
-
-
-def _user(number: int, url: str, deadline: float, tally: _Tally) -> None:
-    """One simulated user: its own client, questions back to back until the deadline."""
-    from gradio_client import Client
-
-    try:
-        client = Client(url, verbose=False)
-    except Exception as exc:
-        tally.add(None, f"user {number} could not connect: {type(exc).__name__}: {exc}")
-        return
-    try:
-        turn = number
-        while time.monotonic() < deadline:
-            question = QUESTIONS[turn % len(QUESTIONS)]
-            turn += 1
-            started = time.perf_counter()
-            try:
-                error = _ask(client, question, REQUEST_TIMEOUT)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            tally.add((time.perf_counter() - started) * 1000, error)
-            if error:
-                logger.info("user %d: %r failed: %s", number, question, error)
-    finally:
-        client.close()
-
-
-def _start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_COLLECTION": COLLECTION,
-           "RAG_PORT": str(port), "RAG_HOST": HOST, "RAG_ANSWER_CONCURRENCY": "2",
-           "RAG_QUEUE_MAX": "256", "GRADIO_ANALYTICS_ENABLED": "False"}
-    env.pop("RAG_AUTH", None)
-    with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "app.py"], cwd=PROJECT_ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
-    """Seconds until /ask answered; RuntimeError if the app died or took too long."""
-    from gradio_client import Client
-
-    started = time.monotonic()
-    while True:
-        left = timeout - (time.monotonic() - started)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}:\n{_tail(log)}")
-        if left <= 0:
-            raise RuntimeError(f"the app did not answer within {timeout:g} s:\n{_tail(log)}")
-        try:
-            client = Client(url, verbose=False)
-        except Exception:  # not listening yet
-            time.sleep(1.0)
-            continue
-        try:
-            error = _ask(client, QUESTIONS[0], max(left, 1.0))
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        finally:
-            client.close()
-        if error is None:
-            return time.monotonic() - started
-        logger.info("app not ready yet: %s", error)
-        time.sleep(1.0)
-
-
-def _stop(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """Terminate a process this benchmark started; kill it if it does not go."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        logger.warning("pid %d did not stop within %g s; killing it", proc.pid, grace)
-        proc.kill()
-        proc.wait(timeout=grace)
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-_PROBLEM = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback|Exception)\b")
-
-
-def _log_problems(path: Path, limit: int = 10) -> tuple[int, list[str]]:
-    """How many lines of a log look like trouble, and the first few of them."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return 0, []
-    found = [line.strip() for line in lines if _PROBLEM.search(line)]
-    return len(found), [line[:300] for line in found[:limit]]
-
-
 _SUMMARY = re.compile(r"(\d+) added, (\d+) updated, (\d+) unchanged, (\d+) failed")
 
 
@@ -322,14 +132,14 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
     from rag.store.connection import forget
 
     if users < 1 or seconds <= 0 or ingest < 0:
-        raise ValueError("users must be at least 1, seconds above 0, ingest 0 or more")
+        raise UsageError("users must be at least 1, seconds above 0, ingest 0 or more")
     bbc = bbc_files()
     if FIRST_BBC + ingest > len(bbc):
-        raise ValueError(f"--ingest {ingest}: only {len(bbc) - FIRST_BBC} BBC files are left")
+        raise UsageError(f"--ingest {ingest}: only {len(bbc) - FIRST_BBC} BBC files are left")
     work = Path(tempfile.mkdtemp(prefix="bench_load-"))
     data = Path(data_dir).expanduser().resolve() if data_dir else work / "data"
     if data.exists() and any(data.iterdir()):
-        raise ValueError(f"{data} is not empty: the benchmark needs a fresh data folder")
+        raise UsageError(f"{data} is not empty: the benchmark needs a fresh data folder")
     data.mkdir(parents=True, exist_ok=True)
     app_log, cli_log, cli_err = work / "app.log", work / "ingest.out", work / "ingest.err"
     result: dict[str, Any] = {"cores": os.cpu_count(), "users": users, "seconds": seconds,
@@ -351,19 +161,19 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
 
     app: subprocess.Popen[bytes] | None = None
     cli: subprocess.Popen[bytes] | None = None
-    sampler: _Sampler | None = None
-    tally = _Tally()
+    sampler: Sampler | None = None
+    tally = Tally()
     elapsed = 0.0
     try:
         # 2. the app
         port = free_port()
         url = f"http://{HOST}:{port}/"
-        app = _start_app(data, port, app_log)
-        result["app_ready_s"] = round(_wait_ready(app, url, app_log, start_timeout), 1)
+        app = start_app(data, COLLECTION, port, app_log)
+        result["app_ready_s"] = round(wait_ready(app, url, app_log, start_timeout), 1)
         logger.info("app (pid %d) answered after %.1f s", app.pid, result["app_ready_s"])
 
         # 3. the CLI ingest and the users, at once
-        sampler = _Sampler(app.pid)
+        sampler = Sampler(app.pid)
         sampler.start()
         files = [str(p) for p in bbc[FIRST_BBC:FIRST_BBC + ingest]]
         result["cli_files"] = len(files)
@@ -383,7 +193,7 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
 
             threading.Thread(target=watch, name="cli-watch", daemon=True).start()
         deadline = load_started + seconds
-        threads = [threading.Thread(target=_user, args=(n, url, deadline, tally),
+        threads = [threading.Thread(target=run_user, args=(n, url, deadline, tally),
                                     name=f"user-{n}", daemon=True) for n in range(users)]
         for thread in threads:
             thread.start()
@@ -403,7 +213,7 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
             except subprocess.TimeoutExpired:
                 logger.warning("the CLI ingest did not finish %g s after the load; stopping it",
                                ingest_timeout)
-                _stop(cli)
+                stop_process(cli)
                 result["cli_timed_out"] = True
             time.sleep(0.1)  # let the watcher record the moment
             result["cli_exit"] = cli.returncode
@@ -414,7 +224,7 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
                 else (0, 0, 0, 0)
             result.update(cli_added=added, cli_updated=updated, cli_unchanged=unchanged,
                           cli_failed=failed, cli_summary=summary.strip().splitlines()[:1],
-                          cli_stderr=_tail(cli_err, 10).splitlines())
+                          cli_stderr=tail(cli_err, 10).splitlines())
         else:
             result.update(cli_exit=0, cli_seconds=0.0, cli_added=0, cli_updated=0,
                           cli_unchanged=0, cli_failed=0, cli_summary=[], cli_stderr=[])
@@ -423,9 +233,9 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
         if sampler is not None:
             sampler.stopping.set()
         if cli is not None:
-            _stop(cli)
+            stop_process(cli)
         if app is not None:
-            _stop(app)
+            stop_process(app)
 
     samples = sampler.samples if sampler else []
     latencies = tally.latencies_ms
@@ -447,7 +257,7 @@ def run(users: int = 16, seconds: float = 120.0, ingest: int = 300,
         expected_articles=result["seed_articles"] + result["cli_added"],
     )
     result["rss_end_after_ingest_mb"] = _round(result["rss_end_after_ingest_mb"])
-    result["app_log_problems"], result["app_log_lines"] = _log_problems(app_log)
+    result["app_log_problems"], result["app_log_lines"] = log_problems(app_log)
     trouble = (result["errors"] or result["cli_exit"] != 0 or result["app_log_problems"]
                or result["seed_failed"])
     if trouble:

@@ -25,6 +25,7 @@ from eval.metrics import percentile
 from rag.answer.draft.extractive import HeuristicReader
 from rag.answer.engine import Engine
 from rag.answer.readers.llm import reader_for
+from rag.answer.request import Ask
 from rag.settings import PROJECT_ROOT, Settings
 
 
@@ -43,18 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     questions = [r["question"] for r in rows if not r.get("history")][: args.n]
     base = Settings(data_dir=args.data_dir, collection=args.collection, llm_model=None,
                     openai_base_url=None, answer_mode="extractive")
-    llm, notice = reader_for(base.override(reader="llm"))
+    llm, notice, _ = reader_for(base.override(reader="llm"))
     if notice:
         print(f"error: {notice}")
         return 1
-    engines = {"heuristic": Engine(base, reader=HeuristicReader())}
-    engines["llm"] = Engine(base, store=engines["heuristic"].store, reader=llm)
+    engines = {"heuristic": Engine.from_settings(base, reader=HeuristicReader())}
+    engines["llm"] = Engine.from_settings(base, store=engines["heuristic"].store, reader=llm)
     times: dict[str, dict[str, list[float]]] = {k: {"answer": [], "total": []} for k in engines}
     for engine in engines.values():
-        engine.ask(questions[0])  # warm: the keyword index, the model's first prompt
+        engine.ask(Ask(questions[0]))  # warm: the keyword index, the model's first prompt
     for question in questions:
         for name, engine in engines.items():
-            timings = engine.ask(question).timings_ms
+            timings = engine.ask(Ask(question)).timings_ms
             times[name]["answer"].append(timings.get("answer", 0.0) / 1000)
             times[name]["total"].append(timings.get("total", 0.0) / 1000)
     print(f"{len(questions)} questions from {args.dataset.name}, each asked of both readers")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from eval import qa, report, runner, scoring
-from rag.settings import PROJECT_ROOT, SettingsError, settings_from_args
+from rag.errors import UsageError, exit_code
+from rag.settings import PROJECT_ROOT, settings_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +83,10 @@ def configure_logging(verbose: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "verbose", False))
+    return exit_code(lambda: run_command(args))
+
+
+def run_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "compare":
             old = json.loads(args.old.read_text())
@@ -105,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {len(items)} questions to {args.out}")
             return 0
         return cmd_run(args)
-    except (qa.DatasetError, SettingsError, OSError, json.JSONDecodeError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except json.JSONDecodeError as exc:  # a report or history file that is not JSON
+        raise UsageError(f"not JSON: {exc}") from None
 
 
 def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
@@ -122,21 +126,21 @@ def evaluate(items: list[qa.QAItem], corpus: Path, config_names: list[str],
     from rag.answer.engine import Engine
 
     store = runner.prepare_store(settings, corpus, do_ingest, progress)
-    engine = Engine(settings, store)
+    engine = Engine.from_settings(settings, store=store)
     configs = [runner.CONFIGS[name] for name in config_names]
     filters = None
     if left_out:
         items, filters = runner.left_out(items, store, corpus)
         if not items:
-            raise RuntimeError("no answerable question to leave its article out of")
+            raise UsageError("no answerable question to leave its article out of")
     records = runner.run(items, engine, configs, top_k=top_k, progress=progress,
                          filters=filters)
     golds = scoring.resolve_gold(items, store, corpus)
     missing = [i.id for i in items if i.answerable and not golds[i.id].article_ids]
     if missing:
-        raise RuntimeError(f"gold articles not in the store for {len(missing)} question(s), "
-                           f"e.g. {missing[:3]}: is --corpus the folder `source` is relative "
-                           "to, or the corpus holding its URLs?")
+        raise UsageError(f"gold articles not in the store for {len(missing)} question(s), "
+                         f"e.g. {missing[:3]}: is --corpus the folder `source` is relative "
+                         "to, or the corpus holding its URLs?")
     judged, judge_note = judge(items, records, settings, store, progress)
     result = {
         "dataset": "",
@@ -194,7 +198,7 @@ def cmd_rescore(args: argparse.Namespace) -> int:
     items = qa.load(args.dataset)
     records = report.read_records(args.run / "report.json")
     if records is None:
-        raise OSError(f"no records.jsonl in {args.run}")
+        raise UsageError(f"no records.jsonl in {args.run}")
     settings = runner.eval_settings(settings_from_args(), args.corpus, args.data_dir,
                                     args.collection)
     golds = scoring.resolve_gold(items, ArticleStore(settings), args.corpus)

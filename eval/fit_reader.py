@@ -48,6 +48,7 @@ from rag.answer.readers.learned import (
     cheap_features,
     with_model_features,
 )
+from rag.answer.request import Ask
 from rag.answer.retrieve import Filters
 from rag.settings import Settings
 from rag.types import AnswerMode
@@ -79,6 +80,10 @@ class Recording:
         self.seen.append((question, candidates))
         return self.heuristic.read(question, candidates)
 
+    def passes_gates(self, question: Question, candidates: list[Candidate],
+                     offered: bool = False) -> bool:
+        return self.heuristic.passes_gates(question, candidates, offered)
+
     def warm(self) -> None:
         """Nothing to load."""
 
@@ -88,7 +93,7 @@ def collect(items: list[QAItem], settings: Settings, corpus: Path) -> list[dict[
     golds = resolve_gold(items, store, corpus)
     _, left = left_out(items, store, corpus, golds)
     recording = Recording()
-    engine = Engine(settings, store, reader=recording)
+    engine = Engine.from_settings(settings, store=store, reader=recording)
     out = []
     for n, item in enumerate(items):
         gold = golds.get(item.id)
@@ -97,7 +102,7 @@ def collect(items: list[QAItem], settings: Settings, corpus: Path) -> list[dict[
             runs.append(("left_out", left[f"{item.id}~left-out"]))
         for group, filters in runs:
             recording.seen.clear()
-            engine.ask(item.question, filters=filters, mode=AnswerMode.EXTRACTIVE)
+            engine.ask(Ask(item.question, filters=filters, mode=AnswerMode.EXTRACTIVE))
             if not recording.seen:
                 continue  # a question back, or no candidates at all: nothing to learn
             question, candidates = recording.seen[-1]

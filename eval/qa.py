@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ingest.formats import decode_text
 from ingest.textparse import parse_text
+from rag.errors import UsageError
 from rag.text import sentence_spans
 
 TYPES = ("factoid", "why", "how", "numeric", "date", "who", "unanswerable", "followup", "cloze",
@@ -24,7 +25,7 @@ SPLITS = ("dev", "test")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class DatasetError(ValueError):
+class DatasetError(UsageError):
     pass
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +17,9 @@ from eval.scoring import Gold, resolve_gold
 from ingest.pipeline import ingest
 from rag.answer.draft.llm import llm_configured
 from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.answer.retrieve import Filters
+from rag.errors import StoreError
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
 from rag.types import Answer, AnswerMode, RetrievalMode
@@ -64,23 +66,15 @@ def prepare_store(settings: Settings, corpus: Path, do_ingest: bool = True,
         if progress:
             print(f"evaluation store: {report.summary().splitlines()[0]}")
     if not store.has_chunks():
-        raise RuntimeError(f"the evaluation store {settings.collection!r} is empty")
+        raise StoreError(f"the evaluation store {settings.collection!r} is empty")
     return store
 
 
-def accepts_as_of(engine: Engine) -> bool:
-    """Whether `engine.ask` takes `as_of`, itself or through the `**kwargs` it passes on to
-    `stream`: dated sets run on engines from before dated answers too."""
-    for name in ("ask", "stream"):
-        method = getattr(engine, name, None)
-        if method is None:
-            return False
-        params = inspect.signature(method).parameters
-        if "as_of" in params:
-            return True
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            return False
-    return False
+def accepts_as_of(request: type = Ask) -> bool:
+    """Whether the engine's request (`Ask`) has an `as_of` field: dated sets run on
+    engines from before dated answers too."""
+    return dataclasses.is_dataclass(request) and "as_of" in {
+        f.name for f in dataclasses.fields(request)}
 
 
 def picked(answer: Answer, article_id: str) -> dict[str, Any]:
@@ -121,7 +115,7 @@ def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int =
     offered that does not answer when picked should not have been offered. `filters`:
     a question's search restriction, by its id (`left_out`)."""
     records: list[dict[str, Any]] = []
-    dated = accepts_as_of(engine)
+    dated = accepts_as_of()
     if not dated and any(item.as_of for item in items):
         logger.warning("the engine takes no as_of: dated questions are asked as of today, "
                        "so relative dates (\"last week\") resolve against today")
@@ -129,17 +123,16 @@ def run(items: list[QAItem], engine: Engine, configs: list[Config], top_k: int =
     with tqdm(total=total, disable=not progress, unit="q", desc="evaluating") as bar:
         for config in configs:
             for item in items:
-                when = {"as_of": item.as_of_date} if dated and item.as_of else {}
-                only = (filters or {}).get(item.id)
-                result = engine.ask(item.question, history=item.history or None,
-                                    mode=config.mode, retrieval=config.retrieval, top_k=top_k,
-                                    filters=only, **when)
+                asked = Ask(item.question, history=item.history or None, mode=config.mode,
+                            retrieval=config.retrieval, top_k=top_k,
+                            filters=(filters or {}).get(item.id),
+                            as_of=item.as_of_date if dated and item.as_of else None)
+                result = engine.ask(asked)
                 record = {"id": item.id, "config": config.name, "result": result.to_json()}
                 if result.clarify:
-                    record["picked"] = [picked(engine.ask(
-                        choice.question, history=item.history or None, mode=config.mode,
-                        retrieval=config.retrieval, top_k=top_k, filters=only, **when),
-                        choice.article_id)
+                    record["picked"] = [
+                        picked(engine.ask(dataclasses.replace(asked, question=choice.question)),
+                               choice.article_id)
                         for choice in result.clarify]
                 records.append(record)
                 if on_record:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ingest.fetch import FetchPolicy
-from ingest.pipeline import Result, ingest
-from rag.settings import Settings, SettingsError, settings_from_args
+from ingest.pipeline import ingest
+from ingest.results import Result
+from rag.errors import exit_code
+from rag.settings import Settings, settings_from_args
 
 COMMANDS = ("add", "feed", "watch", "list", "remove", "stats", "drop", "check")
 
@@ -145,27 +147,22 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_usage(sys.stderr)
         return 2
     configure_logging(getattr(args, "verbose", False))
-    from rag.store.articles import ArticleStore, StoreError
+    from rag.store.articles import ArticleStore
     from rag.store.connection import as_store_error
-    from rag.store.embeddings import EmbeddingConfigError
 
-    try:
+    def run() -> int:
         settings = settings_from(args)
         # Only writing needs the model to match; listing or dropping a mismatched one must work.
         store = ArticleStore(settings,
                              check_model=args.command in ("add", "feed", "watch", "check"))
         return COMMAND_FUNCS[args.command](args, store, settings)
-    except (SettingsError, StoreError, EmbeddingConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-    except Exception as exc:  # Chroma failing underneath: one line, not a traceback
+
+    def translate(exc: Exception) -> str | None:  # Chroma failing underneath: one line
         line = as_store_error(exc, settings_from(args))
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to finish", file=sys.stderr)
-        return 130
-    return 1
+        return None if line is None else str(line)
+
+    return exit_code(run, translate=translate,
+                     interrupted="interrupted; run the same command again to finish")
 
 
 def cmd_add(args: argparse.Namespace, store: Any, settings: Settings) -> int:

@@ -35,7 +35,9 @@ from filelock import FileLock
 from ingest.feedparse import Entry, Feed, FeedError, parse
 from ingest.fetch import Fetched, FetchPolicy, fetch_if_changed
 from ingest.formats import SourceError
-from ingest.pipeline import Ingestor, Report, Result, _take, read_source
+from ingest.ingestor import Ingestor
+from ingest.pipeline import _take, read_source
+from ingest.results import Report, Result
 from ingest.sources import Source
 from rag.files import replace_text
 from rag.records import Article

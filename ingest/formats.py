@@ -1,4 +1,4 @@
-"""Bytes of one source (file, URL response, stdin) to `Article`s, one reader per format.
+"""Bytes of one source (file, URL response, stdin) to `Article`s, one parser per format.
 
 Every problem a user can cause raises `SourceError` with a one-line reason; the
 pipeline reports it for that source and goes on with the batch.
@@ -16,12 +16,13 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 from ingest.textparse import find_date, parse_byline, parse_text, split_authors
+from rag.errors import RagError
 from rag.records import Article
 
 SUPPORTED = (".txt", ".text", ".md", ".markdown", ".html", ".htm", ".pdf", ".jsonl")
 
 
-class SourceError(Exception):
+class SourceError(RagError):
     """Why one source could not be ingested, in one line."""
 
 
@@ -107,19 +108,19 @@ def read_pdf(data: bytes, *, max_pages: int, timeout: float, **meta: object) -> 
     started = time.monotonic()
     notes: list[str] = []
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
+        pdf = PdfReader(io.BytesIO(data))
+        if pdf.is_encrypted:
             raise SourceError("the PDF is encrypted")
-        total = len(reader.pages)
+        total = len(pdf.pages)
         if total > max_pages:
             notes.append(f"read the first {max_pages} of {total} pages (RAG_PDF_MAX_PAGES)")
         pages: list[str] = []
         for index in range(min(total, max_pages)):
-            pages.append(reader.pages[index].extract_text() or "")
+            pages.append(pdf.pages[index].extract_text() or "")
             if time.monotonic() - started > timeout:
                 raise SourceError(f"PDF text extraction took longer than {timeout:g} s "
                                   "(RAG_PDF_TIMEOUT)")
-        info = reader.metadata
+        info = pdf.metadata
     except SourceError:
         raise
     except Exception as exc:  # a damaged file makes pypdf raise many kinds, not only PdfReadError
@@ -243,7 +244,7 @@ def _first_words(body: str) -> str:
     return first if len(first) <= 100 else first[:97].rsplit(" ", 1)[0] + "..."
 
 
-READERS: dict[str, Callable[..., list[Article]]] = {
+PARSERS: dict[str, Callable[..., list[Article]]] = {
     ".txt": read_text,
     ".text": read_text,
     ".md": read_markdown,

@@ -1,12 +1,12 @@
 """Near-duplicate articles (wire copies, updated versions, re-ingested URLs) as one story.
 
 Two articles are one story when the exact Jaccard similarity of their word-shingle sets
-reaches `THRESHOLD`. Ingest compares a new article only with the few stored articles
-nearest to it in meaning (a vector search, `ingest.pipeline`), so no index of every
-article is held in memory: a MinHash LSH index of 20,000 articles took 2.9 s to build,
-once per ingest run, growing with the store. (`rag.answer.settle.supersedes` tells an updated
-version from a copy.) Calibration, with MinHash LSH as the comparison:
-`python -m eval.bench_grouping`; what ingest stores: `python -m eval.bench_grouping --ingest`.
+reaches `THRESHOLD`; `story_to_join` picks the story a new article joins among the few
+candidates it is given (ingest gives the stored articles nearest to it in meaning:
+`ingest.ingestor`). Pure functions, no store. (`rag.answer.settle.supersedes` tells an
+updated version from a copy.)
+
+Why candidates by meaning, not an index of every article: docs/decisions/story-grouping.md.
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ from ingest.feedparse import CONTROLS
 from ingest.feeds import FETCHES, MAX_ENTRIES, FeedRecord, FeedReport, FeedState, read_feeds
 from ingest.fetch import FetchPolicy
 from ingest.sources import is_url
+from rag.errors import UsageError
 from rag.files import replace_text
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
@@ -62,12 +63,12 @@ class FeedLine:
         """A line that reads back as itself: ValueError for a field that would not."""
         if not is_url(self.url) or CONTROLS.search(self.url) \
                 or any(c.isspace() for c in self.url):
-            raise ValueError(f"{self.url[:80]!r} is not an http(s) URL")
+            raise UsageError(f"{self.url[:80]!r} is not an http(s) URL")
         outlet = self.outlet or ""
         if CONTROLS.search(outlet):
-            raise ValueError("the outlet holds a line break or a control character")
+            raise UsageError("the outlet holds a line break or a control character")
         if "#" in outlet:
-            raise ValueError("the outlet can't hold '#' (the feeds file reads the rest of "
+            raise UsageError("the outlet can't hold '#' (the feeds file reads the rest of "
                              "the line as a comment)")
 
     @property
@@ -87,10 +88,10 @@ def feeds_path(settings: Settings) -> Path:
 def parse_interval(text: str) -> float:
     match = _INTERVAL.fullmatch(text.strip().lower())
     if not match:
-        raise ValueError(f"{text!r} is not an interval (e.g. 90s, 15m, 2h, 1d)")
+        raise UsageError(f"{text!r} is not an interval (e.g. 90s, 15m, 2h, 1d)")
     seconds = float(match.group(1)) * _UNITS[match.group(2)]
     if seconds < MIN_INTERVAL:
-        raise ValueError(f"{text!r} is shorter than the shortest interval, "
+        raise UsageError(f"{text!r} is shorter than the shortest interval, "
                          f"{MIN_INTERVAL:g} s")
     return seconds
 
@@ -102,14 +103,14 @@ def parse_line(line: str, where: str = "feeds file") -> FeedLine | None:
         return None
     url, rest = words[0], words[1:]
     if not is_url(url):
-        raise ValueError(f"{where}: {url[:80]!r} is not an http(s) URL")
+        raise UsageError(f"{where}: {url[:80]!r} is not an http(s) URL")
     interval = DEFAULT_INTERVAL
     try:
         if rest and _INTERVAL.fullmatch(rest[0].lower()):
             interval = parse_interval(rest.pop(0))
         return FeedLine(url, interval, " ".join(rest) or None)
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise UsageError(f"{where}: {exc}") from None
 
 
 @dataclass

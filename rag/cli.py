@@ -5,12 +5,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import date
 from pathlib import Path
 from typing import TextIO
 
+from rag.errors import UsageError, exit_code
 from rag.settings import Settings, settings_from_args
 from rag.types import AnswerMode, RetrievalMode, choices
 
@@ -67,59 +69,55 @@ def mcp_command(args: argparse.Namespace) -> int:
     """Serve MCP on stdin/stdout until the client closes them; logs go to stderr."""
     import logging
 
-    from rag.store.articles import StoreError
-    from rag.store.embeddings import EmbeddingConfigError
-
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+
+    def run() -> int:
         settings = settings_from_args(data_dir=args.data_dir, collection=args.collection)
         from web.mcp import serve_stdio
         from web.service import NewsApp
 
-        serve_stdio(NewsApp(settings))
-    except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)  # SettingsError is a ValueError
-        return 1
-    except KeyboardInterrupt:
-        pass
-    return 0
+        with contextlib.suppress(KeyboardInterrupt):  # a client's way of ending stdio
+            serve_stdio(NewsApp(settings))
+        return 0
+
+    return exit_code(run)
 
 
 def token_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Changes the token file; what login would make of it goes to stderr."""
     out = out or sys.stdout
-    from web.auth import AuthError, load_users
-    from web.tokens import TokenError, TokenStore, tokens_path
+    return exit_code(lambda: _change_tokens(args, out))
 
-    try:
-        settings = settings_from_args(data_dir=args.data_dir)
-        store = TokenStore(tokens_path(settings))
-        if args.verb == "add":
-            users = load_users(settings.auth)
-            user = (users or {}).get(args.name.strip())
-            entry, secret = store.add(args.name, args.role or (user.role if user else "reader"))
-            print(secret, file=out)
-            print(f"token {entry.id} for {entry.name} ({entry.role}) saved in {store.path}; "
-                  "it is shown only now", file=sys.stderr)
-            if users is None:
-                print("note: login is off (RAG_AUTH is unset), so the API asks for no token "
-                      "until it is set", file=sys.stderr)
-            elif user is None:
-                print(f"note: {entry.name} is not in RAG_AUTH: an API-only user",
-                      file=sys.stderr)
-        elif args.verb == "list":
-            tokens = store.load()
-            for t in tokens:
-                print(f"{t.id}  {t.name}  {t.role}  issued {t.created}", file=out)
-            if not tokens:
-                print(f"no tokens in {store.path}", file=sys.stderr)
-        else:
-            for t in store.revoke(args.who):
-                print(f"revoked {t.id} ({t.name})", file=out)
-    except (TokenError, AuthError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+
+def _change_tokens(args: argparse.Namespace, out: TextIO) -> int:
+    from web.auth import DEFAULT_ROLE, load_users
+    from web.tokens import TokenStore, tokens_path
+
+    settings = settings_from_args(data_dir=args.data_dir)
+    store = TokenStore(tokens_path(settings))
+    if args.verb == "add":
+        users = load_users(settings.auth)
+        user = (users or {}).get(args.name.strip())
+        entry, secret = store.add(args.name, args.role or (user.role if user else DEFAULT_ROLE))
+        print(secret, file=out)
+        print(f"token {entry.id} for {entry.name} ({entry.role}) saved in {store.path}; "
+              "it is shown only now", file=sys.stderr)
+        if users is None:
+            print("note: login is off (RAG_AUTH is unset), so the API asks for no token "
+                  "until it is set", file=sys.stderr)
+        elif user is None:
+            print(f"note: {entry.name} is not in RAG_AUTH: an API-only user",
+                  file=sys.stderr)
+    elif args.verb == "list":
+        tokens = store.load()
+        for t in tokens:
+            print(f"{t.id}  {t.name}  {t.role}  issued {t.created}", file=out)
+        if not tokens:
+            print(f"no tokens in {store.path}", file=sys.stderr)
+    else:
+        for t in store.revoke(args.who):
+            print(f"revoked {t.id} ({t.name})", file=out)
     return 0
 
 
@@ -134,37 +132,37 @@ def main(argv: list[str] | None = None) -> int:
         return token_command(args)
     if args.command == "mcp":
         return mcp_command(args)
-    from rag.answer.engine import Engine
-    from rag.answer.retrieve import Filters
-    from rag.store.articles import StoreError
     from rag.store.connection import as_store_error
-    from rag.store.embeddings import EmbeddingConfigError
 
-    try:
-        settings = _settings(args)
-        history = json.loads(Path(args.history).read_text()) if args.history else None
-        engine = Engine(settings)
-        if not engine.store.has_chunks():
-            print(f"error: {engine.store.empty_message()}", file=sys.stderr)
-            return 1
-        filters = Filters(article_ids=args.article, outlets=args.outlet,
-                          date_from=args.since, date_to=args.until)
-        stream = engine.stream(args.question, history=history, filters=filters,
-                               mode=args.mode, retrieval=args.retrieval, as_of=args.as_of,
-                               date_filter=not args.no_date_filter, checked=True)
-        for delta in stream:
-            if not args.json:
-                print(delta, end="", flush=True)
-        result = stream.result
-    except (StoreError, EmbeddingConfigError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # Chroma failing underneath: one line, not a traceback
+    def translate(exc: Exception) -> str | None:  # Chroma failing underneath: one line
         line = as_store_error(exc, _settings(args))
-        if line is None:
-            raise
-        print(f"error: {line}", file=sys.stderr)
-        return 1
+        return None if line is None else str(line)
+
+    return exit_code(lambda: ask_command(args), translate=translate)
+
+
+def ask_command(args: argparse.Namespace) -> int:
+    """The answer as it is written, then its notes, flagged sentences and sources (or
+    the whole as JSON)."""
+    from rag.answer.engine import Engine
+    from rag.answer.request import Ask
+    from rag.answer.retrieve import Filters
+
+    settings = _settings(args)
+    try:
+        history = json.loads(Path(args.history).read_text()) if args.history else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--history {args.history}: not JSON ({exc})") from None
+    engine = Engine.from_settings(settings)
+    filters = Filters(article_ids=args.article, outlets=args.outlet,
+                      date_from=args.since, date_to=args.until)
+    stream = engine.stream(Ask(args.question, history=history, filters=filters,
+                               mode=args.mode, retrieval=args.retrieval, as_of=args.as_of,
+                               dates_narrow=not args.no_date_filter, checked=True))
+    for delta in stream:  # an empty library: EmptyLibrary, before any text
+        if not args.json:
+            print(delta, end="", flush=True)
+    result = stream.result
     if not args.json:
         print(flush=True)  # the answer's line ends before any note: notes have their own
     if result.notice:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.errors import UsageError
 from rag.types import AnswerMode, RetrievalMode
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +252,7 @@ def get_settings() -> Settings:
     return Settings()
 
 
-class SettingsError(ValueError):
+class SettingsError(UsageError):
     """A setting (environment, `.env` or command-line option) that is not valid: one line
     naming it, e.g. "invalid setting RAG_FETCH_ALLOW: 'a b' is neither a network …"."""
 

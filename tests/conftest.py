@@ -13,18 +13,18 @@ test with "cannot reach the LLM endpoint". And a server that dies during the run
 reported as dead, with its signal or exit status, on the test it died in and on
 every later test that needed it.
 
-The suite answers with the heuristic reader (RAG_READER=heuristic, also in every
-process a test starts) unless a test asks for another: the default (`auto`) would
-load the 1.5B local model wherever `make setup` installed it, and the tests of
-answers are written against the heuristic's choices. The LLM reader has its own tests
-and its own CI gate.
+The suite answers with the heuristic reader (`suite_reader`: RAG_READER=heuristic for
+the session, also in every process a test starts) unless a test asks for another
+(`Settings(reader=...)`, or `monkeypatch.setenv` for a process it starts): the
+default (`auto`) would load the 1.5B local model wherever `make setup` installed it,
+and the tests of answers are written against the heuristic's choices. The LLM reader
+has its own tests and its own CI gate.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import subprocess
 import sys
 import time
@@ -42,11 +42,19 @@ from rag.local_model import build_check as llama_check
 if TYPE_CHECKING:
     from rag.local_model.runtime import LocalLLM
 
-os.environ["RAG_READER"] = "heuristic"
-
 LLM_ALIAS = "smollm2-135m"
 LLM_API_KEY = "test-key-4f1c"
 LLM_START_TIMEOUT = 120.0
+SUITE_READER = "heuristic"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_reader() -> Iterator[str]:
+    """The reader every test answers with unless it asks for another: set for the
+    session, so settings made in tests and processes started by them read it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAG_READER", SUITE_READER)
+        yield SUITE_READER
 
 
 @dataclass(frozen=True)

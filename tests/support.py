@@ -1,6 +1,7 @@
-"""Helpers the test modules share: ports and the servers they start, an engine over
-fixed passages, a model cache without the reader models, the pieces of a fake
-OpenAI-compatible endpoint, and our own sample articles."""
+"""Helpers the test modules share: ports and the servers they start, a model cache
+without the reader models, the pieces of a fake OpenAI-compatible endpoint, and our
+own sample articles. (An engine over fixed passages is
+`Engine.from_settings(settings, retriever=StaticRetriever(passages))`.)"""
 
 from __future__ import annotations
 
@@ -20,22 +21,6 @@ import httpx
 from rag.text import sentence_spans
 
 CHROMA = Path(sys.executable).with_name("chroma")  # the venv's `chroma run`
-
-
-class FixedRetriever:
-    """Retrieval that always gives these passages (no store, no ingest)."""
-
-    def __init__(self, passages: list[Any]) -> None:
-        self.passages = passages
-
-    def retrieve(self, query: str, top_k: int = 5, filters: Any = None) -> list[Any]:
-        return self.passages
-
-
-def answering_from(engine: Any, passages: list[Any]) -> Any:
-    """The engine, its retrieval replaced: every question gets these passages."""
-    engine.retriever = lambda mode=None: FixedRetriever(passages)
-    return engine
 
 
 def embeddings_only_cache(tmp_path: Path) -> Path:

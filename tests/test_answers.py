@@ -19,6 +19,7 @@ from ingest.pipeline import ingest
 from rag.answer.condense import is_follow_up, rewrite
 from rag.answer.draft.extractive import question_type
 from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.answer.retrieve import Filters, Retriever, diversify
 from rag.answer.verify import SupportScorer, number_citations, split_cited_sentences, verify
 from rag.settings import Settings
@@ -45,7 +46,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     files += [bbc / t for t in BBC_TARGETS]
     report = ingest([str(CORPORA / "seed"), *map(str, files)], store, settings, progress=False)
     assert not report.failed
-    engine = Engine(settings, store)
+    engine = Engine.from_settings(settings, store=store)
     seed_id = next(a.id for a in store.list_articles() if a.title == SEED_TITLE)
     return SimpleNamespace(settings=settings, store=store, engine=engine, seed_id=seed_id,
                            data=data)
@@ -71,8 +72,8 @@ def _check_citations(lib: SimpleNamespace, result) -> None:  # noqa: ANN001
 
 
 def test_why_did_relations_sour_over_the_seed(lib: SimpleNamespace) -> None:
-    result = lib.engine.ask("why did relations sour?", mode="extractive",
-                            filters=Filters(article_ids=[lib.seed_id]))
+    result = lib.engine.ask(Ask("why did relations sour?", mode="extractive",
+                                filters=Filters(article_ids=[lib.seed_id])))
     assert not result.refused and result.mode == "extractive"
     assert "Israel" in result.answer
     assert "January 2023 attack" in result.answer and "embassy in Tehran" in result.answer
@@ -84,11 +85,11 @@ def test_why_did_relations_sour_over_the_seed(lib: SimpleNamespace) -> None:
 def test_why_did_relations_sour_over_the_whole_library(lib: SimpleNamespace) -> None:
     """No subject, several stories: asked back, with the Iran-Azerbaijan story among the
     choices; picking it answers with the causes (or, with one story ahead, the answer)."""
-    result = lib.engine.ask("why did relations sour?")
+    result = lib.engine.ask(Ask("why did relations sour?"))
     assert not result.refused
     if result.clarify:
         [choice] = [c for c in result.clarify if c.article_id == lib.seed_id]
-        result = lib.engine.ask(choice.question)
+        result = lib.engine.ask(Ask(choice.question))
         assert not result.clarify and not result.refused
     assert "Israel" in result.answer and "embassy" in result.answer
     assert {c.article_id for c in result.citations} == {lib.seed_id}
@@ -119,7 +120,7 @@ def test_why_did_relations_sour_over_the_whole_library(lib: SimpleNamespace) -> 
 def test_answers_contain_the_fact_and_cite_the_right_article(
     lib: SimpleNamespace, question: str, facts: list[str], title: str
 ) -> None:
-    result = lib.engine.ask(question)
+    result = lib.engine.ask(Ask(question))
     assert not result.refused, question
     for fact in facts:
         assert fact.lower() in result.answer.lower(), (question, result.answer)
@@ -138,7 +139,7 @@ def test_answers_contain_the_fact_and_cite_the_right_article(
     ],
 )
 def test_out_of_corpus_questions_are_refused(lib: SimpleNamespace, question: str) -> None:
-    result = lib.engine.ask(question)
+    result = lib.engine.ask(Ask(question))
     assert result.refused, (question, result.answer)
     assert result.citations == [] and "don't say" in result.answer
 
@@ -263,7 +264,7 @@ def test_an_article_left_out_of_the_search_is_not_found_by_any_retriever(
         assert lib.seed_id in {p.article_id for p in retriever.retrieve(question, 8)}
         left = retriever.retrieve(question, 8, Filters(exclude_ids=[lib.seed_id]))
         assert left and lib.seed_id not in {p.article_id for p in left}, mode
-    answer = lib.engine.ask(question, filters=Filters(exclude_ids=[lib.seed_id]))
+    answer = lib.engine.ask(Ask(question, filters=Filters(exclude_ids=[lib.seed_id])))
     assert lib.seed_id not in {c.article_id for c in answer.citations}
 
 
@@ -372,7 +373,7 @@ def test_follow_up_rewrites_carry_the_subject() -> None:
 def test_follow_up_retrieves_the_earlier_subject(lib: SimpleNamespace) -> None:
     history = [{"role": "user", "content": "What happened between Iran and Azerbaijan?"},
                {"role": "assistant", "content": "..."}]
-    result = lib.engine.ask("and what about the corridor?", history=history)
+    result = lib.engine.ask(Ask("and what about the corridor?", history=history))
     assert "Azerbaijan" in result.standalone_question
     assert "Zangezur" in result.answer
     assert result.citations[0].article_id == lib.seed_id
@@ -390,7 +391,7 @@ def test_question_types() -> None:
 
 
 def test_stream_yields_text_then_the_result(lib: SimpleNamespace) -> None:
-    stream = lib.engine.stream("How many internet cafes were closed in China?")
+    stream = lib.engine.stream(Ask("How many internet cafes were closed in China?"))
     texts = list(stream)
     assert texts and all(isinstance(t, str) for t in texts)
     assert "".join(texts) == stream.result.answer and stream.result.citations
@@ -398,9 +399,9 @@ def test_stream_yields_text_then_the_result(lib: SimpleNamespace) -> None:
 
 def test_empty_question_and_bad_mode_are_clear_errors(lib: SimpleNamespace) -> None:
     with pytest.raises(ValueError, match="empty"):
-        lib.engine.ask("   ")
+        lib.engine.ask(Ask("   "))
     with pytest.raises(ValueError, match="answer mode"):
-        lib.engine.ask("anything", mode="magic")
+        lib.engine.ask(Ask("anything", mode="magic"))
 
 
 def _cli(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:

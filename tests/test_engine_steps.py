@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import answering_from
 
 from rag.answer.draft.llm import LLMError, parse_answer
 from rag.answer.engine import UNSUPPORTED, Engine, assemble, condense, stands, verify_draft
+from rag.answer.request import Ask
+from rag.answer.retrieve import StaticRetriever
+from rag.dates.parse import DateFilter
 from rag.settings import Settings
 from rag.types import REFUSAL, Checked, Claim, Draft, Passage
 
@@ -34,6 +36,7 @@ class FakeLLM:
     streams_text = True
     must_be_supported = True
     refusal_stands = True
+    takes_window = False
 
     def __init__(self, text: str = SUPPORTED, fail_after: int | None = None,
                  condense_fails: bool = False) -> None:
@@ -45,7 +48,8 @@ class FakeLLM:
             raise LLMError("cannot reach the LLM endpoint")
         return "Why had the Astara border crossing between Iran and Azerbaijan been closed?"
 
-    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+    def draft(self, question: str, passages: list[Passage],
+              window: DateFilter | None = None) -> Generator[str, None, Draft]:
         self.drafted += 1
         for i, word in enumerate(self.text.split(" ")):
             if self.fail_after is not None and i == self.fail_after:
@@ -56,7 +60,7 @@ class FakeLLM:
 
 def _over(settings: Settings, passages: list[Passage]) -> Engine:
     """An engine whose retrieval always gives these passages."""
-    return answering_from(Engine(settings), passages)
+    return Engine.from_settings(settings, retriever=StaticRetriever(passages))
 
 
 @pytest.fixture(scope="module")
@@ -65,11 +69,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def _engine(settings: Settings, llm: FakeLLM) -> Engine:
-    return answering_from(Engine(settings, llm_answerer=llm), PASSAGES)  # type: ignore[arg-type]
+    return Engine.from_settings(settings, retriever=StaticRetriever(PASSAGES),
+                                llm_answerer=llm)  # type: ignore[arg-type]
 
 
 def _run(engine: Engine, **kw: Any) -> tuple[list[str], Any]:
-    stream = engine.stream(QUESTION, mode="llm", **kw)
+    stream = engine.stream(Ask(QUESTION, mode="llm", **kw))
     deltas = list(stream)
     return deltas, stream.result
 
@@ -109,8 +114,9 @@ def test_a_checked_stream_sends_only_verified_sentences_in_the_answers_numbering
         settings: Settings) -> None:
     """The model cites passage [2]; what goes out is the answer's [1], sentence by
     sentence, and together exactly the answer: nothing to take back."""
-    engine = answering_from(Engine(settings, llm_answerer=FakeLLM(text=TWO)), PASSAGES_2)
-    stream = engine.stream(QUESTION, mode="llm", checked=True)
+    engine = Engine.from_settings(settings, retriever=StaticRetriever(PASSAGES_2),
+                                  llm_answerer=FakeLLM(text=TWO))  # type: ignore[arg-type]
+    stream = engine.stream(Ask(QUESTION, mode="llm", checked=True))
     deltas = list(stream)
     answer = stream.result
     assert answer.mode == "llm" and not answer.notice
@@ -122,8 +128,8 @@ def test_a_checked_stream_sends_only_verified_sentences_in_the_answers_numbering
 
 
 def test_a_checked_stream_sends_nothing_of_a_rejected_draft(settings: Settings) -> None:
-    stream = _engine(settings, FakeLLM(text=INVENTED)).stream(QUESTION, mode="llm",
-                                                              checked=True)
+    stream = _engine(settings, FakeLLM(text=INVENTED)).stream(Ask(QUESTION, mode="llm",
+                                                                  checked=True))
     deltas = list(stream)
     answer = stream.result
     assert answer.notice == UNSUPPORTED and "volcanic" not in "".join(deltas)
@@ -134,14 +140,14 @@ def test_closing_a_checked_stream_closes_the_models_draft(settings: Settings) ->
     closed = []
 
     class Slow(FakeLLM):
-        def draft(self, question: str, passages: list[Passage]
-                  ) -> Generator[str, None, Draft]:
+        def draft(self, question: str, passages: list[Passage],
+                  window: DateFilter | None = None) -> Generator[str, None, Draft]:
             try:
-                yield from super().draft(question, passages)
+                yield from super().draft(question, passages, window)
             finally:
                 closed.append(True)
 
-    stream = _engine(settings, Slow(text=TWO)).stream(QUESTION, mode="llm", checked=True)
+    stream = _engine(settings, Slow(text=TWO)).stream(Ask(QUESTION, mode="llm", checked=True))
     next(iter(stream))
     stream.close()
     assert closed == [True]
@@ -187,13 +193,13 @@ def test_a_subjectless_question_is_asked_back_and_a_choice_answers_from_its_stor
     engine = _over(settings, [*PASSAGES, Passage(
         chunk_id="b1:v:0", article_id="b1", text=other, start=0, end=len(other), score=0.9,
         title="GM pays Fiat")])
-    stream = engine.stream("Why was the crossing closed?", mode="extractive")
+    stream = engine.stream(Ask("Why was the crossing closed?", mode="extractive"))
     deltas = list(stream)
     asked = stream.result
     assert [c.article_id for c in asked.clarify] == ["a1", "b1"]
     assert deltas == [asked.answer] and asked.answer.startswith("Which story do you mean?")
     assert not asked.refused and asked.citations == [] and asked.to_json()["clarify"]
-    answer = engine.ask(asked.clarify[0].question, mode="extractive")
+    answer = engine.ask(Ask(asked.clarify[0].question, mode="extractive"))
     assert not answer.clarify and not answer.refused
     assert {c.article_id for c in answer.citations} == {"a1"} and "Tehran" in answer.answer
 
@@ -226,16 +232,16 @@ def test_a_subjectless_question_offers_only_stories_that_could_answer(settings: 
         "The relationship between Fiat and General Motors soured after Fiat sold half its "
         "finance arm in Turin.", 0.88)
     engine = _over(settings, [SOURED, *UNRELATED, soured_too])
-    asked = engine.ask("why did relations sour?", mode="extractive")
+    asked = engine.ask(Ask("why did relations sour?", mode="extractive"))
     assert [c.article_id for c in asked.clarify] == ["iran", "fiat"]
 
 
 def test_one_story_that_could_answer_is_answered_and_none_is_refused(settings: Settings
                                                                      ) -> None:
-    answer = _over(settings, [SOURED, *UNRELATED]).ask("why did relations sour?",
-                                                       mode="extractive")
+    answer = _over(settings, [SOURED, *UNRELATED]).ask(Ask("why did relations sour?",
+                                                           mode="extractive"))
     assert not answer.clarify and not answer.refused
     assert {c.article_id for c in answer.citations} == {"iran"} and "embassy" in answer.answer
-    nothing = _over(settings, UNRELATED).ask("why did relations sour?", mode="extractive")
+    nothing = _over(settings, UNRELATED).ask(Ask("why did relations sour?", mode="extractive"))
     assert nothing.refused and not nothing.clarify and nothing.answer == REFUSAL
     assert [r.article_id for r in nothing.retrieved] == ["pub", "awards"]

@@ -49,6 +49,7 @@ from support import (
 
 from ingest.pipeline import ingest
 from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
 from rag.store.connection import forget
@@ -214,7 +215,7 @@ def test_llm_endpoint_fault_gives_extractive_answer_with_one_notice(
         "llm_timeout": LLM_TIMEOUT, "answer_mode": "auto"})
     calls = fake_llm.calls[fault.name]
     started = time.monotonic()
-    result = Engine(settings, seed_store).ask(QUESTION)
+    result = Engine.from_settings(settings, store=seed_store).ask(Ask(QUESTION))
     took = time.monotonic() - started
 
     assert took < LLM_BOUND, f"{took:.1f} s"

@@ -11,17 +11,14 @@ from pathlib import Path
 import pytest
 
 from eval.bench_grouping import (
-    StoryIndex,
-    from_signature,
     ground_truth,
     ingest_labels,
     load_corpus,
-    lsh_bands,
     pairwise,
-    signature,
     similar_pairs,
     versions_truth,
 )
+from eval.minhash_stories import StoryIndex, from_signature, lsh_bands, signature
 from ingest.grouping import SHINGLE_SIZE, shingles
 from rag.answer.settle import Record, supersedes
 

@@ -25,7 +25,8 @@ from pypdf.errors import LimitReachedError
 from support import pdf_pages
 
 from ingest.formats import read_markdown
-from ingest.pipeline import Report, Result, ingest
+from ingest.pipeline import ingest
+from ingest.results import Report, Result
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
 

@@ -16,8 +16,10 @@ import pytest
 from test_store_lifecycle import BBC, assert_consistent, make_settings
 from tqdm import tqdm
 
+import ingest.ingestor as ingestor
 import ingest.pipeline as pipeline
-from ingest.pipeline import Report, Result, ingest, ingest_stream
+from ingest.pipeline import ingest, ingest_stream
+from ingest.results import Report, Result
 from rag.answer.retrieve import Retriever
 from rag.store.articles import ArticleStore, StoreError
 
@@ -80,7 +82,7 @@ def without_time(report: Report) -> Report:
 
 def test_each_result_comes_right_after_its_source(env: SimpleNamespace, reads: list[str],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "FLUSH_CHUNKS", 1)  # every article is written at once
+    monkeypatch.setattr(ingestor, "FLUSH_CHUNKS", 1)  # every article is written at once
     labels = [str(f) for f in env.files]
     stream = ingest_stream(labels, env.store, env.settings, progress=False)
     results = iter(stream)
@@ -161,7 +163,7 @@ def test_the_report_is_what_ingest_returns(env: SimpleNamespace) -> None:
 def test_closing_stops_before_the_next_source_and_keeps_what_was_written(
     env: SimpleNamespace, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "FLUSH_CHUNKS", 1)
+    monkeypatch.setattr(ingestor, "FLUSH_CHUNKS", 1)
     bars: list[tqdm] = []
 
     class Bar(tqdm):
@@ -228,7 +230,7 @@ def test_a_broken_store_still_reports_what_was_final_first(
         return real(self, items, *args, **kwargs)
 
     monkeypatch.setattr(ArticleStore, "write_articles", write_articles)
-    monkeypatch.setattr(pipeline, "FLUSH_CHUNKS", 1)  # a pool per article
+    monkeypatch.setattr(ingestor, "FLUSH_CHUNKS", 1)  # a pool per article
     seen: list[Result] = []
     # a is written, then writing b fails the run
     with pytest.raises(StoreError, match="disk is full"):

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, ...]] = [
      "eval.__main__"),
 ]
 # rag.local_model knows nothing of RAG: only the settings that say where the model is
-RUNTIME_MAY_IMPORT = ("rag.settings", "rag.local_model", "rag.lazy")
+RUNTIME_MAY_IMPORT = ("rag.settings", "rag.local_model", "rag.lazy", "rag.errors")
 
 
 def layer_of(module: str) -> int:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import pdf_pages
 
-from ingest import formats as readers
+from ingest import formats
 from ingest.formats import SourceError, read_pdf
 from ingest.pipeline import read_source
 from ingest.sources import Source
@@ -72,7 +72,7 @@ def test_pdf_extraction_stops_at_the_time_limit(monkeypatch: pytest.MonkeyPatch,
         return counted(self, *args, **kwargs)
 
     monkeypatch.setattr(PageObject, "extract_text", slow)
-    monkeypatch.setattr(readers, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(formats, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     with pytest.raises(SourceError) as err:
         read_pdf(_report(8), max_pages=300, timeout=25)
     assert str(err.value) == "PDF text extraction took longer than 25 s (RAG_PDF_TIMEOUT)"
@@ -127,5 +127,5 @@ def test_bracket_removal_matches_the_regexes_it_replaced(line: str) -> None:
 
 def test_pdf_lines_rejoin_with_hyphens_and_paragraph_ends() -> None:
     text = "The council voted to build twelve kilo-\nmetres of lanes across the\ncity.\n\nNext"
-    assert readers._unwrap_pdf_lines(text) == (
+    assert formats._unwrap_pdf_lines(text) == (
         "The council voted to build twelve kilometres of lanes across the city.\nNext")

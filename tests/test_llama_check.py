@@ -25,6 +25,7 @@ from support import free_port, stop
 
 from rag.answer.draft.llm import dropped_message, listening
 from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.local_model import build_check as llama_check
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
@@ -126,7 +127,8 @@ def test_the_app_says_a_server_died_mid_answer(tmp_path: Path, dying_server: LLM
     assert ingest([str(article)], store, settings, progress=False).count("added") == 1
     assert dying_server.death() is None
 
-    result = Engine(settings, store).ask("Why did the strike at Port Vellmar end?")
+    result = Engine.from_settings(settings, store=store).ask(
+        Ask("Why did the strike at Port Vellmar end?"))
 
     assert result.mode == "extractive" and result.answer and result.citations
     assert re.search(rf"the LLM server at {re.escape(dying_server.base_url)} died mid-answer",

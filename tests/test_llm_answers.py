@@ -29,6 +29,7 @@ from ingest.pipeline import ingest
 from rag.answer.condense import rewrite
 from rag.answer.draft.llm import LLMAnswerer, build_llm, parse_answer
 from rag.answer.engine import Engine, verify_draft
+from rag.answer.request import Ask
 from rag.answer.verify import SUPPORT_THRESHOLD, SupportScorer
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
@@ -95,7 +96,7 @@ class RecordingAnswerer(LLMAnswerer):
 
 
 def run(engine: Engine, question: str, **kwargs: Any) -> tuple[list[str], Answer]:
-    stream = engine.stream(question, **kwargs)
+    stream = engine.stream(Ask(question, **kwargs))
     deltas = list(stream)
     assert all(isinstance(e, str) for e in deltas)
     return deltas, stream.result
@@ -150,7 +151,7 @@ def cli(args: list[str], env_update: dict[str, str], cwd: Path, merged: bool = F
 
 def test_crafted_answer_flags_invented_sentence_and_drops_unknown_passage(
         store: ArticleStore) -> None:
-    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    engine = Engine.from_settings(llm_settings(store, "http://127.0.0.1:9/v1"), store=store)
     passages = engine.retriever("hybrid").retrieve(QUESTION, top_k=3)
     assert len(passages) == 3
     draft, checked = check_model_text(crafted_answer(passages), passages,
@@ -169,7 +170,7 @@ def test_crafted_answer_flags_invented_sentence_and_drops_unknown_passage(
 def test_crafted_answer_through_the_engine(store: ArticleStore,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """The same text streamed by a stand-in for the model: flagged, renumbered, resolved."""
-    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    engine = Engine.from_settings(llm_settings(store, "http://127.0.0.1:9/v1"), store=store)
     passages = engine.retriever("hybrid").retrieve(QUESTION, top_k=3)
     text = crafted_answer(passages)
 
@@ -194,7 +195,7 @@ def test_model_citing_a_later_passage_is_resolved_to_that_passage(
         store: ArticleStore, monkeypatch: pytest.MonkeyPatch) -> None:
     """Citation numbers are passage numbers exactly once: a sentence copied from passage 3
     and cited [3] is supported, quoted from passage 3, and renumbered [1]."""
-    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    engine = Engine.from_settings(llm_settings(store, "http://127.0.0.1:9/v1"), store=store)
     passages = engine.retriever("hybrid").retrieve(QUESTION, top_k=3)
     third = copied_sentence(passages[2])
 
@@ -219,7 +220,7 @@ def test_unsupported_model_answer_falls_back_to_extractive(
         yield from re.findall(r"\S+\s*", model_text)
 
     monkeypatch.setattr(LLMAnswerer, "stream", fake_stream)
-    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    engine = Engine.from_settings(llm_settings(store, "http://127.0.0.1:9/v1"), store=store)
     deltas, result = run(engine, QUESTION, mode="llm")
     assert result.mode == "extractive"
     assert "model's answer was not supported by the articles" in result.notice
@@ -237,7 +238,7 @@ def test_model_refusal_is_a_refusal(store: ArticleStore,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LLMAnswerer, "stream", lambda self, q, p: iter(["The articles ",
                                                                          "don't say."]))
-    engine = Engine(llm_settings(store, "http://127.0.0.1:9/v1"), store)
+    engine = Engine.from_settings(llm_settings(store, "http://127.0.0.1:9/v1"), store=store)
     _, result = run(engine, "What is the capital of Peru?", mode="llm")
     assert result.mode == "llm" and result.refused
     assert result.answer == REFUSAL and result.citations == []
@@ -249,9 +250,9 @@ def test_model_refusal_is_a_refusal(store: ArticleStore,
 @pytest.mark.parametrize("history", [None, HISTORY], ids=["question", "follow-up"])
 def test_server_down_gives_extractive_answer(store: ArticleStore, closed_llm_url: str,
                                              history: list[dict[str, str]] | None) -> None:
-    engine = Engine(llm_settings(store, closed_llm_url), store)
+    engine = Engine.from_settings(llm_settings(store, closed_llm_url), store=store)
     started = time.monotonic()
-    result = engine.ask(QUESTION, history=history, mode="llm")
+    result = engine.ask(Ask(QUESTION, history=history, mode="llm"))
     assert time.monotonic() - started < 60
     assert result.mode == "extractive" and result.model is None
     assert "cannot reach the LLM endpoint" in result.notice
@@ -289,7 +290,7 @@ def iran_run(store: ArticleStore, llm_server: Any) -> SimpleNamespace:
     """The seed question through the real server, once: streamed deltas and the result."""
     settings = llm_settings(store, llm_server.base_url, llm_server.api_key, llm_server.model)
     answerer = RecordingAnswerer(settings)
-    engine = Engine(settings, store, llm_answerer=answerer)
+    engine = Engine.from_settings(settings, store=store, llm_answerer=answerer)
     started = time.monotonic()
     deltas, result = run(engine, QUESTION, mode="llm")
     assert len(answerer.calls) == 1
@@ -354,14 +355,15 @@ def test_real_server_forced_mixed_answer(store: ArticleStore, llm_server: Any) -
     """The real model, constrained by a grammar to write the crafted answer: streamed over
     the wire, then flagged and cleaned like any answer."""
     settings = llm_settings(store, llm_server.base_url, llm_server.api_key, llm_server.model)
-    plain = Engine(settings, store)
+    plain = Engine.from_settings(settings, store=store)
     passages = plain.retriever("hybrid").retrieve(QUESTION, top_k=5)
     text = crafted_answer(passages)
     llm = build_llm(settings)
     grammar = f"root ::= {json.dumps(text, ensure_ascii=False)}"  # GBNF: this text, exactly
     llm.additional_kwargs = {"extra_body": {"grammar": grammar}}
     answerer = RecordingAnswerer(settings, llm)
-    deltas, result = run(Engine(settings, store, llm_answerer=answerer), QUESTION, mode="llm")
+    deltas, result = run(Engine.from_settings(settings, store=store, llm_answerer=answerer),
+                         QUESTION, mode="llm")
     assert [p.chunk_id for p in answerer.calls[0].passages] == [p.chunk_id for p in passages]
     assert "".join(deltas) == text and len(deltas) > 3
     assert result.mode == "llm" and result.model == llm_server.model
@@ -375,7 +377,7 @@ def test_real_server_forced_mixed_answer(store: ArticleStore, llm_server: Any) -
 @pytest.mark.slow
 def test_wrong_api_key_gives_extractive_answer(store: ArticleStore, llm_server: Any) -> None:
     settings = llm_settings(store, llm_server.base_url, "wrong-key", llm_server.model)
-    result = Engine(settings, store).ask(QUESTION, mode="llm")
+    result = Engine.from_settings(settings, store=store).ask(Ask(QUESTION, mode="llm"))
     assert result.mode == "extractive" and result.model is None
     assert "401" in result.notice and "API key" in result.notice
     assert not result.refused and result.citations
@@ -386,8 +388,8 @@ def test_wrong_api_key_gives_extractive_answer(store: ArticleStore, llm_server: 
 def test_follow_up_is_condensed_by_the_model(store: ArticleStore, llm_server: Any) -> None:
     settings = llm_settings(store, llm_server.base_url, llm_server.api_key, llm_server.model)
     answerer = RecordingAnswerer(settings)
-    result = Engine(settings, store, llm_answerer=answerer).ask("and why?", history=HISTORY,
-                                                                mode="llm")
+    result = Engine.from_settings(settings, store=store, llm_answerer=answerer).ask(
+        Ask("and why?", history=HISTORY, mode="llm"))
     assert len(answerer.condensed) == 1  # the model was asked to rewrite the follow-up
     standalone = result.standalone_question
     assert standalone.strip() and standalone != "and why?"
@@ -429,11 +431,11 @@ def test_real_server_answer_stops_at_the_wall_clock_deadline(store: ArticleStore
     connection was cut, is free for the next question."""
     settings = llm_settings(store, llm_server.base_url, llm_server.api_key, llm_server.model)
     short = settings.model_copy(update={"llm_timeout": 0.5, "llm_max_tokens": 400})
-    cut = Engine(short, store).ask(QUESTION, mode="llm")
+    cut = Engine.from_settings(short, store=store).ask(Ask(QUESTION, mode="llm"))
     assert "did not finish within 0.5 s" in cut.notice
     assert cut.mode == "extractive" and cut.citations
     assert_citations_sound(cut, store)
-    after = Engine(settings, store).ask(QUESTION, mode="llm")
+    after = Engine.from_settings(settings, store=store).ask(Ask(QUESTION, mode="llm"))
     assert after.mode in ("llm", "extractive") and "did not finish" not in after.notice
 
 

@@ -9,13 +9,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import answering_from, embeddings_only_cache
+from support import embeddings_only_cache
 
 from rag.answer.draft.extractive import HeuristicReader
 from rag.answer.engine import Engine
 from rag.answer.readers.base import Candidate, Question
 from rag.answer.readers.learned import Linear, ReaderModel, cheap_features, with_model_features
 from rag.answer.readers.llm import LLMReader, reader_for, sentence_prompt
+from rag.answer.request import Ask
+from rag.answer.retrieve import StaticRetriever
 from rag.local_model import build_check as llama_check
 from rag.local_model.runtime import LocalLLM, LocalModelError
 from rag.settings import Settings
@@ -162,16 +164,17 @@ def test_a_missing_or_corrupt_model_falls_back_to_the_heuristic_reader_and_says_
     assert not corrupt.exists()  # not kept
 
     corrupt.write_bytes(b"still not a model")
-    engine = answering_from(Engine(settings), PASSAGES)
+    engine = Engine.from_settings(settings, retriever=StaticRetriever(PASSAGES))
     for _ in range(2):
-        first = engine.ask(QUESTION.text, mode="extractive")
+        first = engine.ask(Ask(QUESTION.text, mode="extractive"))
         assert "after the embassy attack" in first.answer  # answered all the same
         said = first.to_json()
         assert said["reader"] == "heuristic" and said["reader_note"] == note
         assert "reader" not in first.notice and "make" not in first.notice
         assert "make" not in first.answer
-    heuristic = answering_from(Engine(settings.override(reader="heuristic")), PASSAGES)
-    assert heuristic.ask(QUESTION.text).to_json()["reader_note"] == "RAG_READER=heuristic"
+    heuristic = Engine.from_settings(settings.override(reader="heuristic"),
+                                     retriever=StaticRetriever(PASSAGES))
+    assert heuristic.ask(Ask(QUESTION.text)).to_json()["reader_note"] == "RAG_READER=heuristic"
 
 
 def test_a_build_that_fails_its_check_is_not_loaded(tmp_path: Path) -> None:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import answering_from, embeddings_only_cache
+from support import embeddings_only_cache
 
 from rag.answer.draft.llm import LLMError
 from rag.answer.draft.local import LocalAnswerer
 from rag.answer.engine import NO_MODEL, PASSED_ON, UNSUPPORTED, Engine
+from rag.answer.request import Ask
+from rag.answer.retrieve import StaticRetriever
 from rag.local_model import build_check as llama_check
 from rag.local_model import runtime as local_llm
 from rag.local_model.runtime import DeadlinePassed, LocalLLM
@@ -36,7 +38,8 @@ def settings_in(tmp_path: Path, **kw: Any) -> Settings:
 
 
 def engine_with(settings: Settings, answerer: Any = None) -> Engine:
-    return answering_from(Engine(settings, llm_answerer=answerer), PASSAGES)
+    return Engine.from_settings(settings, retriever=StaticRetriever(PASSAGES),
+                                llm_answerer=answerer)
 
 
 @pytest.fixture()
@@ -48,7 +51,7 @@ def test_the_local_model_writes_and_what_it_writes_is_checked(tmp_path: Path,
                                                               model: LocalLLM) -> None:
     settings = settings_in(tmp_path)
     answerer = LocalAnswerer(model, settings)
-    stream = engine_with(settings, answerer).stream(QUESTION, mode="llm")
+    stream = engine_with(settings, answerer).stream(Ask(QUESTION, mode="llm"))
     deltas = list(stream)
     answer = stream.result
     assert len(deltas) > 1  # the model's own text went out as it was written
@@ -78,14 +81,15 @@ def test_the_local_models_refusal_is_passed_on_to_the_extractive_answer(
         tmp_path: Path) -> None:
     """The 1.5B refused most answerable questions: its refusal is not the last word."""
     settings = settings_in(tmp_path)
-    answer = engine_with(settings, LocalAnswerer(Refusing(), settings)).ask(QUESTION, mode="llm")
+    answer = engine_with(settings, LocalAnswerer(Refusing(), settings)).ask(
+        Ask(QUESTION, mode="llm"))
     assert answer.mode == "extractive" and "after the embassy attack" in answer.answer
     assert PASSED_ON in answer.notice and not answer.refused
 
 
 def test_a_local_answer_past_its_deadline_falls_back(tmp_path: Path, model: LocalLLM) -> None:
     settings = settings_in(tmp_path, llm_timeout=0.001)
-    answer = engine_with(settings, LocalAnswerer(model, settings)).ask(QUESTION, mode="llm")
+    answer = engine_with(settings, LocalAnswerer(model, settings)).ask(Ask(QUESTION, mode="llm"))
     assert answer.mode == "extractive" and "after the embassy attack" in answer.answer
     assert "the local model did not finish within 0.001 s" in answer.notice
 
@@ -99,7 +103,7 @@ def test_no_endpoint_and_no_local_model_tells_the_operator_not_the_asker(
     (settings.model_cache / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf").write_bytes(b"bad")
     engine = engine_with(settings)
     with caplog.at_level("WARNING"):
-        answer = engine.ask(QUESTION, mode="llm")
+        answer = engine.ask(Ask(QUESTION, mode="llm"))
     assert answer.mode == "extractive" and "after the embassy attack" in answer.answer
     assert answer.notice == NO_MODEL
     assert "checksum" not in answer.notice and "make" not in answer.notice

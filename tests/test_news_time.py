@@ -14,10 +14,13 @@ import pytest
 from test_store_lifecycle import cli_env, make_settings
 
 from ingest.pipeline import ingest
-from rag.answer.engine import Engine, by_recency, event_day
+from rag.answer.assemble import by_recency, event_day
+from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.answer.retrieve import Filters
 from rag.dates.plan import anchor_day, plan, without_dates
-from rag.store.articles import ArticleStore, chunk_dates
+from rag.store.articles import ArticleStore
+from rag.store.metadata import chunk_dates
 from rag.types import Answer, AppliedFilter, Citation, Passage, Related, TimelineEvent
 from web.ui import render
 
@@ -35,7 +38,8 @@ def news(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     assert report.count("added") == 51, report.summary()
     articles = store.list_articles()
     by_url = {a.url: a for a in articles}
-    return SimpleNamespace(settings=settings, store=store, engine=Engine(settings, store),
+    return SimpleNamespace(settings=settings, store=store,
+                           engine=Engine.from_settings(settings, store=store),
                            articles=articles, by_url=by_url, data=data)
 
 
@@ -97,22 +101,22 @@ def test_the_day_questions_are_read_against() -> None:
 def test_a_date_in_the_question_becomes_a_filter_the_answer_shows(news: SimpleNamespace
                                                                   ) -> None:
     q = "What did the Velland foreign ministry say about the Hallen Gate crossing in March?"
-    answer = news.engine.ask(q, as_of=JUNE)
+    answer = news.engine.ask(Ask(q, as_of=JUNE))
     f = answer.date_filter
     assert f is not None and (f.first, f.last) == ("2025-03-01", "2025-03-31")
     assert f.phrase == "in March" and "30 Jun 2025" in f.anchor_note
     assert "hostile and unjustified" in answer.answer
     for c in answer.citations:
         assert c.published.startswith("2025-03") or (c.event_date or "").startswith("2025-03")
-    unfiltered = news.engine.ask(q, as_of=JUNE, date_filter=False)
+    unfiltered = news.engine.ask(Ask(q, as_of=JUNE, dates_narrow=False))
     assert unfiltered.date_filter is None
-    topic = news.engine.ask("What did the 2023 flood inquiry find about the Hollin "
-                            "treatment works?", as_of=JUNE)
+    topic = news.engine.ask(Ask("What did the 2023 flood inquiry find about the Hollin "
+                                "treatment works?", as_of=JUNE))
     assert topic.date_filter is None  # a year that names a topic is no filter
 
 
 def test_citations_show_the_day_a_sentence_speaks_of(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("When did the Tessel Star ferry run aground?", as_of=JUNE)
+    answer = news.engine.ask(Ask("When did the Tessel Star ferry run aground?", as_of=JUNE))
     assert answer.citations[0].event_date == "2025-04-28"
     assert answer.citations[0].event_text == "28 Apr 2025"
     assert event_day("The union met on Monday.", "2025-04-30") == ("2025-04-28", "28 Apr 2025")
@@ -121,8 +125,8 @@ def test_citations_show_the_day_a_sentence_speaks_of(news: SimpleNamespace) -> N
 
 
 def test_as_of_leaves_out_what_was_not_yet_published(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("What is the latest on the Kessling water outbreak?",
-                             as_of=date(2025, 3, 12))
+    answer = news.engine.ask(Ask("What is the latest on the Kessling water outbreak?",
+                                 as_of=date(2025, 3, 12)))
     assert answer.citations[0].url.endswith("kessling-water-illness-cases-climb-updated")
     assert "79" in answer.answer
     assert all(c.published is None or c.published <= "2025-03-12" for c in answer.citations)
@@ -131,8 +135,8 @@ def test_as_of_leaves_out_what_was_not_yet_published(news: SimpleNamespace) -> N
 
 
 def test_the_latest_is_the_newest_relevant_article(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("What is the latest on the Quillon Halo 5 battery recall?",
-                             as_of=JUNE)
+    answer = news.engine.ask(Ask("What is the latest on the Quillon Halo 5 battery recall?",
+                                 as_of=JUNE))
     assert answer.citations[0].url.endswith("quillon-launches-redesigned-halo-5r-battery")
     passages = [Passage(chunk_id=f"{n}:v:0", article_id=str(n), text="t", start=0, end=1,
                         score=s, published=d)
@@ -161,23 +165,23 @@ def test_wire_copies_and_updates_are_one_story(news: SimpleNamespace) -> None:
 
 def test_an_update_replaces_the_old_version_unless_the_older_is_asked_for(
         news: SimpleNamespace) -> None:
-    answer = news.engine.ask("How many people were injured when the Tessel Star ran aground?",
-                             as_of=JUNE)
+    answer = news.engine.ask(Ask("How many people were injured when the Tessel Star ran aground?",
+                                 as_of=JUNE))
     assert "17" in answer.answer
     assert not any(c.url.endswith("/2025/04/30/ferry-runs-aground-off-tessel-island")
                    for c in answer.citations)
     first = answer.citations[0]
     assert [r.url for r in first.also_in] == [
         _url(news, "/2025/04/30/ferry-runs-aground-off-tessel-island")]
-    older = news.engine.ask("How many people were initially reported injured when the "
-                            "Tessel Star ran aground?", as_of=JUNE)
+    older = news.engine.ask(Ask("How many people were initially reported injured when the "
+                                "Tessel Star ran aground?", as_of=JUNE))
     assert any(c.url.endswith("/2025/04/30/ferry-runs-aground-off-tessel-island")
                for c in older.citations)
 
 
 def test_copies_count_once_and_citations_name_the_others(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("When did Drossmark close the Hallen Gate crossing to freight?",
-                             as_of=JUNE)
+    answer = news.engine.ask(Ask("When did Drossmark close the Hallen Gate crossing to freight?",
+                                 as_of=JUNE))
     cited = answer.citations[0]
     assert len(cited.also_in) == 2 and cited.story
     retrieved_stories = [news.store.get_article(r.article_id).story for r in answer.retrieved]
@@ -190,8 +194,8 @@ def test_copies_count_once_and_citations_name_the_others(news: SimpleNamespace) 
 
 
 def test_a_timeline_is_dated_quoted_cited_and_in_order(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("How did the Hallen Gate border dispute between Velland and "
-                             "Drossmark develop?", as_of=JUNE)
+    answer = news.engine.ask(Ask("How did the Hallen Gate border dispute between Velland and "
+                                 "Drossmark develop?", as_of=JUNE))
     days = [e.date for e in answer.timeline]
     assert len(days) >= 4 and days == sorted(days)
     assert "2025-03-14" in days and "2025-05-14" in days
@@ -204,7 +208,7 @@ def test_a_timeline_is_dated_quoted_cited_and_in_order(news: SimpleNamespace) ->
 
 
 def test_a_timeline_keeps_to_the_dates_asked(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("How did the Port Alder strike develop in February?", as_of=JUNE)
+    answer = news.engine.ask(Ask("How did the Port Alder strike develop in February?", as_of=JUNE))
     assert answer.date_filter is not None and answer.timeline
     assert all(e.date.startswith("2025-02") for e in answer.timeline)
 
@@ -272,8 +276,8 @@ def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer
          "text": "Building work on the Zorland bridge over the Ems river began on Saturday. "
                  "The company building the bridge expects to finish it by 2027."})) + "\n")
     ingest([str(src)], store, settings, progress=False)
-    engine = Engine(settings, store)
-    newest = engine.ask("What is the latest on the Zorland bridge?", as_of=JUNE)
+    engine = Engine.from_settings(settings, store=store)
+    newest = engine.ask(Ask("What is the latest on the Zorland bridge?", as_of=JUNE))
     assert newest.citations[0].url == "https://wire.vl/bridge-opens"
     # The picker sometimes answers from a passage that does not hold the fact; here it
     # is made to refuse the newest article, as it does when nothing there matches.
@@ -290,8 +294,8 @@ def test_the_latest_falls_back_to_older_articles_when_the_newest_does_not_answer
         return (yield from real(question, passages, window))
 
     engine.extractive.draft = draft
-    builder = engine.ask("What is the latest on which company is building the Zorland "
-                         "bridge?", as_of=JUNE)
+    builder = engine.ask(Ask("What is the latest on which company is building the Zorland "
+                             "bridge?", as_of=JUNE))
     assert seen[0] == {"https://wire.vl/bridge-opens"} and len(seen) == 2
     assert "https://wire.vl/bridge-builder" in seen[1]
     assert not builder.refused  # answered from the other articles, newest first
@@ -301,13 +305,13 @@ def test_the_export_keeps_the_timeline_the_filter_and_the_copies(news: SimpleNam
     from rag.types import Turn
     from web.ui.export import conversation_markdown
 
-    answer = news.engine.ask("How did the Port Alder strike develop in February?", as_of=JUNE)
+    answer = news.engine.ask(Ask("How did the Port Alder strike develop in February?", as_of=JUNE))
     md = conversation_markdown([Turn(question="How did the strike develop?", result=answer)])
     first = answer.timeline[0]
     assert f"- **{first.date_text}**: " in md
     assert "Searched passages about 1–28 Feb 2025" in md
-    copies = news.engine.ask("When did Drossmark close the Hallen Gate crossing to freight?",
-                             as_of=JUNE)
+    copies = news.engine.ask(Ask("When did Drossmark close the Hallen Gate crossing to freight?",
+                                 as_of=JUNE))
     md = conversation_markdown([Turn(question="When?", result=copies)])
     assert "Also in 2 other article(s)" in md and "about 14 Mar 2025" in md
 
@@ -334,7 +338,8 @@ def test_articles_stored_before_dates_and_stories_are_rewritten_on_re_ingest(
 
 
 def test_what_changed_since_shows_how_things_stood_before(news: SimpleNamespace) -> None:
-    answer = news.engine.ask("What changed in the Hallen Gate dispute since April?", as_of=JUNE)
+    answer = news.engine.ask(Ask("What changed in the Hallen Gate dispute since April?",
+                                 as_of=JUNE))
     assert answer.date_filter is not None and answer.date_filter.first == "2025-04-01"
     first, *rest = answer.timeline
     assert first.before and first.date < "2025-04-01"
@@ -344,7 +349,7 @@ def test_what_changed_since_shows_how_things_stood_before(news: SimpleNamespace)
     assert first.sentence in by_n[first.citation].quote
     html = render.answer_html(answer, "t1")
     assert '<li class="rag-before">' in html and "rag-before-tag" in html
-    plain = news.engine.ask("How did the Hallen Gate dispute develop since April?", as_of=JUNE)
+    plain = news.engine.ask(Ask("How did the Hallen Gate dispute develop since April?", as_of=JUNE))
     assert not any(e.before for e in plain.timeline)  # only "what changed" looks back
 
 
@@ -396,7 +401,7 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Engine:
     src.write_text("\n".join(json.dumps(a) for a in PORT_NEWS) + "\n")
     report = ingest([str(src)], store, settings, progress=False)
     assert report.count("added") == len(PORT_NEWS), report.summary()
-    return Engine(settings, store)
+    return Engine.from_settings(settings, store=store)
 
 
 @pytest.mark.parametrize(("question", "as_of", "first", "last", "quote"), [
@@ -418,7 +423,7 @@ def test_the_dates_a_filter_applied_are_no_words_the_answer_must_hold(
     """The articles of 2024 don't say "2024" (nor "March", nor "last week"): once the
     question's dates are the filter, the answer is the plain sentence that answers it.
     (Before, the extractive answer refused: no passage held the year or the month.)"""
-    answer = port.ask(question, as_of=as_of, mode="extractive")
+    answer = port.ask(Ask(question, as_of=as_of, mode="extractive"))
     f = answer.date_filter
     assert f is not None and (f.first, f.last) == (first, last)
     assert not answer.refused, answer.answer
@@ -431,19 +436,19 @@ def test_a_passage_kept_only_as_undated_must_still_hold_the_year(port: Engine) -
     """The filter keeps an undated passage that names no day (nothing rules it out) but
     has not checked its dates: the year asked is still a word it must hold, or an
     undated library would answer a question about any year."""
-    answer = port.ask(f"{DEMAND} in 2021?", as_of=date(2025, 1, 15), mode="extractive")
+    answer = port.ask(Ask(f"{DEMAND} in 2021?", as_of=date(2025, 1, 15), mode="extractive"))
     assert answer.date_filter is not None and answer.date_filter.first == "2021-01-01"
     assert answer.retrieved and all("explainers" in (r.url or "") for r in answer.retrieved)
     assert answer.refused
 
 
 def test_a_year_naming_a_topic_is_still_a_word_the_answer_must_hold(port: Engine) -> None:
-    named = port.ask("What did the dockers' union say about the 2022 crane inquiry?",
-                     as_of=date(2025, 1, 15), mode="extractive")
+    named = port.ask(Ask("What did the dockers' union say about the 2022 crane inquiry?",
+                         as_of=date(2025, 1, 15), mode="extractive"))
     assert named.date_filter is None and not named.refused
     assert any("2022 crane inquiry" in s.text for s in named.sentences)
-    unknown = port.ask("What did the dockers' union say about the 2019 crane inquiry?",
-                       as_of=date(2025, 1, 15), mode="extractive")
+    unknown = port.ask(Ask("What did the dockers' union say about the 2019 crane inquiry?",
+                           as_of=date(2025, 1, 15), mode="extractive"))
     assert unknown.date_filter is None and unknown.refused  # no article names 2019's
 
 

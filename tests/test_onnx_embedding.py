@@ -63,11 +63,12 @@ def test_ingest_and_an_answer_never_import_torch(tmp_path: Path) -> None:
     ensure_onnx(Path(spec.model), Settings().model_cache, spec.name)
     script = (
         "import sys\n"
-        "from ingest.pipeline import ingest\nfrom rag.answer.engine import Engine\n"
+        "from ingest.pipeline import ingest\nfrom rag.answer.engine import Ask, Engine\n"
         "from rag.settings import Settings\nfrom rag.store.articles import ArticleStore\n"
         f"s = Settings(data_dir={str(tmp_path / 'data')!r}, collection='onnx')\n"
         f"assert ingest([{str(SEED)!r}], ArticleStore(s), s, progress=False).count('added')\n"
-        "a = Engine(s).ask('Why did relations between Iran and Azerbaijan sour?')\n"
+        "a = Engine.from_settings(s).ask(Ask('Why did relations between Iran and Azerbaijan "
+        "sour?'))\n"
         "assert a.citations and not a.refused\n"
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers')"
         " if m in sys.modules))\n"

@@ -35,9 +35,9 @@ from rag.settings import Settings
 from rag.types import REFUSAL, Answer
 from web import server as web_server
 from web.limits import Limits
-from web.openai import completions
-from web.openai.api import Lanes
-from web.openai.completions import ApiError
+from web.openai import completions, params
+from web.openai.lanes import Lanes
+from web.openai.params import ApiError
 from web.service import EMPTY_LIBRARY, NewsApp
 from web.tokens import TokenStore, tokens_path
 
@@ -143,7 +143,7 @@ def ask(api: SimpleNamespace, question: str, model: str = "news-rag-extractive",
 
 
 def test_models_are_listed_and_an_unknown_one_is_404(api: SimpleNamespace) -> None:
-    assert [m.id for m in api.client.models.list()] == list(completions.MODELS)
+    assert [m.id for m in api.client.models.list()] == list(params.MODELS)
     assert api.client.models.retrieve("news-rag-llm").id == "news-rag-llm"
     with pytest.raises(openai.NotFoundError) as err:
         ask(api, WHY, model="gpt-4o")
@@ -154,7 +154,7 @@ def test_a_plain_answer_carries_its_sources_in_content_and_its_citations_beside(
         api: SimpleNamespace) -> None:
     got = ask(api, WHY)
     content = got.choices[0].message.content
-    answer, trailer = content.split(completions.TRAILER)
+    answer, trailer = content.split(params.TRAILER)
     assert "Israel" in answer and "[1]" in answer and got.choices[0].finish_reason == "stop"
     citations, rag = got.model_extra["citations"], got.model_extra["rag"]
     assert rag["answer"] == answer and not rag["refused"] and rag["mode"] == "extractive"
@@ -176,7 +176,7 @@ def test_a_follow_up_carries_the_subject_and_our_sources_are_not_read_as_history
     follow = ask(api, "and when did the presidents meet?", history=history)
     rag = follow.model_extra["rag"]
     assert "Azerbaijan" in rag["standalone_question"] and not rag["refused"]
-    asked, turns = completions.conversation(
+    asked, turns = params.conversation(
         [*history, {"role": "user", "content": "and when?"}], api.app.limits)
     assert turns[1]["content"] == first.model_extra["rag"]["answer"]  # no "Sources:"
 
@@ -427,10 +427,10 @@ def test_lanes_let_some_wait_and_refuse_the_rest_with_429() -> None:
 
 def test_an_empty_library_answers_what_the_page_says(tmp_path: Path) -> None:
     from rag.streams import Streamed
-    from web.openai.api import answering
+    from web.openai.lanes import answering
 
     news = NewsApp(Settings(data_dir=tmp_path, collection="emptyapi"))
-    asked = completions.parse({"model": "news-rag", "messages": [
+    asked = params.parse({"model": "news-rag", "messages": [
         {"role": "user", "content": WHY}]}, Limits(news.settings))
     answer = Streamed(answering(news, asked)).result
     assert answer.refused and completions.content(answer) == EMPTY_LIBRARY
@@ -438,7 +438,7 @@ def test_an_empty_library_answers_what_the_page_says(tmp_path: Path) -> None:
 
 def test_a_request_body_is_read_as_openai_sends_it() -> None:
     limits = Limits(Settings())
-    asked = completions.parse({
+    asked = params.parse({
         "model": "news-rag-llm", "temperature": 0.2, "stream": True, "user": "x",
         "messages": [{"role": "system", "content": "You are a helpful assistant."},
                      {"role": "user", "content": [{"type": "text", "text": "why did"},
@@ -447,7 +447,7 @@ def test_a_request_body_is_read_as_openai_sends_it() -> None:
     assert asked.question == "why did it sour?" and asked.history == [] and asked.stream
     assert asked.mode == "llm"
     with pytest.raises(ApiError, match="n must be 1"):
-        completions.parse({"model": "news-rag", "n": 2, "messages": [
+        params.parse({"model": "news-rag", "n": 2, "messages": [
             {"role": "user", "content": "x"}]}, limits)
 
 
@@ -587,7 +587,7 @@ def test_what_is_safely_ignored_is_answered_as_usual(api: SimpleNamespace) -> No
         "stream_options": {"include_obfuscation": False}, "some_vendor_option": 1})
     assert got.status_code == 200, got.text
     assert got.json()["citations"] and got.json()["choices"][0]["finish_reason"] == "stop"
-    assert set(completions.PARAMETERS) >= {
+    assert set(params.PARAMETERS) >= {
         "messages", "model", "stream", *openai.types.chat.completion_create_params
         .CompletionCreateParamsBase.__annotations__}
 

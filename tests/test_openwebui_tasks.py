@@ -13,9 +13,10 @@ from openwebui_prompts import fill
 
 from rag.settings import Settings
 from web.limits import Limits
-from web.openai import completions, openwebui
+from web.openai import openwebui, params
 from web.openai.api import nesting
-from web.openai.completions import ApiError, Cut
+from web.openai.cut import Cut, count_tokens, first_tokens
+from web.openai.params import ApiError
 
 WHY = "Why did relations between Iran and Azerbaijan sour?"
 ANSWER = (
@@ -46,7 +47,7 @@ def test_the_title_tags_and_follow_up_prompts_are_over_the_question_limit() -> N
         assert prompt.startswith("### Task:") and len(prompt) > 1000
         with pytest.raises(ValueError, match="RAG_MAX_QUESTION_CHARS"):
             limits.question(prompt)
-        asked = completions.parse({"model": "news-rag", "messages": [
+        asked = params.parse({"model": "news-rag", "messages": [
             {"role": "user", "content": prompt}]}, limits)
         assert asked.task is not None and asked.question.startswith("(Open WebUI")
 
@@ -108,7 +109,7 @@ def test_only_a_task_prompts_shape_is_taken_for_one() -> None:
                  'Answer as { "title": "x" } ' + "why " * 300]:
         assert openwebui.task_of(text) is None
         with pytest.raises(ApiError, match="RAG_MAX_QUESTION_CHARS"):
-            completions.parse({"model": "news-rag", "messages": [
+            params.parse({"model": "news-rag", "messages": [
                 {"role": "user", "content": text}]}, limits)
     huge = fill("title", [{"role": "user", "content": "why " * openwebui.MAX_TASK_CHARS}])
     assert openwebui.task_of(huge) is None
@@ -134,9 +135,9 @@ def test_max_tokens_cuts_at_that_many_tokens_and_says_length() -> None:
     text = "Relations between Iran and Azerbaijan soured over Israel [1]. " * 5
     cut = Cut([], 5)
     sent = "".join(cut.feed(text[i:i + 7]) for i in range(0, len(text), 7)) + cut.end()
-    assert cut.finish == "length" and completions._tokens(sent) == 5
-    assert text.startswith(sent) and sent == completions.first_tokens(text, 5)
-    assert completions.first_tokens("née " * 3, 2) in ("n", "né", "née")  # no half character
+    assert cut.finish == "length" and count_tokens(sent) == 5
+    assert text.startswith(sent) and sent == first_tokens(text, 5)
+    assert first_tokens("née " * 3, 2) in ("n", "né", "née")  # no half character
     roomy = Cut([], 10_000)
     assert roomy.feed(text) + roomy.end() == text and roomy.finish is None
 

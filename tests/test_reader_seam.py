@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import answering_from
 
 from rag.answer.draft.extractive import HeuristicReader, SentencePicker
 from rag.answer.engine import Engine
 from rag.answer.readers.base import Candidate, Pick, Question, Reading
+from rag.answer.request import Ask
+from rag.answer.retrieve import StaticRetriever
 from rag.answer.verify import SupportScorer, verify
 from rag.settings import Settings
 from rag.types import REFUSAL, Claim, Passage, Span
@@ -49,6 +50,10 @@ class Chooser:
         picks = [Pick(c, 0.75) for c in candidates if self.word and self.word in c.text]
         return Reading(picks=picks, reader=self.name)
 
+    def passes_gates(self, question: Question, candidates: list[Candidate],
+                     offered: bool = False) -> bool:
+        return HeuristicReader().passes_gates(question, candidates, offered)
+
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
@@ -57,12 +62,12 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def engine_with(settings: Settings, reader: Any) -> Engine:
-    return answering_from(Engine(settings, reader=reader), PASSAGES)
+    return Engine.from_settings(settings, retriever=StaticRetriever(PASSAGES), reader=reader)
 
 
 def test_the_injected_reader_chooses_the_sentences(settings: Settings) -> None:
     reader = Chooser("trade through Astara")
-    answer = engine_with(settings, reader).ask(QUESTION, mode="extractive")
+    answer = engine_with(settings, reader).ask(Ask(QUESTION, mode="extractive"))
     assert answer.answer.startswith("Officials said trade through Astara would resume")
     [(asked, candidates)] = reader.asked
     assert asked.text == QUESTION and asked.kind == "why" and asked.passages == PASSAGES
@@ -75,14 +80,14 @@ def test_the_injected_reader_chooses_the_sentences(settings: Settings) -> None:
 
 
 def test_a_reader_that_finds_no_answer_refuses(settings: Settings) -> None:
-    answer = engine_with(settings, Chooser(None)).ask(QUESTION, mode="extractive")
+    answer = engine_with(settings, Chooser(None)).ask(Ask(QUESTION, mode="extractive"))
     assert answer.refused and answer.answer == REFUSAL and not answer.citations
 
 
 def test_the_heuristic_reader_is_the_default_and_answers_the_why(settings: Settings) -> None:
     engine = engine_with(settings, None)
     assert isinstance(engine.extractive.reader, HeuristicReader)
-    answer = engine.ask(QUESTION, mode="extractive")
+    answer = engine.ask(Ask(QUESTION, mode="extractive"))
     assert "after the embassy attack in Tehran" in answer.answer
 
 

@@ -43,6 +43,7 @@ from test_store_lifecycle import (
 )
 
 from rag.answer.engine import Engine
+from rag.answer.request import Ask
 from rag.settings import Settings
 from rag.store.articles import ArticleStore, StoreError, WriterBusyError
 from rag.store.health import check_store
@@ -605,23 +606,23 @@ def test_a_running_app_sees_what_the_cli_adds_and_removes(tmp_path: Path) -> Non
     seeded = run_cli("--data-dir", str(data), "--collection", COLLECTION, "-q", str(SEED),
                      cwd=tmp_path)
     assert seeded.returncode == 0
-    engine = Engine(make_settings(data))
+    engine = Engine.from_settings(make_settings(data))
     question = "What did the Vellmoor99 inspectors log on the quay?"
-    first = engine.ask(question)
+    first = engine.ask(Ask(question))
     assert all("Vellmoor99" not in c.title for c in first.citations)
     story = tmp_path / "story.txt"
     story.write_text(_story(99, sentences=6))
     added = run_cli("--data-dir", str(data), "--collection", COLLECTION, "-q", str(story),
                     cwd=tmp_path)
     assert added.returncode == 0, added.stderr
-    answer = engine.ask(question)
+    answer = engine.ask(Ask(question))
     assert answer.citations and answer.citations[0].title == "Vellmoor99 lantern survey"
     seed_question = "Why did relations between Iran and Azerbaijan sour?"
-    assert engine.ask(seed_question).citations[0].title.startswith("Iranian president")
+    assert engine.ask(Ask(seed_question)).citations[0].title.startswith("Iranian president")
     removed = run_cli("--data-dir", str(data), "--collection", COLLECTION, "remove",
                       str(SEED), cwd=tmp_path)
     assert removed.returncode == 0, removed.stderr
-    after = engine.ask(seed_question)
+    after = engine.ask(Ask(seed_question))
     assert all(not c.title.startswith("Iranian president") for c in after.citations)
     assert [a.title for a in engine.store.list_articles()] == ["Vellmoor99 lantern survey"]
 

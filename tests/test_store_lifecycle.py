@@ -129,7 +129,7 @@ def fresh(tmp_path: Path) -> SimpleNamespace:
     return SimpleNamespace(settings=settings, store=ArticleStore(settings), root=tmp_path)
 
 
-def add(env: SimpleNamespace, *paths: Path | str):  # noqa: ANN201 - ingest.pipeline.Report
+def add(env: SimpleNamespace, *paths: Path | str):  # noqa: ANN201 - ingest.results.Report
     report = ingest([str(p) for p in paths], env.store, env.settings, progress=False)
     assert report.failed == [], [r.reason for r in report.failed]
     return report
@@ -753,8 +753,10 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
     assert hits["ids"][0][0].startswith(f"{seed_id}:")
 
     from rag.answer.engine import Engine
+    from rag.answer.request import Ask
 
-    answer = Engine(settings, store).ask("why did relations between Iran and Azerbaijan sour?")
+    answer = Engine.from_settings(settings, store=store).ask(
+        Ask("why did relations between Iran and Azerbaijan sour?"))
     assert not answer.refused and answer.citations[0].article_id == seed_id
     assert [p.name for p in unused.iterdir()] == ["bm25"]  # the keyword index, cached locally
 

@@ -293,9 +293,11 @@ class ScriptedLLM:
     streams_text = True
     must_be_supported = True
     refusal_stands = True
+    takes_window = False
     invented = "The talks also produced a trade pact worth 900 billion dollars."
 
-    def draft(self, question: str, passages: list) -> Generator[str, None, Any]:  # noqa: ARG002
+    def draft(self, question: str, passages: list,  # noqa: ARG002
+              window: Any = None) -> Generator[str, None, Any]:  # noqa: ARG002
         from rag.answer.draft.llm import parse_answer
         from rag.text import sentence_spans
 
@@ -315,7 +317,8 @@ def test_llm_answer_streams_shows_the_model_and_flags_unsupported(
         browser: Browser, server: SimpleNamespace) -> None:
     from rag.answer.engine import Engine
 
-    engine = Engine(server.settings, server.app.store, llm_answerer=ScriptedLLM())
+    engine = Engine.from_settings(server.settings, store=server.app.store,
+                                  llm_answerer=ScriptedLLM())
     with own_app(browser, NewsApp(server.settings, engine=engine)) as (page, watch):
         expect(page.locator("#mode-info")).to_contain_text("scripted-llm")
         expect(page.locator("#chat")).to_be_attached()  # mounted before it is observed

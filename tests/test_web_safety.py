@@ -340,7 +340,7 @@ def test_llm_answers_stop_at_the_deadline_and_on_cancel(site: SimpleNamespace,
     settings = site.settings.model_copy(update={
         "llm_model": "drip", "openai_base_url": f"{drip.url}/v1", "openai_api_key": "k",
         "llm_timeout": 8.0, "answer_concurrency": 2})
-    engine = Engine(settings, site.app.store)
+    engine = Engine.from_settings(settings, store=site.app.store)
     news, demo, url = _start(settings, engine=engine)
     try:
         client = Client(url, verbose=False, auth=("rd", "rd-pw-1"))

@@ -24,17 +24,32 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from rag.errors import RagError, UsageError
 
 logger = logging.getLogger(__name__)
 
-READER, EDITOR = "reader", "editor"
-ROLES = (READER, EDITOR)
-DEFAULT_ROLE = READER  # least privilege: adding and removing must be granted
+# The two roles, by the names RAG_AUTH and tokens give them: an asker ("reader") asks
+# and reads; an editor also adds and removes articles and follows feeds.
+ASKER, EDITOR = "reader", "editor"
+ROLES = (ASKER, EDITOR)
+DEFAULT_ROLE = ASKER  # least privilege: adding and removing must be granted
 
 
-class AuthError(ValueError):
+class Asking(Protocol):
+    """Who is asking: a logged-in user's name (gradio's `Request` is one), or None."""
+
+    @property
+    def username(self) -> str | None: ...
+
+
+class AuthError(UsageError):
     """A malformed auth setting; the message says what is wrong."""
+
+
+class NotEditor(RagError):
+    """An asker tried what only editors may do (add, remove, follow feeds)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +125,7 @@ def role_of(users: dict[str, User] | None, username: str | None) -> str:
     if users is None:
         return EDITOR
     found = users.get(username or "")
-    return found.role if found else READER
+    return found.role if found else ASKER
 
 
 # -- throttling failed logins ------------------------------------------------------

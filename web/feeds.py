@@ -34,6 +34,7 @@ from ingest.watch import (
     read_feeds_file,
     save_feeds,
 )
+from rag.errors import UsageError
 from rag.store.articles import ArticleStore
 from web.limits import URL_CHARS, Limits, is_web_url
 
@@ -95,7 +96,7 @@ class Feeds:
         """Adds a feed (or changes its interval and outlet); one line on what was done."""
         url = (url or "").strip()
         if not is_web_url(url) or len(url) > URL_CHARS or any(c.isspace() for c in url):
-            raise ValueError("give the feed's http:// or https:// URL")
+            raise UsageError("give the feed's http:// or https:// URL")
         interval = parse_interval(every.strip()) if (every or "").strip() else None
         outlet = self.limits.field(outlet, "outlet").strip()
         line = FeedLine(url, interval or FeedLine(url).interval, outlet or None)  # checked
@@ -103,7 +104,7 @@ class Feeds:
         def change(feeds: list[FeedLine]) -> list[FeedLine]:
             others = [f for f in feeds if f.url != url]
             if len(others) >= MAX_FEEDS:
-                raise ValueError(f"the app follows at most {MAX_FEEDS} feeds")
+                raise UsageError(f"the app follows at most {MAX_FEEDS} feeds")
             return [*others, line]
 
         existed = any(f.url == url for f in self.feeds())
@@ -117,9 +118,9 @@ class Feeds:
 
     def remove(self, url: str | None) -> str:
         if not url:
-            raise ValueError("pick a feed to remove")
+            raise UsageError("pick a feed to remove")
         if not any(f.url == url for f in self.feeds()):
-            raise ValueError("that feed is not followed (it may have been removed already)")
+            raise UsageError("that feed is not followed (it may have been removed already)")
         save_feeds(self.path, lambda feeds: [f for f in feeds if f.url != url])
         return f"removed {url}; its articles stay in the library"
 

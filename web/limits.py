@@ -3,7 +3,7 @@
 The user-facing bounds are settings (RAG_MAX_QUESTION_CHARS, RAG_MAX_PASTE_CHARS,
 RAG_MAX_URLS, RAG_MAX_HISTORY_TURNS); the rest are far above any real use and only
 stop abuse. A refusal is one line that says the limit and, where there is one, the
-setting; `gr.Error` for the widgets' handlers, ValueError where the caller words it.
+setting (a `UsageError`: the page shows it as it is, an API client gets it as a 400).
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-import gradio as gr
-
 from ingest.sources import is_url
 from rag.answer.retrieve import Filters
+from rag.errors import UsageError
 from rag.settings import Settings
 
 HISTORY_TURN_CHARS = 20_000  # an answer with its [n] markers is a few thousand at most
@@ -37,7 +36,7 @@ class Limits:
         if len(question) <= limit * 4:
             question = " ".join(question.split())
         if len(question) > limit:
-            raise ValueError(f"the question is {len(question):,} characters long; the limit is "
+            raise UsageError(f"the question is {len(question):,} characters long; the limit is "
                              f"{limit:,} (RAG_MAX_QUESTION_CHARS)")
         return question
 
@@ -46,50 +45,49 @@ class Limits:
         history = list(history or [])
         if not all(isinstance(t, dict) and isinstance(t.get("content", ""), str)
                    for t in history):
-            raise ValueError('history must be a list of {"role": ..., "content": ...} objects')
+            raise UsageError('history must be a list of {"role": ..., "content": ...} objects')
         limit = self.settings.max_history_turns
         asked = sum(1 for t in history if t.get("role", "user") == "user")
         if asked > limit or len(history) > 2 * limit + 1:
-            raise ValueError(f"the history holds {asked} questions; the limit is {limit} "
+            raise UsageError(f"the history holds {asked} questions; the limit is {limit} "
                              "(RAG_MAX_HISTORY_TURNS): start a new conversation")
         longest = max((len(t.get("content", "")) for t in history), default=0)
         if longest > HISTORY_TURN_CHARS:
-            raise ValueError(f"a history turn is {longest:,} characters long; the limit is "
+            raise UsageError(f"a history turn is {longest:,} characters long; the limit is "
                              f"{HISTORY_TURN_CHARS:,}")
         return history
 
     def paste(self, text: str | None) -> str:
         text = text or ""
         if not text.strip():
-            raise gr.Error("Paste the article's text first.", print_exception=False)
+            raise UsageError("Paste the article's text first.")
         limit = self.settings.max_paste_chars
         if len(text) > limit:
-            raise gr.Error(f"The pasted text is {len(text):,} characters long; the limit is "
-                           f"{limit:,} (RAG_MAX_PASTE_CHARS). Upload it as a file instead.",
-                           print_exception=False)
+            raise UsageError(f"The pasted text is {len(text):,} characters long; the limit is "
+                             f"{limit:,} (RAG_MAX_PASTE_CHARS). Upload it as a file instead.")
         return text
 
     def field(self, value: str | None, what: str, limit: int = FIELD_CHARS) -> str:
         """A short field (headline, outlet, search, id, URL), refused over its limit."""
         value = value or ""
         if len(value) > limit:
-            raise gr.Error(f"The {what} is {len(value):,} characters long; the limit is "
-                           f"{limit:,}.", print_exception=False)
+            raise UsageError(f"The {what} is {len(value):,} characters long; the limit is "
+                             f"{limit:,}.")
         return value
 
     def urls(self, urls: list[str]) -> list[str]:
         """The URLs a web user asked for: http(s) only, never server paths or stdin."""
         urls = [u.strip() for u in urls if u and u.strip()]
         if not urls:
-            raise gr.Error("Give at least one http:// or https:// URL.", print_exception=False)
+            raise UsageError("Give at least one http:// or https:// URL.")
         bad = [u for u in urls if not is_web_url(u)]
         if bad:
             shown = ", ".join(repr(b[:80]) for b in bad[:3]) + (" …" if len(bad) > 3 else "")
-            raise gr.Error(f"Only http:// and https:// URLs can be added here (not {shown}); "
-                           "upload files instead.", print_exception=False)
+            raise UsageError(f"Only http:// and https:// URLs can be added here (not {shown}); "
+                             "upload files instead.")
         if len(urls) > self.settings.max_urls:
-            raise gr.Error(f"{len(urls)} URLs given; the limit is {self.settings.max_urls} a "
-                           "request (RAG_MAX_URLS).", print_exception=False)
+            raise UsageError(f"{len(urls)} URLs given; the limit is {self.settings.max_urls} a "
+                             "request (RAG_MAX_URLS).")
         for url in urls:
             self.field(url, "URL", URL_CHARS)
         return urls
@@ -97,22 +95,22 @@ class Limits:
     def day(self, value: Any, what: str) -> date | None:  # noqa: ANN401
         """A day given by a client (YYYY-MM-DD), or None."""
         if value is not None and len(str(value)) > 40:
-            raise ValueError(f"{what} is not a date (use YYYY-MM-DD)")
+            raise UsageError(f"{what} is not a date (use YYYY-MM-DD)")
         try:
             return parse_date(value)
         except ValueError as exc:
-            raise ValueError(f"{what}: {exc}") from None
+            raise UsageError(f"{what}: {exc}") from None
 
     def filters(self, article_ids: list[str] | None, outlets: list[str] | None,
                 date_from: Any, date_to: Any) -> Filters:
         for what, items in (("articles", article_ids), ("outlets", outlets)):
             if len(items or []) > FILTER_ITEMS or any(len(str(i)) > FIELD_CHARS
                                                       for i in items or []):
-                raise ValueError(f"the {what} filter is too large (at most {FILTER_ITEMS} "
+                raise UsageError(f"the {what} filter is too large (at most {FILTER_ITEMS} "
                                  f"items of {FIELD_CHARS:,} characters)")
         start, end = parse_date(date_from), parse_date(date_to)
         if start and end and start > end:
-            raise ValueError(f"the date range is empty: {start} is after {end}")
+            raise UsageError(f"the date range is empty: {start} is after {end}")
         return Filters(article_ids=list(article_ids or []), outlets=list(outlets or []),
                        date_from=start, date_to=end)
 
@@ -139,4 +137,4 @@ def parse_date(value: Any) -> date | None:
     try:
         return date.fromisoformat(text[:10])
     except ValueError:
-        raise ValueError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+        raise UsageError(f"not a date: {text!r} (use YYYY-MM-DD)") from None

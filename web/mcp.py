@@ -8,7 +8,7 @@ Contract:
   passage or citation is a verifiable span: the article's id, title, outlet and date,
   and `start`/`end`, character offsets into the article's stored text (`read` with
   those offsets gives the quoted text back, exactly).
-- `ask` is the chat's answer (`web.openai.api.answering`: checked sentence by sentence,
+- `ask` is the chat's answer (`web.openai.lanes.answering`: checked sentence by sentence,
   source names in place of server paths); its structured content is `Answer.to_json()`
   (refusal, questions asked back, date filter, notes) and its text is what /v1 sends as
   `content` (`web.openai.completions.content`). It takes a lane of /v1's (`Lanes`: at most
@@ -44,8 +44,9 @@ from rag.records import StoredArticle
 from rag.streams import Streamed
 from rag.types import Answer, Passage
 from web.openai import completions
-from web.openai.api import OpenAIApi, Run, answering
-from web.openai.completions import ApiError, Asked
+from web.openai.api import OpenAIApi
+from web.openai.lanes import Run, answering
+from web.openai.params import ApiError, Asked, without_trailer
 from web.service import NewsApp, UnknownFilter
 
 logger = logging.getLogger(__name__)
@@ -225,13 +226,13 @@ class NewsMcp:
         if not question:
             raise ToolError("the question is empty")
         turns = [{"role": t.get("role", "user"),
-                  "content": completions.without_trailer(t.get("content", ""))}
+                  "content": without_trailer(t.get("content", ""))}
                  for t in limits.history(history) if t.get("role", "user") in TURN_ROLES]
         filters = await asyncio.to_thread(self._filters, article_ids, outlets, date_from,
                                           date_to)
         asked = Asked(model="news-rag", mode=None if mode in (None, "auto") else mode,
                       question=question, history=turns, filters=filters,
-                      date_filter=date_filter, as_of=limits.day(as_of, "as_of"))
+                      dates_narrow=date_filter, as_of=limits.day(as_of, "as_of"))
         await self.api.lanes.enter()
         run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
                   self.api.lanes.leave)

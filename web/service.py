@@ -12,17 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, replace
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
-
-from ingest.pipeline import STATUSES, Report, ingest_stream
-from rag.answer.engine import AnswerStream, Engine
+from ingest.pipeline import ingest_stream
+from ingest.results import STATUSES, Report
+from rag.answer.engine import AnswerStream, EmptyLibrary, Engine
+from rag.answer.request import Ask
 from rag.answer.retrieve import Filters
+from rag.errors import RagError, UsageError
 from rag.records import StoredArticle
 from rag.settings import Settings
 from rag.store.articles import ArticleStore, StoreError
@@ -30,7 +30,7 @@ from rag.store.connection import as_store_error
 from rag.store.lock import WriterBusyError, describe
 from rag.streams import Streamed
 from rag.types import Answer, AnswerMode
-from web.auth import EDITOR, User, role_of
+from web.auth import EDITOR, Asking, NotEditor, User, role_of
 from web.feeds import Feeds
 from web.limits import Limits
 from web.uploads import Uploads
@@ -49,7 +49,7 @@ EMPTY_LIBRARY = (
 )
 
 
-class UnknownFilter(ValueError):
+class UnknownFilter(UsageError):
     """A filter naming an article or outlet the library does not hold; the message is
     "<field>: <why>", `field` the request's name for it."""
 
@@ -62,7 +62,7 @@ class NewsApp:
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  users: dict[str, User] | None = None) -> None:
         self.settings = settings
-        self.engine = engine or Engine(settings)
+        self.engine = engine or Engine.from_settings(settings)
         self.store: ArticleStore = self.engine.store
         # A long-running reader: answer from the keyword index it has while a thread
         # rebuilds it after a write, rather than make a question wait for the rebuild.
@@ -89,9 +89,7 @@ class NewsApp:
             started = time.perf_counter()
             self.look_at_store()
             self.store.embed_model  # noqa: B018 - loads the model
-            if self.store.has_chunks():
-                self.engine.keyword.ensure()
-            self.engine.extractive.reader.warm()  # a model reader's fixed prompt
+            self.engine.warm()  # the keyword index, a model reader's fixed prompt
             self._warm = True
             logger.info("Ready to answer (model and keyword index loaded in %.1f s)",
                         time.perf_counter() - started)
@@ -149,13 +147,13 @@ class NewsApp:
 
     # -- who may do what; what they are told --------------------------------
 
-    def role(self, request: gr.Request | None) -> str:
-        return role_of(self.users, getattr(request, "username", None))
+    def role(self, request: Asking | None) -> str:
+        return role_of(self.users, request.username if request is not None else None)
 
-    def require_editor(self, request: gr.Request | None) -> None:
+    def require_editor(self, request: Asking | None) -> None:
         if self.role(request) != EDITOR:
-            raise gr.Error("Only editors may add or remove articles; you are logged in as a "
-                           "reader.", print_exception=False)
+            raise NotEditor("Only editors may add or remove articles; you are logged in as "
+                            "a reader.")
 
     def public(self, answer: Answer) -> Answer:
         """The answer with source names in place of server paths (chat, API, export)."""
@@ -174,15 +172,12 @@ class NewsApp:
         return text
 
     def error_line(self, exc: Exception, doing: str) -> str:
-        """What a web user is told of a failure: our own one-line reasons (ValueError,
-        StoreError) without server paths; of anything else only that it happened, with
-        the traceback in the server's log."""
-        if isinstance(exc, gr.Error):
-            return self.redact(str(exc.message))
+        """What a web user is told of a failure: our own one-line reasons (a `RagError`)
+        without server paths; of anything else only that it happened, with the traceback
+        in the server's log."""
         if isinstance(exc, StoreError):
             logger.warning("%s failed: %s", doing, exc)
-            return self.redact(str(exc))
-        if isinstance(exc, ValueError):
+        if isinstance(exc, RagError):
             return self.redact(str(exc))
         line = as_store_error(exc, self.settings, "answering")
         if line is not None:
@@ -197,28 +192,29 @@ class NewsApp:
         article = self.store.get_article(article_id) if article_id else None
         return article.text if article else None
 
-    def answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-               mode: str | None, date_filter: bool = True, as_of: date | None = None,
-               checked: bool = False) -> AnswerStream:
+    def answer(self, request: Ask) -> AnswerStream:
         """The engine's stream, after warm-up; its answer with a hint when filters leave
-        nothing, and source names in place of server paths. `date_filter`: let dates in
-        the question narrow the search; `as_of`: answer as if today were that day;
-        `checked`: only verified sentences go out (`Engine.stream`)."""
-        return Streamed(self._answer(question, history, filters, mode, date_filter, as_of,
-                                     checked))
+        nothing, and source names in place of server paths. On an empty library, the
+        answer says what the page says (`empty_answer`): the chat, /ask, /v1 and MCP all
+        show the engine's one decision (`EmptyLibrary`) this way."""
+        return Streamed(self._answer(request))
 
-    def _answer(self, question: str, history: list[dict[str, Any]], filters: Filters,
-                mode: str | None, date_filter: bool, as_of: date | None, checked: bool
-                ) -> Generator[str, None, Answer]:
+    def _answer(self, request: Ask) -> Generator[str, None, Answer]:
         self.warm_up()
-        stream = self.engine.stream(question, history=history, filters=filters,
-                                    mode=mode or None, date_filter=date_filter, as_of=as_of,
-                                    checked=checked)
-        yield from stream
+        stream = self.engine.stream(replace(request, mode=request.mode or None))
+        try:
+            yield from stream
+        except EmptyLibrary:
+            return self.empty_answer(request.question, request.mode)
         answer = stream.result
-        if filters and not answer.retrieved:
+        if request.filters and not answer.retrieved:
             answer = answer.with_notice(NO_MATCH)
         return self.public(answer)
+
+    def is_empty_answer(self, answer: Answer) -> bool:
+        """Whether this is the answer of an empty library (the chat shows it as a
+        notice of its own, not as a refusal)."""
+        return answer.refused and answer.answer == EMPTY_LIBRARY
 
     def empty_answer(self, question: str, mode: str | None) -> Answer:
         """The answer while the library is empty: the words the chat shows
@@ -364,7 +360,7 @@ class NewsApp:
         }
 
     def ingest_log(self, refs: list[str], names: dict[str, str], outlet: str,
-                   progress: gr.Progress | None = None, *, local: bool = True,
+                   progress: Callable[..., Any] | None = None, *, local: bool = True,
                    refused: list[str] | None = None) -> Iterator[str]:
         """The log so far, as results arrive. `refused`: lines for sources refused before
         ingest (e.g. uploads over the limit)."""

@@ -25,15 +25,16 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from rag.errors import UsageError
 from rag.files import replace_text
 from rag.settings import Settings
+from web.auth import ROLES
 
 logger = logging.getLogger(__name__)
 PREFIX = "nrag-"  # tells a leaked token apart from other secrets (secret scanners)
-ROLES = ("reader", "editor")
 
 
-class TokenError(ValueError):
+class TokenError(UsageError):
     """A token file that cannot be read or written, or a bad request to change it."""
 
 

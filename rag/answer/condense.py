@@ -1,6 +1,7 @@
 """Follow-up questions to standalone ones, so retrieval sees what the user means.
 
-LLM mode asks the model to condense (see `rag.answer.draft.llm`). Without an LLM this
+`condense` asks the first answerer of the chain (an LLM's rewrite, see
+`rag.answer.draft.llm`) and keeps it only when it is plausible. Without one, this
 deterministic rewrite carries the earlier turn's subject: "why?" after "what
 happened to Iran-Azerbaijan relations?" becomes a question about those relations.
 """
@@ -9,10 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rag.text import STOPWORDS
+from rag.text import STOPWORDS, content_terms
 from rag.types import Turn
+
+if TYPE_CHECKING:
+    from rag.answer.draft.chain import Answerer
 
 _FOLLOW_UP_START = re.compile(
     r"^(and|but|so|also|then|what about|how about|why|why not|how come|how so|really|"
@@ -65,6 +69,27 @@ def rewrite(question: str, history: list[dict[str, Any]] | None) -> str:
     if re.fullmatch(r"(why|why not|how come|how so|really)", core, re.I):
         return f"{previous.rstrip(' ?')}? {core.capitalize()}?"
     return f"{core[:1].upper()}{core[1:]}? (about: {' '.join(dict.fromkeys(carried))})"
+
+
+def condense(question: str, history: list[dict[str, Any]] | None, answerer: Answerer) -> str:
+    """The question as retrieval should see it: a follow-up carries the earlier turn's
+    subject (rule-based), or the answerer's rewrite when it has a plausible one.
+    Raises LLMError when a model's rewrite fails."""
+    standalone = rewrite(question, history)
+    if not history:
+        return standalone
+    condensed = answerer.condense(question, history)
+    # A weak model may answer instead of rewriting ("The answer to this question is:");
+    # retrieving with that would fetch unrelated passages.
+    if condensed and _plausible_rewrite(condensed, question, history):
+        return condensed
+    return standalone
+
+
+def _plausible_rewrite(condensed: str, question: str, history: list[dict[str, Any]]) -> bool:
+    """A question that keeps a subject of the conversation's questions."""
+    asked = " ".join([question, *user_turns(history)])
+    return "?" in condensed and bool(set(content_terms(condensed)) & set(content_terms(asked)))
 
 
 def history_of(turns: Iterable[Turn]) -> list[dict[str, str]]:

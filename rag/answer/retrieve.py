@@ -4,13 +4,20 @@ Both sides produce llama-index nodes built by `rag.store.nodes.chunk_node` from 
 chunk metadata, so `QueryFusionRetriever` can match them; it fuses by
 `dist_based_score` by default (each list's scores rescaled by their mean and spread,
 then summed), so a strong match on one side is not flattened to a rank.
+
+The engine is given its retrieval (`Engine(retriever=...)`): a `RetrieverFactory`, a
+retriever per `RetrievalMode`; `Retrievers` is the default (a `Retriever` per mode
+over the store), `StaticRetriever` gives fixed passages (for tests, as httpx's
+`MockTransport` answers requests). Contract: passages come best first, at most
+`top_k`, each matching `filters`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.llms import MockLLM
@@ -19,6 +26,7 @@ from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag.dates.parse import DateFilter
+from rag.errors import UsageError
 from rag.store.articles import ArticleStore, chunk_dates, date_int
 from rag.store.expansion import expand_query
 from rag.store.keyword import KeywordIndex
@@ -122,10 +130,17 @@ class Filters:
 def dated_within(window: DateFilter, passage: Passage) -> bool:
     """Whether a question's date filter kept this passage for its dates (published in
     the range, or speaking of a day in it), read as ingest read them."""
+    return Filters(when_from=window.first, when_to=window.last).dated_within(
+        passage_meta(passage))
+
+
+def passage_meta(passage: Passage) -> dict[str, Any]:
+    """The chunk metadata `Filters.match` reads, for a passage: as ingest stored it
+    (its dates read against its publication)."""
     published = date.fromisoformat(passage.published) if passage.published else None
-    meta = {"published_int": date_int(published) if published else None,
+    return {"article_id": passage.article_id, "outlet": passage.outlet,
+            "published_int": date_int(published) if published else None,
             **chunk_dates(passage.text, published)}
-    return Filters(when_from=window.first, when_to=window.last).dated_within(meta)
 
 
 def _day(value: int) -> date:
@@ -184,7 +199,7 @@ class Retriever:
         try:
             self.mode = RetrievalMode(mode)
         except ValueError:
-            raise ValueError("retrieval mode must be one of "
+            raise UsageError("retrieval mode must be one of "
                              + ", ".join(m.value for m in RetrievalMode)) from None
         self.store, self.fusion = store, fusion
         self.keyword = keyword or KeywordIndex.of(store)
@@ -216,6 +231,61 @@ class Retriever:
             hits = fusion.retrieve(query)
         passages = [passage_from_node(h) for h in hits if filters.match(h.node.metadata)]
         return diversify(passages, top_k, per_article or max(2, top_k // 2))
+
+
+class PassageRetriever(Protocol):
+    """What the engine asks of a retriever."""
+
+    def retrieve(self, query: str, top_k: int = 5, filters: Filters | None = None
+                 ) -> list[Passage]:
+        """At most `top_k` passages matching `filters`, best first."""
+        ...
+
+
+class RetrieverFactory(Protocol):
+    """A retriever per mode: the engine asks for the question's mode, and for a dense
+    one to fetch the passages of an article's updated version."""
+
+    def __call__(self, mode: RetrievalMode) -> PassageRetriever: ...
+
+
+class Retrievers:
+    """The default `RetrieverFactory`: a `Retriever` per mode over one store and keyword
+    index, each made the first time it is asked for."""
+
+    def __init__(self, store: ArticleStore, keyword: KeywordIndex | None = None) -> None:
+        self.store = store
+        self.keyword = keyword or KeywordIndex.of(store)
+        self._by_mode: dict[RetrievalMode, Retriever] = {}
+
+    def __call__(self, mode: RetrievalMode) -> Retriever:
+        if mode not in self._by_mode:
+            self._by_mode[mode] = Retriever(self.store, mode, self.keyword)
+        return self._by_mode[mode]
+
+
+class StaticRetriever:
+    """Retrieval that gives fixed passages, and no store or index behind it: for tests.
+
+    Every query gets `passages`, or its own from `by_query`; in the order given, those
+    `filters` match (read as ingest would have stored them: `passage_meta`), at most
+    `top_k`. It is its own factory, the retriever of every mode; the queries it was
+    asked are kept in `asked`."""
+
+    def __init__(self, passages: Sequence[Passage] = (),
+                 by_query: Mapping[str, Sequence[Passage]] | None = None) -> None:
+        self.passages = list(passages)
+        self.by_query = dict(by_query or {})
+        self.asked: list[str] = []
+
+    def __call__(self, mode: RetrievalMode) -> StaticRetriever:
+        return self
+
+    def retrieve(self, query: str, top_k: int = 5, filters: Filters | None = None
+                 ) -> list[Passage]:
+        self.asked.append(query)
+        given = self.by_query.get(query, self.passages)
+        return [p for p in given if not filters or filters.match(passage_meta(p))][:top_k]
 
 
 def diversify(passages: list[Passage], top_k: int, per_article: int,

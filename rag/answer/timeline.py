@@ -6,19 +6,22 @@ Monday" in an article of Wednesday 30 April is 28 April); an article's opening
 sentence, which reports the news of the day, is dated by its publication. Events are
 ranked by closeness in meaning to the question and by its words, copies of one event
 (the same day, near the same words: wire copies) are kept once, and the best are
-listed in date order.
+listed in date order. `answer` makes the timeline answer of them (the same for every
+answer mode: the sentences are the articles' own words).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
-from rag.dates.parse import resolve_dates
+from rag.answer.assemble import assemble
+from rag.answer.verify import SupportScorer, verify_draft
+from rag.dates.parse import DateFilter, format_day, resolve_dates
 from rag.text import content_terms, sentence_spans, word_overlap
-from rag.types import Claim, Draft, Passage
+from rag.types import Answer, AnswerMode, Claim, Draft, Passage, TimelineEvent
 
 MAX_EVENTS = 8
 MIN_DENSE = 0.3  # below this a dated sentence is about something else
@@ -87,3 +90,36 @@ def draft(question: str, passages: list[Passage], embed_model,  # noqa: ANN001
     chosen.sort(key=lambda e: (e.day, e.passage))
     claims = [Claim(text=e.text, passages=[e.passage + 1]) for e in chosen]
     return Draft(claims=claims), [e.day for e in chosen]
+
+
+def answer(question: str, standalone: str, passages: list[Passage], notices: list[str],
+           window: DateFilter | None, before: list[Passage], embed_model  # noqa: ANN001
+           ) -> Answer:
+    """Dated, quoted sentences oldest first, in the question's date `window` if one was
+    applied. `before`: passages from before the window, whose latest event shows how
+    things stood ("what changed since…")."""
+    drafted, days = draft(standalone, passages, embed_model,
+                          window.first if window else None, window.last if window else None)
+    earlier = 0
+    if before and window is not None and window.first is not None and not drafted.refused:
+        then, then_days = draft(standalone, before, embed_model,
+                                None, window.first - timedelta(days=1))
+        if not then.refused:
+            last = then.claims[-1]  # the latest event before the window
+            shifted = Claim(text=last.text, passages=[n + len(passages) for n in last.passages])
+            drafted = drafted.model_copy(update={"claims": [shifted, *drafted.claims]})
+            days, earlier = [then_days[-1], *days], 1
+    everything = passages + before
+    checked = verify_draft(drafted, everything, SupportScorer(embed_model))
+    answered = assemble(question, standalone, drafted, checked, everything,
+                        AnswerMode.EXTRACTIVE, None, [*notices, drafted.notice])
+    if drafted.refused:
+        return answered
+    events = [TimelineEvent(date=day.isoformat(), date_text=format_day(day),
+                            sentence=s.text, citation=s.citations[0] if s.citations else 0,
+                            before=k < earlier)
+              for k, (day, s) in enumerate(zip(days, answered.sentences, strict=True))]
+    text = "\n".join(f"- {e.date_text}{' (before)' if e.before else ''}: {s.text} "
+                     + "".join(f"[{n}]" for n in s.citations)
+                     for e, s in zip(events, answered.sentences, strict=True))
+    return answered.model_copy(update={"timeline": events, "answer": text})

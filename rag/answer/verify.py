@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rag.text import content_terms, numbers, sentence_spans
-from rag.types import AnswerSentence, Checked, Citation, Claim, Passage, Span
+from rag.types import AnswerSentence, Checked, Citation, Claim, Draft, Passage, Span
 
 SUPPORT_THRESHOLD = 0.5
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -129,6 +129,11 @@ def verify(
         checked.append(Checked(text=claim.text, spans=spans, score=round(best_score, 3),
                                supported=bool(spans) and best_score >= threshold))
     return checked
+
+
+def verify_draft(draft: Draft, passages: list[Passage], scorer: SupportScorer) -> list[Checked]:
+    """Verify each claim of a draft against the passages it cites."""
+    return [] if draft.refused else verify(draft.claims, passages, scorer)
 
 
 def number_citations(checked: list[Checked], passages: list[Passage]

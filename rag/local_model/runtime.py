@@ -1,17 +1,17 @@
-"""A llama.cpp model run in this process (cyllama's prebuilt wheel), for the local reader.
+"""A llama.cpp model run in this process (cyllama's prebuilt wheel), for the local reader
+and the local answerer.
 
-In-process rather than through a server: the reader needs the logits of one next
-token (a server's API gives sampled text and top log-probabilities at best), and the
-KV cache of the last prompt stays in memory, so the next prompt only computes what
-follows their common prefix (the fixed instructions and the question). The runtime is
-cyllama's wheel (llama.cpp built for any x86-64 with AVX2, no compiler needed), chosen
-over xllamacpp because it saves and restores one sequence's KV state: a new process
-loads the reader's fixed prefix in a few milliseconds instead of computing it for 8 s
-(docs/decisions/reader-runtime.md). A llama.cpp built for another CPU crashed on its
-first multi-token prompt, which in-process would take the app down: so before the model
-is first loaded here, the same runtime and model run one prompt in a child process
-(`rag.local_model.build_check`); if that fails, the model is not loaded and the caller is told why,
-once.
+Contract: `local_llm(settings)` is the process's one `LocalLLM` for the configured
+model, or a `LocalModelError` of one line saying why it can't be had here. A `LocalLLM`
+runs one prompt at a time: the logits of the next token (`next_logits`,
+`yes_probability`) or generated text (`stream`), with the KV cache of the last prompt
+kept, so the next one only computes what follows their common prefix; a fixed prefix's
+state is saved to disk and restored by a later process (`saved_prefix`,
+`prefix_ready`). Before the model is first loaded, the same runtime and model run one
+prompt in a child process (`rag.local_model.build_check`); if that fails, the model is
+not loaded and the caller is told why.
+
+Why in process, and why cyllama: docs/decisions/reader-runtime.md.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.errors import ModelError
 from rag.local_model import build_check as llama_check
 from rag.local_model.weights import ModelUnavailable, model_path
 from rag.settings import Settings
@@ -50,7 +51,7 @@ def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
                 min(len(a), len(b)))
 
 
-class LocalModelError(RuntimeError):
+class LocalModelError(ModelError):
     """The local model can't run here; the message is one line saying why."""
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from rag.errors import ModelError
+
 logger = logging.getLogger(__name__)
 
 
@@ -58,7 +60,7 @@ DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 _CHUNK = 8 << 20
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(ModelError):
     """The model can't be had; the message is one line saying why and what to do."""
 
 

@@ -1,7 +1,8 @@
-"""Storage: the Chroma store of articles and chunks (`articles`), its BM25 keyword index
-beside it (`keyword`, queries expanded by `expansion`), the one-writer lock (`lock`),
-one client per store and process (`connection`), the embedding model (`embeddings`,
-`onnx_embedding`) and the store's health check (`health`).
+"""Storage: the Chroma store of articles and chunks (`articles`: opening and keeping up;
+its reads in `reads`, its crash-safe writes in `writes`, its records in `metadata`),
+its BM25 keyword index beside it (`keyword`, queries expanded by `expansion`), the
+one-writer lock (`lock`), one client per store and process (`connection`), the
+embedding model (`embeddings`, `onnx_embedding`) and the store's health check (`health`).
 
 Contract: a write is whole or absent after a crash (`ArticleStore.recover`, `python -m
 ingest check --repair`); failures reach callers as `StoreError`, one line a user can

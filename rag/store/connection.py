@@ -1,12 +1,15 @@
-"""Chroma clients, one per store per process, and the store's errors in one line each.
+"""Chroma clients, one per store per process, and a failure of the store as one line.
 
-Why one shared connection per data folder, reopened when another process wrote: an
-embedded Chroma keeps its vector index in the memory of the process that opened it.
-A process that goes on using its copy after another process wrote (measured: app and
-CLI on one folder) reads "Error finding id", and if it writes, it persists its stale
-index over the other's vectors, which are then lost without a word. So every write
-happens under the writer lock (`rag.store.lock`), and a process reopens its client whenever
-the store's generation stamp says someone else wrote. A server needs none of this.
+Contract: `connect(settings)` is the `Connection` every `ArticleStore` of the process
+shares for that data folder or server; `Connection.reopen` gives an embedded store a
+fresh client that sees other processes' writes (`epoch` counts reopenings, so holders
+of collection handles fetch them again), and `ArticleStore.sync` calls it when the
+store's generation stamp says another process wrote. Opening an embedded store takes a
+short file lock, so one process at a time creates or migrates its database.
+`store_error` and `as_store_error` turn Chroma's and the disk's failures into a
+`StoreError` of one line that says what to do.
+
+Why reopen, and why one opener at a time: docs/decisions/store-connection.md.
 """
 
 from __future__ import annotations
@@ -25,15 +28,12 @@ from chromadb.api.shared_system_client import SharedSystemClient
 from chromadb.config import Settings as ChromaSettings
 from filelock import FileLock, Timeout
 
+from rag.errors import StoreError
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 OPEN_WAIT = 120.0  # seconds; opening takes well under one, migrating an old store a few
-
-
-class StoreError(RuntimeError):
-    """A store problem the user can fix; the message says how."""
 
 
 def location(settings: Settings) -> str:

@@ -18,13 +18,14 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 from llama_index.core.base.embeddings.base import BaseEmbedding
 
+from rag.errors import UsageError
 from rag.settings import Settings
 
 logger = logging.getLogger(__name__)
 BUNDLED_MINILM = "local:all-MiniLM-L6-v2"
 
 
-class EmbeddingConfigError(ValueError):
+class EmbeddingConfigError(UsageError):
     pass
 
 

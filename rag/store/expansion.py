@@ -1,11 +1,10 @@
 """News-vocabulary query expansion for the keyword side.
 
-Reporters rarely use the reader's word: a question about relations that "soured"
-is answered by sentences about "tension", "hostilities" or a "rift", and MiniLM
-does not bridge such pairs reliably (measured: "why did relations sour?" scores a
-tension sentence below an unrelated one). A small thesaurus of the verbs and nouns
-news questions turn on closes that gap for BM25 and for extractive scoring, where
-an expanded match counts less than the user's own word.
+Groups of words news writing uses interchangeably for one idea: `expand_query` adds a
+question's related words to a BM25 query, and `related_stems` gives a word's related
+stems (extractive scoring counts them for less than the user's own word).
+
+Why: docs/decisions/query-expansion.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
 """The BM25 keyword index over all chunks, persisted beside the store.
 
-It is rebuilt only when the store changed since it was built (the store bumps a
-generation stamp on every write), never per query, and never by a writer: a rebuild
-reads every chunk, so an ingest that ended with one grew slower as the store grew
-(300 new articles took 1.96x as long into 20,000 stored as into none). A reader
-rebuilds instead. A one-shot reader (`rag ask`, evaluation) builds before it answers;
-a long-running one (the app, `background = True`) answers from the build it has while
-a thread makes the new one, and checks that build's hits against the store so that a
-removed or replaced article is never cited. New articles are found by vector search
-meanwhile and by keyword search once the thread is done.
+Contract: `KeywordIndex.of(store)` is the one index object for a store in a process;
+`ensure` and `retriever` use it. The index is rebuilt only when the store's
+generation stamp changed since it was built, and only by a reader: a one-shot
+reader (`rag ask`, evaluation) builds before it answers; a long-running one (the app,
+`background = True`) answers from the build it has while a thread makes the new one,
+and drops that build's hits the store no longer holds, so a removed or replaced
+article is never cited. Each build on disk is a folder of its own,
+`<collection>@<stamp>.<random>`, renamed into place; `<collection>.current` names the
+live one and is replaced atomically, so a reader loads the old index or the new, never
+half of one.
 
-On disk each build is a folder of its own, `<collection>@<stamp>.<random>`, written
-under a unique temporary name and renamed into place; `<collection>.current` names the
-live one and is replaced atomically. So builders in several processes never share a
-folder, and a reader loads either the old index or the new, never half of one. One
-index object serves each store in a process (`KeywordIndex.of`).
+Why a reader, not a writer, rebuilds: docs/decisions/keyword-index.md.
 """
 
 from __future__ import annotations

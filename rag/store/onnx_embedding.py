@@ -1,15 +1,14 @@
 """A sentence-transformers folder (the bundled MiniLM) run by ONNX Runtime, not torch.
 
-Why: importing sentence-transformers and torch costs ~4-10 s of every cold start, and
-torch's encode runs at ~0.65x of ONNX Runtime's speed on the same 2 cores (measured on
-600 BBC paragraphs, identical vectors: largest difference 2e-7). chromadb already
-brings `onnxruntime`; `tokenizers` reads the folder's own tokenizer.json.
+Contract: a llama-index `BaseEmbedding` whose vectors are the folder's own (mean
+pooled, normalised, truncated at `MAX_TOKENS` word pieces as sentence-transformers
+does). The model is exported once (torch, transformers and onnx, only then) to
+`<RAG_MODEL_CACHE>/<name>-<key>.onnx`, with the pooling and normalisation inside the
+graph, so an answer needs no torch at all; `make setup` exports it (`python -m
+rag.store.onnx_embedding`), otherwise the first use does. Tokens come from the folder's
+own tokenizer.json (`tokenizers`).
 
-The model is exported once (torch, transformers and onnx, only then) to
-`<RAG_MODEL_CACHE>/<name>-<key>.onnx`, with mean pooling and normalisation inside the
-graph, so an answer needs no torch at all. `make setup` exports it; otherwise the first
-use does. llama-index has no ONNX embedding of its own for a local folder without
-optimum, hence this small `BaseEmbedding`.
+Why ONNX Runtime: docs/decisions/onnx-embedding.md.
 """
 
 from __future__ import annotations

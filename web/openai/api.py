@@ -3,10 +3,11 @@
 
 It is a small Starlette app put in front of gradio's by `OpenAIRoutes` (an ASGI
 middleware): gradio has no hook for routes of our own, and FastAPI's (gradio's own
-framework) way would mean replacing gradio's launch. The shapes in and out are
-`web.openai.completions`'; here are the login (Bearer tokens, `web.tokens`), the bounds (the
-page's: question and history limits, answer lanes, a waiting room, 429 when full),
-and the answer's run on a worker thread that stops when the client goes away.
+framework) way would mean replacing gradio's launch. The request is checked by
+`web.openai.params` and the answer shaped by `web.openai.completions`; here are the
+login (Bearer tokens, `web.tokens`), the bounds (the page's: question and history
+limits; answer lanes and a waiting room, 429 when full: `web.openai.lanes`), and the
+answer sent whole or as server-sent events, stopped when the client goes away.
 
 A body is read only as `application/json` (anything else is 415: a browser's
 cross-site "simple request" cannot send that type without a preflight) and only up to
@@ -20,12 +21,10 @@ Starlette's CORSMiddleware.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -39,17 +38,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from rag.answer.engine import rest_of
+from rag.errors import UsageError
 from rag.streams import Streamed
 from rag.types import Answer
 from web.auth import role_of
-from web.openai import completions
-from web.openai.completions import ApiError, Asked
+from web.openai import completions, params
+from web.openai.cut import Cut
+from web.openai.lanes import Lanes, Run, answering
+from web.openai.params import ApiError, Asked
 from web.service import UNEXPECTED, NewsApp, UnknownFilter
 from web.tokens import TokenError, TokenStore, tokens_path
 
 logger = logging.getLogger(__name__)
 MAX_BODY = 2 * 1024 * 1024  # 20 history turns of 20,000 characters fit well within it
-KEEP_ALIVE = 10.0  # seconds of silence in a stream before a comment line keeps it open
 MAX_DEPTH = 64  # nesting levels of a body: a request with tools and schemas has ~10
 CORS_MAX_AGE = 600  # seconds a browser may keep a preflight's answer
 
@@ -58,94 +59,10 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-class Lanes:
-    """At most `lanes` answers at once and `waiting` more in line; beyond, 429.
-
-    The page's own queue is gradio's and cannot be shared; this one has the same
-    sizes (RAG_ANSWER_CONCURRENCY, RAG_QUEUE_MAX)."""
-
-    def __init__(self, lanes: int, waiting: int) -> None:
-        self.lanes, self.waiting = lanes, waiting
-        self._free: asyncio.Semaphore | None = None
-        self._in_line = 0
-
-    @property
-    def in_line(self) -> int:
-        return self._in_line
-
-    async def enter(self) -> None:
-        if self._free is None:
-            self._free = asyncio.Semaphore(self.lanes)  # made on the server's own loop
-        if self._free.locked() and self._in_line >= self.waiting:
-            raise ApiError(429, f"The app is busy: {self._in_line} questions are waiting "
-                           "(RAG_QUEUE_MAX); try again shortly.", "requests",
-                           "rate_limit_exceeded", headers={"retry-after": "1"})
-        self._in_line += 1
-        try:
-            await self._free.acquire()
-        finally:
-            self._in_line -= 1
-
-    def leave(self) -> None:
-        assert self._free is not None
-        self._free.release()
-
-
 @dataclass
 class Caller:
     name: str | None
     role: str
-
-
-class Run:
-    """One answer on a worker thread, its text handed to the event loop as it comes.
-
-    Setting `stop` (the client went away) closes the engine's stream at its next
-    delta, which closes a model's generation underneath; the answer's lane is freed
-    when the thread is done, not when the client left."""
-
-    def __init__(self, stream: Streamed[str, Answer], loop: asyncio.AbstractEventLoop,
-                 done: Callable[[], None]) -> None:
-        self.stream, self.loop, self.done = stream, loop, done
-        self.stop = threading.Event()
-        self.items: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.thread = threading.Thread(target=self._run, name="api-answer", daemon=True)
-        self.thread.start()
-
-    def _put(self, kind: str, value: Any) -> None:  # noqa: ANN401
-        self._call(self.items.put_nowait, (kind, value))
-
-    def _call(self, fn: Callable[..., object], *args: object) -> None:
-        with contextlib.suppress(RuntimeError):  # the server's loop closed mid-answer
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    def _run(self) -> None:
-        try:
-            for delta in self.stream:
-                if self.stop.is_set():
-                    logger.info("the API client went away: the answer is stopped")
-                    return
-                if delta:
-                    self._put("text", delta)
-            self._put("answer", self.stream.result)
-        except Exception as exc:
-            self._put("error", exc)
-        finally:
-            self.stream.close()
-            self._call(self.done)
-
-    async def events(self) -> AsyncIterator[tuple[str, Any]]:
-        """("text", delta)… then ("answer", Answer) or ("error", exc); ("wait", None)
-        after KEEP_ALIVE seconds of silence."""
-        while True:
-            try:
-                kind, value = await asyncio.wait_for(self.items.get(), KEEP_ALIVE)
-            except TimeoutError:
-                yield "wait", None
-                continue
-            yield kind, value
-            if kind != "text":
-                return
 
 
 class OpenAIApi:
@@ -194,15 +111,15 @@ class OpenAIApi:
 
     async def models(self, request: Request) -> Response:
         self.caller(request)
-        return JSONResponse(completions.model_list())
+        return JSONResponse(params.model_list())
 
     async def model(self, request: Request) -> Response:
         self.caller(request)
-        return JSONResponse(completions.model_card(request.path_params["model"]))
+        return JSONResponse(params.model_card(request.path_params["model"]))
 
     async def chat(self, request: Request) -> Response:
         caller = self.caller(request)
-        asked = completions.parse(await _json(request), self.app.limits)
+        asked = params.parse(await _json(request), self.app.limits)
         if asked.task is not None:
             logger.debug("API: Open WebUI's %s task from %s", asked.task.kind,
                          caller.name or "anyone")
@@ -210,7 +127,7 @@ class OpenAIApi:
         try:
             asked.filters = await asyncio.to_thread(self.app.held_filters, asked.filters)
         except UnknownFilter as exc:
-            raise completions.bad(str(exc), exc.field) from None
+            raise params.bad(str(exc), exc.field) from None
         await self.lanes.enter()
         run = Run(Streamed(answering(self.app, asked)), asyncio.get_running_loop(),
                   self.lanes.leave)
@@ -237,8 +154,8 @@ class OpenAIApi:
         """What the client is told of a failed answer: our own one-line reasons as 400s,
         the store away as 503, anything else only that it happened (500)."""
         line = self.app.error_line(exc, f"answering {asked.question[:200]!r} (API)")
-        if isinstance(exc, ValueError):
-            return completions.bad(line)
+        if isinstance(exc, UsageError):
+            return params.bad(line)
         if line == UNEXPECTED:
             return ApiError(500, line, "server_error")
         return ApiError(503, line, "server_error")
@@ -246,20 +163,6 @@ class OpenAIApi:
     async def _unexpected(self, request: Request, exc: Exception) -> Response:
         logger.error("API request failed", exc_info=exc)
         return _api_error(request, ApiError(500, UNEXPECTED, "server_error"))
-
-
-def answering(app: NewsApp, asked: Asked) -> Generator[str, None, Answer]:
-    """The chat's answer to the request, checked sentence by sentence (what a stream
-    sends is never taken back); on an empty library, what the page says."""
-    if not app.store.has_chunks():
-        return app.empty_answer(asked.question, asked.mode)
-    stream = app.answer(asked.question, asked.history, asked.filters, asked.mode,
-                        date_filter=asked.date_filter, as_of=asked.as_of, checked=True)
-    try:
-        yield from stream
-    finally:
-        stream.close()
-    return stream.result
 
 
 class EventStream(Response):
@@ -304,7 +207,7 @@ class EventStream(Response):
                 await event(completions.chunk(asked, {"content": value}))
 
         await event(completions.chunk(asked, {"role": "assistant", "content": ""}))
-        cut = completions.Cut.of(asked)  # max_tokens and stop: what is sent of what comes
+        cut = Cut.of(asked)  # max_tokens and stop: what is sent of what comes
         fed = ""
         async for kind, value in _until(self.run.events(), gone):
             if kind == "wait":
@@ -370,14 +273,14 @@ async def _json(request: Request) -> Any:  # noqa: ANN401 - a client's JSON
         if len(body) > MAX_BODY:
             raise ApiError(413, f"The request body is over {MAX_BODY:,} bytes.")
     if nesting(body) > MAX_DEPTH:
-        raise completions.bad(f"the request body is nested more than {MAX_DEPTH} levels deep")
+        raise params.bad(f"the request body is nested more than {MAX_DEPTH} levels deep")
     try:
         return json.loads(body or b"null")
     except ValueError:
-        raise completions.bad("the request body is not JSON") from None
+        raise params.bad("the request body is not JSON") from None
     except RecursionError:  # not reached past the depth check; kept as the last guard
-        raise completions.bad(f"the request body is nested more than {MAX_DEPTH} levels "
-                              "deep") from None
+        raise params.bad(f"the request body is nested more than {MAX_DEPTH} levels "
+                         "deep") from None
 
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
@@ -398,7 +301,7 @@ def _task_reply(asked: Asked) -> Response:
     extra = {"rag": {"task": asked.task.kind}}
     if not asked.stream:
         return JSONResponse(completions.reply(asked, asked.task.reply, extra))
-    cut = completions.Cut.of(asked)
+    cut = Cut.of(asked)
     text = cut.feed(asked.task.reply) + cut.end()
     chunks = [completions.chunk(asked, {"role": "assistant", "content": ""}),
               completions.chunk(asked, {"content": text}),

@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from rag.answer.condense import history_of
+from rag.answer.request import Ask
 from rag.types import Turn
 from web.service import EMPTY_LIBRARY, NewsApp
 from web.ui import render
@@ -30,7 +31,7 @@ EXPORTS = Path(tempfile.gettempdir()) / "newsrag-exports"
 
 def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
          turns: list[Turn] | None, article_ids: list[str] | None, outlets: list[str] | None,
-         date_from: Any, date_to: Any, mode: str | None, question_dates: bool = True
+         date_from: Any, date_to: Any, mode: str | None, dates_narrow: bool = True
          ) -> Iterator[tuple[Any, ...]]:
     """Yields (chatbot, turns, question box, export button) as the answer is written."""
     messages, turns = list(messages or []), list(turns or [])
@@ -47,17 +48,6 @@ def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
     messages += [{"role": "user", "content": render.question_html(question)},
                  {"role": "assistant", "content": render.streaming_html("")}]
     yield messages, turns, "", gr.skip()
-    try:
-        empty = not app.store.has_chunks()
-    except Exception as exc:  # the store is away (a Chroma server down): say so, once
-        line = app.error_line(exc, f"answering {question[:200]!r}")
-        messages[-1]["content"] = render.message_html(f"Could not answer: {line}", "error")
-        yield messages, turns, question, gr.skip()
-        return
-    if empty:
-        messages[-1]["content"] = render.message_html(EMPTY_LIBRARY, "empty")
-        yield messages, turns, "", gr.skip()
-        return
     if len(turns) >= app.settings.max_history_turns:
         messages[-1]["content"] = render.message_html(
             f"This conversation has reached {len(turns)} questions "
@@ -66,8 +56,8 @@ def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
         return
     try:
         filters = app.limits.filters(article_ids, outlets, date_from, date_to)
-        stream = app.answer(question, history_of(turns), filters, mode,
-                            date_filter=question_dates is not False)
+        stream = app.answer(Ask(question, history=history_of(turns), filters=filters,
+                                mode=mode, dates_narrow=dates_narrow is not False))
         text = ""
         for delta in stream:
             text += delta
@@ -77,6 +67,10 @@ def chat(app: NewsApp, question: str, messages: list[dict[str, Any]] | None,
     except Exception as exc:  # never leave the chat on "Searching…"; never show internals
         line = app.error_line(exc, f"answering {question[:200]!r}")
         messages[-1]["content"] = render.message_html(f"Could not answer: {line}", "error")
+        yield messages, turns, "", gr.skip()
+        return
+    if app.is_empty_answer(answer):
+        messages[-1]["content"] = render.message_html(EMPTY_LIBRARY, "empty")
         yield messages, turns, "", gr.skip()
         return
     prefix = f"t{len(turns) + 1}-{secrets.token_hex(3)}"

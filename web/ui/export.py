@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
+from rag.errors import UsageError
 from rag.types import Turn
 from web.ui.render import mode_label, one_line
 
@@ -69,7 +70,7 @@ def _md_code(value: object) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
-class ExportError(ValueError):
+class ExportError(UsageError):
     """Turns that are not a conversation; the message names the field."""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from rag.types import AnswerMode, choices
-from web.auth import EDITOR
+from web.auth import EDITOR, NotEditor
 from web.feeds import FEED_COLUMNS
 from web.limits import FIELD_CHARS
 from web.service import FORMATS, NewsApp
@@ -285,6 +285,7 @@ def _wire_feeds(app: NewsApp, f: dict[str, Any]) -> None:
         return rows, gr.Dropdown(choices=[r[0] for r in rows], value=None), \
             app.feeds.status()
 
+    @api.shows_errors(app)
     def follow(url: str, every: str, outlet: str, request: gr.Request) -> str:
         app.require_editor(request)
         try:
@@ -292,6 +293,7 @@ def _wire_feeds(app: NewsApp, f: dict[str, Any]) -> None:
         except ValueError as exc:
             raise gr.Error(f"Not followed: {exc}.", print_exception=False) from None
 
+    @api.shows_errors(app)
     def unfollow(url: str | None, request: gr.Request) -> str:
         app.require_editor(request)
         try:
@@ -348,8 +350,9 @@ def _refresh_io(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: An
 def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: Any) -> None:
     refresh_io = _refresh_io(app, lib, c, banner)
     lib["refresh"].click(**refresh_io, api_visibility="private")
-    lib["search"].change(app.search_library, lib["search"], [lib["table"], lib["count"]],
-                         api_visibility="private", show_progress="hidden")
+    lib["search"].change(api.shows_errors(app)(app.search_library), lib["search"],
+                         [lib["table"], lib["count"]], api_visibility="private",
+                         show_progress="hidden")
 
     def pick_row(evt: gr.SelectData) -> Any:
         row = evt.row_value or []
@@ -357,11 +360,12 @@ def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: 
 
     lib["table"].select(pick_row, None, lib["pick"], api_visibility="private")
 
+    @api.shows_errors(app)
     def add_files(paths: list[str] | None, outlet: str, request: gr.Request,
                   progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
         try:
             app.require_editor(request)
-        except gr.Error:
+        except NotEditor:
             for p in paths or []:
                 forget_gradio_upload(Path(p))
             raise
@@ -376,18 +380,21 @@ def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: 
                 names[saved] = name
         yield from app.ingest_log(list(names), names, outlet, progress, refused=refused)
 
+    @api.shows_errors(app)
     def add_urls(text: str, outlet: str, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
         app.require_editor(request)
         refs = app.limits.urls((text or "").split())
         yield from app.ingest_log(refs, {}, outlet, progress, local=False)
 
+    @api.shows_errors(app)
     def add_text(text: str, title: str, outlet: str, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> Iterator[str]:  # noqa: B008
         app.require_editor(request)
         ref = app.save_text(text, title or "")
         yield from app.ingest_log([ref], {ref: "pasted text"}, outlet, progress)
 
+    @api.shows_errors(app)
     def remove(article_id: str | None, request: gr.Request) -> str:
         app.require_editor(request)
         return app.remove(article_id)

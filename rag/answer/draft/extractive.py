@@ -102,8 +102,8 @@ class HeuristicReader:
         picks = [Pick(c, self.score(c, question.kind)) for c in candidates]
         return sorted(picks, key=lambda p: -p.score)
 
-    def answers(self, question: Question, candidates: list[Candidate],
-                offered: bool = False) -> bool:
+    def passes_gates(self, question: Question, candidates: list[Candidate],
+                     offered: bool = False) -> bool:
         """Whether the candidates pass the gates any answer must pass (the model reader
         vetoes only what these let through), without choosing sentences: cheap enough
         to ask of each story a question back might offer. `offered`: a story offered
@@ -128,7 +128,7 @@ class HeuristicReader:
         """Nothing to load: the measures come from the picker."""
 
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
-        if not self.answers(question, candidates):
+        if not self.passes_gates(question, candidates):
             return Reading(reader=self.name)
         return Reading(picks=self.select(self.rank(question, candidates), question),
                        reader=self.name)
@@ -210,13 +210,12 @@ class SentencePicker:
     def could_answer(self, question: str, passages: list[Passage],
                      window: DateFilter | None = None) -> bool:
         """Whether a reader asked over these passages alone could answer, as a story
-        offered back must: the picker's checks and the heuristic's gates, which every
-        reader's answer passes (the model reader starts from the heuristic's reading),
-        with no sentence chosen or read by a model (`HeuristicReader.answers`)."""
-        gates = self.reader if isinstance(self.reader, HeuristicReader) else getattr(
-            self.reader, "heuristic", None) or HeuristicReader()
+        offered back must: the picker's checks and the reader's gates, which every
+        answer of that reader passes, with no sentence chosen or read by a model
+        (`Reader.passes_gates`)."""
         asked = Question(text=question, kind=question_type(question), passages=passages)
-        return gates.answers(asked, self.candidates(question, passages, window), offered=True)
+        return self.reader.passes_gates(asked, self.candidates(question, passages, window),
+                                        offered=True)
 
     def candidates(self, question: str, passages: list[Passage],
                    window: DateFilter | None = None) -> list[Candidate]:

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 from llama_index.core.llms import LLM, ChatMessage
 
 from rag.answer.verify import split_cited_sentences
+from rag.dates.parse import DateFilter
+from rag.errors import ModelError
 from rag.settings import Settings
 from rag.types import AnswerMode, Draft, Passage
 
@@ -48,7 +50,7 @@ _REFUSAL_TEXT = re.compile(r"\b(articles?|passages?|sources?)\s+(do(es)?n[o'’]
 CHARS_PER_TOKEN_CAP = 8  # a token is ~4 characters; twice that bounds a server ignoring max_tokens
 
 
-class LLMError(RuntimeError):
+class LLMError(ModelError):
     """The endpoint failed; the message is one line a user can act on."""
 
 
@@ -190,6 +192,7 @@ class LLMAnswerer:
     streams_text = True  # the model's text goes out as it is written
     must_be_supported = True  # nothing it writes is trusted until checked
     refusal_stands = True  # a capable model's "the articles don't say" is believed
+    takes_window = False  # it reads the dates in the question itself
 
     def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
         self.settings = settings
@@ -282,7 +285,8 @@ class LLMAnswerer:
             stop.set()  # the worker stops at its next token...
             cut()  # ...or now, if it is waiting for one: its connection is closed under it
 
-    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+    def draft(self, question: str, passages: list[Passage],
+              window: DateFilter | None = None) -> Generator[str, None, Draft]:
         parts: list[str] = []
         for delta in self.stream(question, passages):
             parts.append(delta)

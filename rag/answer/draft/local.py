@@ -17,6 +17,7 @@ from collections.abc import Generator
 from typing import Any
 
 from rag.answer.draft.llm import SYSTEM_PROMPT, LLMError, format_passages, parse_answer
+from rag.dates.parse import DateFilter
 from rag.local_model.runtime import DeadlinePassed, LocalLLM, LocalModelError, local_llm
 from rag.settings import Settings
 from rag.types import AnswerMode, Draft, Passage
@@ -36,6 +37,7 @@ class LocalAnswerer:
     # on 24 bbc_qa_test questions the 1.5B said "the articles don't say" to 15 of the
     # 19 that the passages answer.
     refusal_stands = False
+    takes_window = False  # it reads the dates in the question itself
 
     def __init__(self, model: LocalLLM, settings: Settings,
                  max_passages: int = MAX_PASSAGES) -> None:
@@ -48,7 +50,8 @@ class LocalAnswerer:
     def condense(self, question: str, history: list[dict[str, Any]]) -> str | None:
         return None  # the rule-based rewrite: a model's costs seconds of prompt
 
-    def draft(self, question: str, passages: list[Passage]) -> Generator[str, None, Draft]:
+    def draft(self, question: str, passages: list[Passage],
+              window: DateFilter | None = None) -> Generator[str, None, Draft]:
         given = passages[: self.max_passages]
         user = f"Passages:\n\n{format_passages(given)}\n\nQuestion: {question}"
         tokens = self.local.chat_tokens(SYSTEM_PROMPT, user)

@@ -11,5 +11,6 @@ __all__, __getattr__ = lazy_exports(__name__, {
     "Pick": "rag.answer.readers.base",
     "Question": "rag.answer.readers.base",
     "Reader": "rag.answer.readers.base",
+    "ReaderChoice": "rag.answer.readers.base",
     "Reading": "rag.answer.readers.base",
 })

@@ -4,9 +4,9 @@ An extractive answer is verbatim sentences of the retrieved passages. The senten
 picker (`rag.answer.draft.extractive.SentencePicker`) finds the candidates and measures them
 (meaning, the question's words, the kind of thing asked for); a `Reader` decides
 which of them answer, or that none does. `rag.answer.draft.extractive.HeuristicReader` decides from
-those measures with weights and thresholds calibrated on our question sets; another
-reader (a local model choosing among the numbered candidates) plugs in here, and may
-use the heuristic's ranking to choose which few candidates to read. A reader only
+those measures with weights and thresholds calibrated on our question sets; the LLM
+reader (`rag.answer.readers.llm`: the local model reads a learned shortlist of the
+candidates and a learned chooser picks among them) plugs in here too. A reader only
 ever returns some of the candidates it was given, so the answer stays quoted and
 cited; the chosen span and score travel on the claim (`rag.types.Claim`).
 """
@@ -14,7 +14,7 @@ cited; the chosen span and score travel on the claim (`rag.types.Claim`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,7 +77,26 @@ class Reader(Protocol):
         """The candidates that state the answer (a subset, best first), or none."""
         ...
 
+    def passes_gates(self, question: Question, candidates: list[Candidate],
+                     offered: bool = False) -> bool:
+        """Whether the candidates pass the gates any answer of this reader must pass,
+        with no sentence chosen and no model asked: cheap enough to ask of each story
+        a question back might offer (`offered`: stricter, as such a story must be).
+        A reader built on the heuristic one passes on its gates
+        (`rag.answer.draft.extractive.HeuristicReader.passes_gates`)."""
+        ...
+
     def warm(self) -> None:
         """Get ready for the first question (a model reader computes its fixed prompt);
         the app calls it at start-up, in the background."""
         ...
+
+
+class ReaderChoice(NamedTuple):
+    """The reader that answers; `note`: for the answer's `reader_note`, why it is not the
+    LLM reader, in words for anyone; `why`: the same for the operator (the log, the
+    editors' view), with what to do about it (`rag.answer.readers.llm.reader_for`)."""
+
+    reader: Reader
+    note: str = ""
+    why: str = ""

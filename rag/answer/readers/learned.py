@@ -62,7 +62,7 @@ def cheap_features(question: Question, candidates: list[Candidate],
     scores = [heuristic.score(c, kind) for c in candidates]
     best = max(scores, default=0.0)
     order = {i: r for r, i in enumerate(sorted(range(len(scores)), key=lambda i: -scores[i]))}
-    gate = float(heuristic.answers(question, candidates))
+    gate = float(heuristic.passes_gates(question, candidates))
     passages = question.passages
     top_score = max((p.score for p in passages), default=0.0) or 1.0
     first = min(order, key=order.__getitem__, default=None)  # the heuristic's best

@@ -1,25 +1,21 @@
-"""The LLM reader: a local model reads the likeliest candidate sentences and a learned
-decision chooses among them, or refuses.
+"""The LLM reader: the local model reads the likeliest candidate sentences, and a learned
+chooser picks the one that states the answer, or refuses.
 
-The model is asked, sentence by sentence, "does this state the answer?", and Yes/No
-is read from the logits of one token (one forward pass per sentence, nothing
-generated). The instructions, the worked examples and the question come first, so
-they are computed once (the examples once per install: their state is kept on disk;
-the question once per question) and each sentence costs only its own tokens
-(`rag.local_model.runtime`).
+Contract: `reader_for(settings)` is the reader the settings ask for: the LLM reader
+wherever the local model runs (RAG_READER auto or llm), else the heuristic one, with
+why. `LLMReader.read` refuses, without a model call, what the heuristic's gates refuse;
+otherwise the model reads the best `k` candidates by the learned shortlist, one at a
+time, each asked "does this sentence state the answer?" (P(yes) from the logits of one
+token, nothing generated), and the learned chooser picks the sentence that leads the
+answer (the heuristic's selection from that sentence's story completes it), or refuses
+when none is sure enough (`rag.answer.readers.learned`, fitted by `python -m
+eval.fit_reader`). The instructions, worked examples and question come first in every
+prompt, so they are computed once (the examples' state is kept on disk) and each
+sentence costs only its own tokens (`rag.local_model.runtime`).
 
-Which sentences it reads and what it makes of its answers is learned
-(`rag.answer.readers.learned`, fitted on dev questions by `python -m eval.fit_reader`): a
-shortlist model ranks every candidate on cheap measures (so a fact past an article's
-lead can be read), the model reads the best `k`, and a chooser weighs its P(yes)
-with those measures to pick the sentence that states the answer, or to refuse when
-none does. Before, the heuristic's pick stood unless the model vetoed it, so a wrong
-pick was kept or refused, never corrected (docs/decisions/learned-reader.md).
-
-Why the worked examples (`SHOTS`, written for this, about made-up places and firms):
-asked cold, the 1.5B said No to plain answers ("...SSL, which makes the famous Durex
-brand..." for "what brand does SSL make?": P(yes) 0.08). Six examples, half of them
-sentences on the asked topic without the asked fact, moved its answers apart.
+Why a learned chooser rather than a veto of the heuristic's pick:
+docs/decisions/learned-reader.md; why the worked examples (`SHOTS`):
+docs/decisions/reader-prompt.md.
 """
 
 from __future__ import annotations
@@ -27,12 +23,11 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from rag.answer.draft.extractive import HeuristicReader
-from rag.answer.readers.base import Candidate, Pick, Question, Reader, Reading
+from rag.answer.readers.base import Candidate, Pick, Question, ReaderChoice, Reading
 from rag.answer.readers.learned import ReaderModel, cheap_features, with_model_features
 from rag.local_model.runtime import LocalLLM, LocalModelError, local_llm, shared_prefix
 from rag.settings import Settings
@@ -123,12 +118,17 @@ class LLMReader(YesNo):
         self.heuristic = heuristic or HeuristicReader()
         self.learned = learned or ReaderModel.load()
 
+    def passes_gates(self, question: Question, candidates: list[Candidate],
+                     offered: bool = False) -> bool:
+        """The heuristic's gates: every answer this reader gives passes them (`read`)."""
+        return self.heuristic.passes_gates(question, candidates, offered)
+
     def read(self, question: Question, candidates: list[Candidate]) -> Reading:
         rows = cheap_features(question, candidates, self.heuristic)
         # The heuristic's gates first (the question's words or meaning matched, and the
         # asked-for figure, date or name there; the `gate` measure): what they refuse, no
         # reader answers (a story offered back is checked by them alone:
-        # `SentencePicker.could_answer`).
+        # `passes_gates`).
         if not rows or not rows[0]["gate"]:
             return Reading(reader=self.name)
         started = time.monotonic()
@@ -157,16 +157,6 @@ class LLMReader(YesNo):
         picks = self.heuristic.select([lead, *(p for p in ranked if p.candidate is not best)],
                                       question)
         return Reading(picks=picks, reader=self.name)
-
-
-class ReaderChoice(NamedTuple):
-    """The reader that answers; `note`: for the answer's `reader_note`, why it is not the
-    LLM reader, in words for anyone; `why`: the same for the operator (the log, the
-    editors' view), with what to do about it."""
-
-    reader: Reader
-    note: str = ""
-    why: str = ""
 
 
 def reader_for(settings: Settings) -> ReaderChoice:

@@ -1,0 +1,154 @@
+"""Reading the store's articles and chunks: listings and lookups by id, URL, path,
+story or meaning.
+
+`ArticleReads` is a part of `rag.store.articles.ArticleStore` (a mixin: it uses the
+store's `articles` and `chunks` collections, `exists` and `_guard`). A reader never
+takes the writer lock and never waits; it skips records a writer has not committed
+yet (no `version`), and sees other processes' writes after `ArticleStore.sync`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from chromadb.api.models.Collection import Collection
+
+from rag.records import StoredArticle, canonical_url, split_line_ref
+from rag.store.metadata import to_article
+
+PAGE = 1000  # records per `get`: one call over a large collection hits Chroma's limits
+
+
+class ArticleReads:
+    """The store's read side (mixed into `ArticleStore`)."""
+
+    def _get_all(self, collection: Collection, **kwargs: Any) -> dict[str, list[Any]]:
+        """`collection.get` in pages: one call over a large collection hits Chroma's limits."""
+        out: dict[str, list[Any]] = {"ids": [], "metadatas": [], "documents": []}
+        offset = 0
+        while True:
+            page = collection.get(limit=PAGE, offset=offset, **kwargs)
+            for key in out:
+                out[key].extend(page.get(key) or [])
+            if len(page["ids"]) < PAGE:
+                return out
+            offset += PAGE
+
+    def list_articles(self) -> list[StoredArticle]:
+        if not self.exists:
+            return []
+        got = self._get_all(self.articles, include=["metadatas"])
+        found = [
+            to_article(i, m, "") for i, m in zip(got["ids"], got["metadatas"], strict=True)
+            if m.get("version")
+        ]
+        return sorted(found, key=lambda a: (a.published or date.min, a.title), reverse=True)
+
+    def story_members(self, stories: Iterable[str]) -> dict[str, list[StoredArticle]]:
+        """The stored articles of each story (texts left out). An article stored before
+        stories were kept is a story of its own, named by its id."""
+        stories = sorted(set(stories))
+        if not self.exists or not stories:
+            return {}
+        got = self._guard("reading it", lambda: self.articles.get(
+            where={"story": {"$in": stories}}, include=["metadatas"]))
+        out: dict[str, list[StoredArticle]] = {}
+        for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+            if meta.get("version"):
+                out.setdefault(str(meta["story"]), []).append(to_article(aid, meta, ""))
+        missing = [s for s in stories if s not in out]
+        if missing:  # older records carry no story: the id is the story
+            got = self._guard("reading it", lambda: self.articles.get(
+                ids=missing, include=["metadatas"]))
+            for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                if meta.get("version"):
+                    out[aid] = [to_article(aid, meta, "")]
+        return out
+
+    def nearest_articles(self, vectors: list[list[float]], n: int, min_similarity: float
+                         ) -> list[list[tuple[str, str, str]]]:
+        """For each vector, the stored articles nearest to it, at least `min_similarity`
+        (cosine) close: (id, text, story). Ingest compares a new article with these to
+        find its copies."""
+        if not vectors:
+            return []
+        if not self.exists or not (count := self.articles.count()):
+            return [[] for _ in vectors]
+        got = self._guard("reading it", lambda: self.articles.query(
+            query_embeddings=vectors, n_results=min(n, count),
+            include=["documents", "metadatas", "distances"]))
+        return [[(aid, doc or "", str(meta.get("story") or aid))
+                 for aid, doc, meta, dist in zip(ids, docs, metas, dists, strict=True)
+                 if meta.get("version") and 1.0 - dist >= min_similarity]
+                for ids, docs, metas, dists in zip(got["ids"], got["documents"],
+                                                   got["metadatas"], got["distances"],
+                                                   strict=True)]
+
+    def newest_published(self) -> date | None:
+        """The latest publication date in the library (what "now" is in an archive)."""
+        if not self.exists:
+            return None
+        got = self._guard("reading it", lambda: self._get_all(self.articles,
+                                                              include=["metadatas"]))
+        days = [m.get("published") for m in got["metadatas"] if m.get("published")]
+        return date.fromisoformat(max(days)) if days else None
+
+    def get_article(self, article_id: str) -> StoredArticle | None:
+        if not self.exists:
+            return None
+        got = self.articles.get(ids=[article_id], include=["metadatas", "documents"])
+        if not got["ids"] or not got["metadatas"][0].get("version"):
+            return None
+        return to_article(got["ids"][0], got["metadatas"][0], got["documents"][0] or "")
+
+    def find_by_path(self, path: str) -> list[StoredArticle]:
+        if not self.exists:
+            return []
+        got = self.articles.get(where={"paths": {"$contains": path}}, include=["metadatas"])
+        return [to_article(i, m, "") for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if m.get("version")]
+
+    def resolve(self, ref: str) -> StoredArticle | None:
+        """An article by id, URL or file path: what `remove` accepts."""
+        article = self.get_article(ref)
+        if article or not self.exists:
+            return article
+        if ref.startswith(("http://", "https://")):
+            got = self.articles.get(where={"url": canonical_url(ref)}, include=["metadatas"])
+            ids = got["ids"]
+        else:
+            ids = [a.id for a in self.find_by_path(str(Path(ref).expanduser().resolve()))]
+        return self.get_article(ids[0]) if ids else None
+
+    def resolve_all(self, ref: str) -> list[StoredArticle]:
+        """Every article `ref` names: one by id or URL; by a path, each article that file
+        holds (a .jsonl file holds one per line, stored as `file.jsonl#L<n>`: `line_ref`)."""
+        one = self.resolve(ref)
+        found = {one.id: one} if one else {}
+        if self.exists and not ref.startswith(("http://", "https://")):
+            file = str(Path(ref).expanduser().resolve())
+            for article in self.list_articles():
+                if any(line is not None and name == file
+                       for name, line in map(split_line_ref, article.paths)):
+                    found.setdefault(article.id, article)
+        return list(found.values())
+
+    def chunk_records(self, article_id: str | None = None) -> list[dict[str, Any]]:
+        """Chunks with their metadata, in article order: for citations, stats and tests."""
+        if not self.exists:
+            return []
+        where = {"article_id": article_id} if article_id else None
+        got = self._get_all(self.chunks, where=where, include=["metadatas", "documents"])
+        rows = [
+            {"id": i, "text": d, **m}
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        ]
+        return sorted(rows, key=lambda r: (r["article_id"], r["chunk_index"]))
+
+    def counts(self) -> tuple[int, int]:
+        if not self.exists:
+            return 0, 0
+        return len(self.list_articles()), self.chunks.count()
