@@ -1,7 +1,7 @@
 """A bounded load test of the running app, on loopback only: prints figures, asserts nothing.
 
     python -m eval.bench_load                                  # long: 16 users, 120 s, 300
-    python -m eval.bench_load --users 4 --seconds 20 --ingest 20   # CI (tests/test_load.py)
+    python -m eval.bench_load --users 4 --seconds 20 --ingest 20   # CI (tests/eval/test_load.py)
     python -m eval.bench_load [--users N] [--seconds S] [--ingest N] [--data-dir DIR] [--json]
 
 Why: the app answers several users at once (RAG_ANSWER_CONCURRENCY, RAG_QUEUE_MAX) while

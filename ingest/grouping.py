@@ -19,7 +19,7 @@ from collections.abc import Iterable
 # follow-up stories from copies best: the closest follow-up pair (politics/327-328, which
 # repeats a background section) has exact J 0.47 at k = 5 but 0.53 at k = 3, where it would
 # count as a copy. One changed word touches at most 5 shingles, so edited figures in a
-# 300-word wire copy still leave J well above the threshold (see tests/test_grouping.py).
+# 300-word wire copy still leave J well above the threshold (see tests/ingest/test_grouping.py).
 SHINGLE_SIZE = 5
 
 # Jaccard from which two articles are one story. Calibrated on the 2,225 BBC texts

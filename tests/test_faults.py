@@ -37,15 +37,8 @@ from typing import Any, TypeVar
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from support import (
-    CHROMA,
-    ChromaServer,
-    QuietHandler,
-    QuietServer,
-    first_sentence_of_passage_1,
-    free_port,
-    sse,
-)
+from support.fakes import first_sentence_of_passage_1, sse
+from support.servers import CHROMA, ChromaServer, QuietHandler, QuietServer, free_port
 
 from ingest.pipeline import ingest
 from rag.answer.engine import Engine

@@ -5,7 +5,7 @@ Real processes against one store: `python -m ingest` killed with SIGKILL, the ap
 once, a held writer lock, a read-only folder, a file-size limit (a full disk), a
 damaged database, keyword-index builders racing, a cancelled library job, and a
 long-running reader that must see what a CLI added and removed. LLM and Chroma-server
-faults are in tests/test_faults.py; the load test in tests/test_load.py.
+faults are in tests/test_faults.py; the load test in tests/eval/test_load.py.
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
-from support import free_port, stop
-from test_store_lifecycle import (
+from support.servers import free_port, stop
+from support.stores import (
     BBC,
     CORPORA,
     SEED,
     assert_consistent,
     bbc_files,
-    chroma_server,  # noqa: F401 - a fixture, used by name
     cli_env,
     make_settings,
     run_cli,
@@ -647,7 +646,7 @@ def test_store_errors_name_the_folder_and_what_to_do(tmp_path: Path) -> None:
 # -- a Chroma server: the lease lock ---------------------------------------------------------
 
 def test_server_writers_take_turns_through_a_lease_that_a_dead_holder_loses(
-        chroma_server: Any, tmp_path: Path) -> None:  # noqa: F811 - the fixture
+        chroma_server: Any, tmp_path: Path) -> None:
     """Two machines share no lock file: the lease record in the server serialises them.
     A holder killed with SIGKILL stops renewing, and its lease lapses."""
     from rag.store.lock import LeaseWriterLock

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import clean_env
+from support.servers import clean_env
 
 from ingest.fetch import FetchPolicy
 from rag.settings import Settings, SettingsError, get_settings, settings_from_args

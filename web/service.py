@@ -64,7 +64,7 @@ class NewsApp:
         self.settings = settings
         self.engine = engine or Engine.from_settings(settings)
         self.store: ArticleStore = self.engine.store
-        # A long-running reader: answer from the keyword index it has while a thread
+        # A long-running process: answer from the keyword index it has while a thread
         # rebuilds it after a write, rather than make a question wait for the rebuild.
         self.engine.keyword.background = True
         self.users = users  # None: no login, whoever reaches the page edits

@@ -8,7 +8,7 @@ A token is issued to a user name and carries a role (reader or editor, as in
 RAG_AUTH). The file (RAG_API_TOKENS, by default `<data dir>/api-tokens.json`) keeps
 only each token's SHA-256: a token is 256 random bits, so a fast hash is as safe as a
 slow one and costs nothing per request, and a stolen file opens nothing. Writers hold
-a file lock and replace the file whole, so a reader never sees half of it; the app
+a file lock and replace the file whole, so nothing reading it sees half of it; the app
 reads it again whenever it changes, so a revoked token stops working at once.
 """
 

@@ -48,7 +48,7 @@ class Health:
 
     @property
     def ok(self) -> bool:
-        # (A keyword index older than the store is no problem: its next reader rebuilds it.)
+        # (A keyword index older than the store is no problem: the next search rebuilds it.)
         return not (self.lost or self.orphans or self.repeats or self.short
                     or self.half_written)
 

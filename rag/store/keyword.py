@@ -2,16 +2,17 @@
 
 Contract: `KeywordIndex.of(store)` is the one index object for a store in a process;
 `ensure` and `retriever` use it. The index is rebuilt only when the store's
-generation stamp changed since it was built, and only by a reader: a one-shot
-reader (`rag ask`, evaluation) builds before it answers; a long-running one (the app,
+generation stamp changed since it was built, and only by a process that searches it
+(never by the writer): a one-shot one (`rag ask`, evaluation) builds before it
+answers; a long-running one (the app,
 `background = True`) answers from the build it has while a thread makes the new one,
 and drops that build's hits the store no longer holds, so a removed or replaced
 article is never cited. Each build on disk is a folder of its own,
 `<collection>@<stamp>.<random>`, renamed into place; `<collection>.current` names the
-live one and is replaced atomically, so a reader loads the old index or the new, never
+live one and is replaced atomically, so a search loads the old index or the new, never
 half of one.
 
-Why a reader, not a writer, rebuilds: docs/decisions/keyword-index.md.
+Why the searcher, not the writer, rebuilds: docs/decisions/keyword-index.md.
 """
 
 from __future__ import annotations

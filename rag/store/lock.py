@@ -1,4 +1,4 @@
-"""One writer per store, across processes and machines; readers never wait.
+"""One writer per store, across processes and machines; processes that only read never wait.
 
 Embedded store: an exclusive `filelock` on `<data dir>/<collection>.writer.lock`. The
 operating system drops it when its holder dies (even by kill -9), so a lock that is

@@ -80,7 +80,7 @@ def export(folder: Path, target: Path) -> Path:
                 dynamic_axes={**{n: {0: "batch", 1: "tokens"} for n in
                                  ("input_ids", "attention_mask", "token_type_ids")},
                               "embedding": {0: "batch"}})
-        os.replace(tmp, target)  # a reader never sees half a model
+        os.replace(tmp, target)  # a process loading it never sees half a model
     finally:
         Path(tmp).unlink(missing_ok=True)
     logger.info("exported %s to %s", folder.name, target)

@@ -2,7 +2,7 @@
 story or meaning.
 
 `ArticleReads` is a part of `rag.store.articles.ArticleStore` (a mixin: it uses the
-store's `articles` and `chunks` collections, `exists` and `_guard`). A reader never
+store's `articles` and `chunks` collections, `exists` and `_guard`). Reading never
 takes the writer lock and never waits; it skips records a writer has not committed
 yet (no `version`), and sees other processes' writes after `ArticleStore.sync`.
 """

@@ -72,7 +72,7 @@ class ArticleWrites:
                                        list[str]]]) -> None:
         ids = [a.id for a, *_ in items]
         vectors = [article_vector(embeddings) for _, _, embeddings, _ in items]
-        self._bump_generation()  # before and after: a reader that indexes mid-write is stale
+        self._bump_generation()  # before and after: an index built mid-write is stale
         old = self.articles.get(ids=ids, include=["metadatas"])
         old_meta = dict(zip(old["ids"], old["metadatas"], strict=True))
         dirty = {"dirty": True, "writer": self._writer_name()}

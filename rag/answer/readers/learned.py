@@ -3,7 +3,8 @@ states the answer, and whether any does.
 
 Two logistic regressions over measures of each candidate sentence, fitted by
 `python -m eval.fit_reader` on dev questions only and kept as plain numbers in
-`rag/reader_model.json` (no pickle: a file anyone can read, and no code runs on load):
+`reader_model.json` beside this module (no pickle: a file anyone can read, and no code
+runs on load):
 
 - the *shortlist* model ranks every candidate on what costs nothing (the picker's
   measures, the heuristic's score and margin, passage rank and retrieval score, the
