@@ -195,9 +195,10 @@ class LLMAnswerer:
     takes_window = False  # it reads the dates in the question itself
 
     def __init__(self, settings: Settings, llm: LLM | None = None) -> None:
+        """`llm`: a client to call with (tests); without one, each call builds its own
+        (`_client`), so nothing is built before the first call."""
         self.settings = settings
-        self._own = llm is None  # ours: each call gets its own connection to cut
-        self.llm = llm or build_llm(settings)
+        self.llm = llm
 
     @property
     def model(self) -> str:
@@ -215,8 +216,9 @@ class LLMAnswerer:
         ]
 
     def _client(self) -> tuple[LLM, Callable[[], None]]:
-        """An LLM for one call and how to cut its connection."""
-        if not self._own:
+        """An LLM for one call and how to cut its connection: the given client, or a
+        client of our own on a connection of its own, which closing cuts."""
+        if self.llm is not None:
             return self.llm, lambda: None
         import openai
 
