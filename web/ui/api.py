@@ -79,20 +79,16 @@ def register(app: NewsApp) -> None:
         app.require_editor(request)
         return app.remove(article_id)
 
+    @shows_errors(app)
     def export(turns: list[dict[str, Any]]) -> str:
         """Markdown of [{"question": ..., "result": <ask's answer>}, ...]."""
         turns = list(turns or [])
         if len(turns) > app.settings.max_history_turns + 1:
-            raise gr.Error(f"{len(turns)} turns given; a conversation holds at most "
-                           f"{app.settings.max_history_turns + 1} (RAG_MAX_HISTORY_TURNS)",
-                           print_exception=False)
+            raise ExportError(f"{len(turns)} turns given; a conversation holds at most "
+                              f"{app.settings.max_history_turns + 1} (RAG_MAX_HISTORY_TURNS)")
         if len(json.dumps(turns, default=str)) > EXPORT_CHARS:
-            raise gr.Error(f"the turns are over {EXPORT_CHARS:,} characters as JSON",
-                           print_exception=False)
-        try:
-            return conversation_markdown(turns)
-        except ExportError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise ExportError(f"the turns are over {EXPORT_CHARS:,} characters as JSON")
+        return conversation_markdown(turns)
 
     gr.api(ask, api_name="ask", concurrency_id="answer",
            concurrency_limit=app.settings.answer_concurrency)
