@@ -22,6 +22,7 @@ from chromadb.api.models.Collection import Collection
 from rag.settings import Settings
 from rag.store.connection import Connection, StoreError, connect, location, store_error
 from rag.store.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
+from rag.store.fts import KeywordTable
 from rag.store.lock import FileWriterLock, LeaseWriterLock, Waiting, WriterBusyError
 from rag.store.metadata import chunk_dates, date_int
 from rag.store.reads import ArticleReads
@@ -52,6 +53,7 @@ class ArticleStore(ArticleReads, ArticleWrites):
         self._check = check_model
         self._epoch = self.conn.epoch
         self.recovered = 0  # articles this object rolled back or finished (reports)
+        self.keywords = KeywordTable.of(settings)  # kept by every write (rag.store.writes)
         self.lock = self.conn.writer(settings.collection, self._new_lock)
         self._guard("opening it", self._open, False)
         if not self.conn.seen:
@@ -125,6 +127,8 @@ class ArticleStore(ArticleReads, ArticleWrites):
             with self.writing():
                 if not self.exists:
                     self._guard("creating its collections", self._open, True)
+                    self.keywords.clear()  # a new store holds nothing, nor does its table
+                    self.keywords.set_generation(self.generation())
 
     @property
     def chunks(self) -> Collection:
@@ -207,15 +211,24 @@ class ArticleStore(ArticleReads, ArticleWrites):
                 self._guard("finishing a rebuild", self._finish_rebuild)
                 self.sync()
                 self.recovered += self._recover()
+                if self.exists and self.keywords.generation != self.generation():
+                    # never built, or changed by a writer that does not keep it
+                    self._guard("bringing its keyword index into step",
+                                self.reconcile_keywords)
             yield
 
     def _bump_generation(self) -> None:
-        """Stamp a new generation on the chunk collection: after each write of ours."""
+        """Stamp a new generation on the chunk collection: after each write of ours. A
+        keyword table in step before stays in step: our writes keep it (a crash between
+        the two stamps leaves it behind, and the next writer brings it into step)."""
         collection = self.client.get_collection(self.name, embedding_function=None)
         meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        in_step = self.keywords.generation == (str(meta.get("generation", "")) or "created")
         stamp = uuid.uuid4().hex[:12]
         self.chunks.modify(metadata={**meta, "generation": stamp})
         self.conn.seen = stamp  # our own write: nothing to reopen for
+        if in_step:
+            self.keywords.set_generation(stamp)
 
     def drop(self) -> None:
         """Delete both collections (`python -m ingest drop`)."""
@@ -225,4 +238,5 @@ class ArticleStore(ArticleReads, ArticleWrites):
                     self.client.delete_collection(name)
             self._chunks = self._articles = None
             self.conn.seen = ""
+            self.keywords.clear()
 

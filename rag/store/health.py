@@ -3,7 +3,9 @@
 What can go wrong, each seen for real: vectors lost from Chroma's index while their rows
 stay (two processes writing one embedded store: `../shared/fixtures`), chunks that no
 committed article owns, articles whose chunks are missing, records a killed writer left
-half-written, and a keyword index older than the store. Every chunk's vector is still in
+half-written, and a keyword index out of step with the chunks (missing some, or holding
+some the store no longer does: a writer that died between the two, or one that does not
+keep it). Every chunk's vector is still in
 Chroma's records when the index lost it, so a repair rebuilds the index from them and
 embeds nothing (`ArticleStore.rebuild_vectors`). Re-adding only the lost ones was tried
 on the fixture: a damaged index lost others as they went in.
@@ -43,14 +45,15 @@ class Health:
     repeats: list[str] = field(default_factory=list)  # chunks repeating text of their article
     short: dict[str, tuple[int, int]] = field(default_factory=dict)  # id: (recorded, found)
     half_written: list[tuple[str, str]] = field(default_factory=list)  # (id, writer)
-    keyword_current: bool = True
+    keyword_current: bool = True  # the keyword table claims the store's generation
+    keyword_missing: list[str] = field(default_factory=list)  # chunks it lacks
+    keyword_extra: list[str] = field(default_factory=list)  # ids it holds the store does not
     repaired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        # (A keyword index older than the store is no problem: the next search rebuilds it.)
         return not (self.lost or self.orphans or self.repeats or self.short
-                    or self.half_written)
+                    or self.half_written or self.keyword_missing or self.keyword_extra)
 
     def problems(self) -> list[str]:
         out = []
@@ -68,13 +71,17 @@ class Health:
         if self.half_written:
             writers = ", ".join(sorted({w for _, w in self.half_written}))
             out.append(f"{len(self.half_written)} article(s) were left half-written ({writers})")
+        if self.keyword_missing or self.keyword_extra:
+            out.append(f"the keyword index is out of step with the chunks: "
+                       f"{len(self.keyword_missing)} chunk(s) missing from it, "
+                       f"{len(self.keyword_extra)} held that the store no longer has")
         return out
 
     def notes(self) -> list[str]:
-        if self.keyword_current:
+        if self.keyword_current or self.keyword_missing or self.keyword_extra:
             return []
-        return ["the keyword index is older than the store: the next question (or "
-                "`--repair`) rebuilds it"]
+        return ["the keyword index holds every chunk but is not stamped with the store's "
+                "generation: the next writer (or `--repair`) stamps it"]
 
     def report(self) -> str:
         lines = [f"{self.articles} article(s), {self.chunks} chunk(s); "
@@ -94,7 +101,9 @@ class Health:
                 "repeats": len(self.repeats),
                 "short": {k: list(v) for k, v in self.short.items()},
                 "half_written": [list(x) for x in self.half_written],
-                "keyword_current": self.keyword_current, "problems": self.problems(),
+                "keyword_current": self.keyword_current,
+                "keyword_missing": len(self.keyword_missing),
+                "keyword_extra": len(self.keyword_extra), "problems": self.problems(),
                 "notes": self.notes(),
                 "repaired": self.repaired}
 
@@ -144,6 +153,9 @@ def check_store(store: ArticleStore, sample: int | None = None,
     health.lost = _unfound(store, ids, progress)
     index = KeywordIndex.of(store)
     health.keyword_current = index.is_current()
+    held = store.keywords.ids() if store.keywords.exists() else set()
+    health.keyword_missing = sorted(set(rows) - held)
+    health.keyword_extra = sorted(held - set(rows))
     return health
 
 
@@ -176,16 +188,17 @@ def repair(store: ArticleStore, health: Health, wait: float | None = None) -> He
                                    "): add their sources again")
         if health.orphans or health.repeats or health.short:
             store._bump_generation()  # derived indexes must follow
-    index = KeywordIndex.of(store)
-    if not index.is_current():
-        index.refresh()
-        health.repaired.append("rebuilt the keyword index")
+        if health.keyword_missing or health.keyword_extra or not health.keyword_current:
+            added, removed = store.reconcile_keywords()
+            health.repaired.append(f"brought the keyword index into step ({added} chunk(s) "
+                                   f"added, {removed} removed)")
     after = check_store(store)
     after.repaired = health.repaired
     return after
 
 
 def _delete(store: ArticleStore, ids: list[str]) -> None:
+    store.keywords.remove_ids(ids)  # first: it never holds a chunk the store does not
     for start in range(0, len(ids), _PAGE):
         store.chunks.delete(ids=ids[start:start + _PAGE])
 

@@ -9,20 +9,32 @@ exactly what a clean run gives:
 
 1. the article record is marked `dirty=True`, naming its writer (a new one is created
    with `version=""`);
-2. the new version's chunks are added (their ids carry the version);
+2. the new version's chunks are added (their ids carry the version), then their words
+   to the keyword table (`rag.store.fts`);
 3. the record is updated to the new version, still dirty;
-4. chunks of any other version are deleted;
+4. the words of chunks of any other version are forgotten, then those chunks deleted;
 5. the record is marked clean.
 
+Removing an article: mark it dirty with `version=""`, forget its words, delete its
+chunks, then the record. The keyword table so never holds a chunk the store does not.
+
 Recovery runs when a writer takes the lock: it deletes every chunk of a dirty record
-not of the committed version (and the record itself when nothing was ever committed).
-Holding the lock, it cannot touch a live writer's work. Readers skip dirty-new records
-and never wait.
+not of the committed version, and those chunks' words (and the record itself when
+nothing was ever committed). Holding the lock, it cannot touch a live writer's work.
+Readers skip dirty-new records and never wait. Each write is one SQLite transaction
+in the keyword table; a writer killed between Chroma and it leaves a dirty record, so
+recovery covers it. A keyword table out of step otherwise (never built, or the store
+changed by a writer that does not keep it) is brought into step by the difference of
+chunk ids when a writer takes the lock (`reconcile_keywords`).
+
+`RAG_TEST_KILL_AT=<point>` kills the writer there (tests of the above): `vectors`
+(chunks written, their words not), `keywords` (both, not committed).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -35,6 +47,12 @@ from rag.store.reads import PAGE
 logger = logging.getLogger(__name__)
 
 REBUILD_SUFFIX = "-rebuild"
+
+
+def _kill_point(name: str) -> None:
+    """Die here, as kill -9 would, when a test asks (`RAG_TEST_KILL_AT`)."""
+    if os.environ.get("RAG_TEST_KILL_AT") == name:
+        os._exit(137)
 
 
 class ArticleWrites:
@@ -101,6 +119,9 @@ class ArticleWrites:
                               **chunk_dates(c.text, article.published)})
         self.chunks.upsert(ids=chunk_ids, embeddings=chunk_vectors, documents=texts,
                            metadatas=metas)
+        _kill_point("vectors")
+        self.keywords.add(zip(chunk_ids, texts, metas, strict=True))
+        _kill_point("keywords")
         # 3. commit the new versions
         records = []
         for article, chunks, _, paths in items:
@@ -113,6 +134,8 @@ class ArticleWrites:
                              documents=[a.text for a, *_ in items], metadatas=records)
         # 4. drop other versions (only articles that had one), 5. clean
         replaced = [a for a, *_ in items if a.id in old_meta]
+        for article in replaced:
+            self.keywords.remove_article(article.id, keep_version=article.version)
         if replaced:
             self.chunks.delete(where={"$and": [
                 {"article_id": {"$in": [a.id for a in replaced]}},
@@ -146,6 +169,7 @@ class ArticleWrites:
             return False
         self.articles.update(ids=[article_id], metadatas=[
             {"version": "", "dirty": True, "writer": self._writer_name()}])
+        self.keywords.remove_article(article_id)
         self.chunks.delete(where={"article_id": article_id})
         self.articles.delete(ids=[article_id])
         self._bump_generation()
@@ -183,16 +207,51 @@ class ArticleWrites:
             logger.info("rolling back article %s, left half-written by %s", aid,
                         meta.get("writer") or "an interrupted writer")
             if version:
+                self.keywords.remove_article(aid, keep_version=version)
                 self.chunks.delete(
                     where={"$and": [{"article_id": aid}, {"version": {"$ne": version}}]}
                 )
                 self.articles.update(ids=[aid], metadatas=[{"dirty": False, "writer": None}])
             else:
+                self.keywords.remove_article(aid)
                 self.chunks.delete(where={"article_id": aid})
                 self.articles.delete(ids=[aid])
         if dirty:
             self._bump_generation()
         return len(dirty)
+
+    # -- the keyword table ---------------------------------------------------
+
+    def reconcile_keywords(self) -> tuple[int, int]:
+        """Bring the keyword table into step with the chunks by the difference of their
+        ids (a chunk id names its article's version, so a held one is current), under
+        the writer lock. Building it for a store that had none is this too. Returns
+        (chunks added, removed)."""
+        with self.writing("keyword index"):
+            if not self.exists:
+                self.keywords.clear()
+                return 0, 0
+            stored: set[str] = set()
+            offset = 0
+            while True:
+                page = self._guard("reading it", lambda o=offset: self.chunks.get(
+                    limit=PAGE, offset=o, include=[]))
+                stored.update(page["ids"])
+                if len(page["ids"]) < PAGE:
+                    break
+                offset += PAGE
+            held = self.keywords.ids()
+            extra = sorted(held - stored)
+            removed = self.keywords.remove_ids(extra) if extra else 0
+            missing = sorted(stored - held)
+            added = 0
+            for start in range(0, len(missing), PAGE):
+                got = self._guard("reading it", lambda s=start: self.chunks.get(
+                    ids=missing[s:s + PAGE], include=["documents", "metadatas"]))
+                added += self.keywords.add(zip(got["ids"], got["documents"], got["metadatas"],
+                                               strict=True))
+            self.keywords.set_generation(self.generation())
+            return added, removed
 
     # -- rebuilding the vector index -----------------------------------------
 

@@ -8,7 +8,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
@@ -161,8 +160,8 @@ def test_keyword_index_is_persisted_and_not_rebuilt_per_query(lib: SimpleNamespa
     retriever = Retriever(lib.store, "bm25", index)
     for q in ("dollar euro", "tobacco court", "Mutu drugs"):
         assert retriever.retrieve(q, top_k=3)
-    assert index.builds == 0, "the index ingest built and saved must be loaded, not rebuilt"
-    assert (index.path / "newsrag_stamp.json").is_file()
+    assert index.builds == 0, "the table ingest kept must be used as it is, not rebuilt"
+    assert index.path.is_file() and index.is_current()
 
 
 def test_keyword_index_follows_ingest_and_remove(tmp_path: Path) -> None:
@@ -185,10 +184,9 @@ def test_keyword_index_follows_ingest_and_remove(tmp_path: Path) -> None:
     assert retriever.retrieve("quokka census", top_k=3) == []
 
 
-def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None:
-    """A writer never rebuilds (that grew ingest with the store); a one-shot reader
-    builds before answering; the app answers from its old build while a thread makes
-    the new one, and never returns a chunk that is gone."""
+def test_ingest_keeps_the_keyword_index_and_a_reader_never_rebuilds(tmp_path: Path) -> None:
+    """A write changes the keyword table by its own chunks: the next reader finds it in
+    step and builds nothing; a store whose table is gone gets it back once, whole."""
     from rag.store.health import check_store
     from rag.store.keyword import KeywordIndex
 
@@ -198,39 +196,24 @@ def test_ingest_leaves_the_keyword_rebuild_to_its_reader(tmp_path: Path) -> None
     for name, text in (("zebra", "Zebra crossing rules\n\nA new zebra crossing law takes "
                         "effect in Ruritania on Monday."),
                        ("quokka", "Quokka census\n\nRangers counted twelve thousand quokkas "
-                        "on the island."),
-                       ("walrus", "Walrus sightings\n\nFishermen reported three walruses "
-                        "resting on the harbour wall.")):
+                        "on the island.")):
         files[name] = tmp_path / f"{name}.txt"
         files[name].write_text(text)
     ingest([str(files["zebra"]), str(files["quokka"])], store, settings, progress=False)
     index = KeywordIndex(store)
-    assert not index.is_current(), "ingest built the keyword index itself"
-    health = check_store(store)
-    assert health.ok and health.notes()  # stale is a note, not a problem
-    retriever = Retriever(store, "bm25", index)
-    assert retriever.retrieve("quokka census", top_k=3)  # one-shot: built first
-    assert index.builds == 1 and index.is_current() and not index.stale
+    assert index.is_current(), "ingest left the keyword index behind"
+    assert check_store(store).ok
+    hits = Retriever(store, "bm25", index).retrieve("quokka census", top_k=3)
+    assert [h.title for h in hits] == ["Quokka census"] and index.builds == 0
 
-    app = KeywordIndex(store)  # the app's, with the build above saved on disk
-    app.background = True
-    go = threading.Event()
-    build = app._build
-    app._build = lambda stamp: (go.wait(60), build(stamp))[1]  # a slow rebuild
-    quokka = next(a for a in store.list_articles() if a.title == "Quokka census")
-    store.remove_article(quokka.id)
-    ingest([str(files["walrus"])], store, settings, progress=False)
-    lazy = Retriever(store, "bm25", app)
-    assert lazy.retrieve("quokka census", top_k=3) == []  # the old build has it: filtered
-    assert lazy.retrieve("walrus sightings", top_k=3) == []  # not in the old build yet
-    assert app.stale and app.builds == 0
-    assert [h.title for h in lazy.retrieve("zebra crossing", top_k=3)] == ["Zebra crossing rules"]
-    go.set()
-    app.wait_for_rebuild(120)
-    hits = lazy.retrieve("walrus sightings", top_k=3)
-    assert hits and hits[0].title == "Walrus sightings"
-    assert not app.stale and app.is_current()
-    assert [h.title for h in lazy.retrieve("zebra crossing", top_k=3)] == ["Zebra crossing rules"]
+    store.keywords.close()
+    for p in index.path.parent.glob(index.path.name + "*"):
+        p.unlink()  # a store made before the table existed
+    fresh = KeywordIndex(store)
+    assert not fresh.is_current()
+    hits = Retriever(store, "bm25", fresh).retrieve("zebra crossing", top_k=3)
+    assert [h.title for h in hits] == ["Zebra crossing rules"] and fresh.builds == 1
+    assert fresh.is_current() and store.keywords.count() == store.chunks.count()
 
 
 def test_filters_by_article_outlet_and_date(lib: SimpleNamespace, tmp_path: Path) -> None:

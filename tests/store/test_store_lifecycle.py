@@ -666,7 +666,8 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
     files = [SEED, *bbc_files(1)]
     report = ingest([str(p) for p in files], store, settings, progress=False)
     assert [r.status for r in report.results] == ["added"] * len(files)
-    assert not unused.exists()  # nothing went to an embedded store
+    # nothing went to an embedded store; the keyword index is kept locally, by the writer
+    assert [p.name for p in unused.iterdir()] == ["keyword"]
     seed_id = next(r.article_id for r in report.results if r.source == str(SEED))
     listed = store.list_articles()
     assert {a.id for a in listed} == {r.article_id for r in report.results}
@@ -686,7 +687,7 @@ def test_chroma_server_ingest_list_query_and_cli(chroma_server: SimpleNamespace,
     answer = Engine.from_settings(settings, store=store).ask(
         Ask("why did relations between Iran and Azerbaijan sour?"))
     assert not answer.refused and answer.citations[0].article_id == seed_id
-    assert [p.name for p in unused.iterdir()] == ["bm25"]  # the keyword index, cached locally
+    assert [p.name for p in unused.iterdir()] == ["keyword"]  # the keyword index, kept locally
 
     again = ingest([str(p) for p in files], store, settings, progress=False)
     assert [r.status for r in again.results] == ["unchanged"] * len(files)

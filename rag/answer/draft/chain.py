@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
-from rag.answer.draft.extractive import HeuristicReader, SentencePicker, bm25_idf, bm25_known
+from rag.answer.draft.extractive import HeuristicReader, SentencePicker
 from rag.answer.readers.base import Reader
 from rag.dates.parse import DateFilter
 from rag.store.articles import ArticleStore
@@ -72,11 +72,11 @@ class ExtractiveAnswerer:
 
     def picker(self) -> SentencePicker:
         """Weighted by the library's word statistics as they are now."""
-        bm25 = self.keyword.ensure()
-        if bm25 is None:
+        terms = self.keyword.ensure()
+        if terms is None:
             return SentencePicker(self.store.embed_model, reader=self.reader)
-        return SentencePicker(self.store.embed_model, idf=bm25_idf(bm25.bm25),
-                              known=bm25_known(bm25.bm25), reader=self.reader)
+        return SentencePicker(self.store.embed_model, idf=terms.idf(), known=terms.known(),
+                              reader=self.reader)
 
     def could_answer(self, question: str, passages: list[Passage],
                      window: DateFilter | None = None) -> bool:

@@ -12,7 +12,6 @@ are put back in article order.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 
@@ -386,25 +385,3 @@ def _holds_answer(kind: str, text: str, question: str) -> bool:
     if kind == "how":
         return bool(_MANNER.search(text))
     return False
-
-
-def bm25_known(bm25) -> Callable[[str], bool]:  # noqa: ANN001 - a bm25s.BM25
-    """Whether a stemmed term occurs anywhere in the library."""
-    return bm25.vocab_dict.__contains__
-
-
-def bm25_idf(bm25) -> Callable[[str], float]:  # noqa: ANN001 - a bm25s.BM25
-    """IDF of a stemmed term over every chunk, from the keyword index's own counts."""
-    vocab = bm25.vocab_dict
-    indptr = bm25.scores["indptr"]
-    n_docs = int(bm25.scores["num_docs"])
-    top = math.log(1 + (n_docs + 0.5) / 0.5)
-
-    def idf(term: str) -> float:
-        tid = vocab.get(term)
-        if tid is None:
-            return top
-        df = int(indptr[tid + 1] - indptr[tid])
-        return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
-
-    return idf
