@@ -81,6 +81,20 @@ def _stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN)
 
 
+def _gone(db: sqlite3.Connection) -> np.ndarray:
+    """The rowids of removed chunks whose postings may still be held, in order."""
+    return np.fromiter((r[0] for r in db.execute("SELECT doc FROM gone ORDER BY doc")),
+                       dtype=np.int32)
+
+
+def _without(postings: np.ndarray, gone: np.ndarray) -> np.ndarray:
+    """The postings of chunks not in `gone` (sorted)."""
+    if not len(gone) or not len(postings):
+        return postings
+    at = np.searchsorted(gone, postings["doc"]).clip(max=len(gone) - 1)
+    return postings[gone[at] != postings["doc"]]
+
+
 def index_terms(text: str) -> list[str]:
     """A chunk's terms, as bm25s indexed them (stopwords dropped, stemmed)."""
     stop = _stopwords()
@@ -244,14 +258,21 @@ class KeywordTable:
             return
         seg = int(self._state("seg", 0)) + 1
         self._set(db, "seg", seg)
+        held: dict[str, list[tuple[int, int]]] = {}
+        terms = list(postings)
+        for start in range(0, len(terms), 500):
+            part = terms[start:start + 500]
+            for term, old, n in db.execute(
+                    f"SELECT term, seg, n FROM postings WHERE term IN "
+                    f"({','.join('?' * len(part))}) ORDER BY term, seg", part):
+                held.setdefault(term, []).append((old, n))
         gone: np.ndarray | None = None
+        rows = []
         for term, items in postings.items():
             new = np.array(items, dtype=_POSTING)  # in doc order: rowids only grow
-            held = db.execute("SELECT seg, n FROM postings WHERE term = ? ORDER BY seg",
-                              (term,)).fetchall()
-            merged, size = [], len(new)
-            while held and held[-1][1] <= _MERGE * size:
-                old, n = held.pop()
+            segs, merged, size = held.get(term, []), [], len(new)
+            while segs and segs[-1][1] <= _MERGE * size:
+                old, n = segs.pop()
                 merged.append(old)
                 size += n
             if merged:
@@ -263,12 +284,10 @@ class KeywordTable:
                            (term, *merged))
                 new = np.concatenate([*parts, new])
                 if gone is None:
-                    gone = np.fromiter((r[0] for r in db.execute("SELECT doc FROM gone")),
-                                       dtype=np.int32)
-                if len(gone):
-                    new = new[~np.isin(new["doc"], gone)]
-            db.execute("INSERT INTO postings(term, seg, n, data) VALUES (?, ?, ?, ?)",
-                       (term, seg, len(new), new.tobytes()))
+                    gone = _gone(db)
+                new = _without(new, gone)
+            rows.append((term, seg, len(new), new.tobytes()))
+        db.executemany("INSERT INTO postings(term, seg, n, data) VALUES (?, ?, ?, ?)", rows)
 
     def remove_article(self, article_id: str, keep_version: str | None = None) -> int:
         """Forget an article's chunks, or those not of `keep_version`."""
@@ -308,7 +327,7 @@ class KeywordTable:
 
     def _compact(self, db: sqlite3.Connection) -> None:
         """Rewrite every term's postings as one segment without removed chunks."""
-        gone = np.fromiter((r[0] for r in db.execute("SELECT doc FROM gone")), dtype=np.int32)
+        gone = _gone(db)
         terms = [r[0] for r in db.execute("SELECT DISTINCT term FROM postings")]
         seg = int(self._state("seg", 0)) + 1
         self._set(db, "seg", seg)
@@ -316,7 +335,7 @@ class KeywordTable:
             parts = [np.frombuffer(r[0], dtype=_POSTING) for r in db.execute(
                 "SELECT data FROM postings WHERE term = ? ORDER BY seg", (term,))]
             held = np.concatenate(parts)
-            held = held[~np.isin(held["doc"], gone)]
+            held = _without(held, gone)
             db.execute("DELETE FROM postings WHERE term = ?", (term,))
             if len(held):
                 db.execute("INSERT INTO postings(term, seg, n, data) VALUES (?, ?, ?, ?)",

@@ -13,9 +13,12 @@ import pytest
 from rag.store import fts
 from rag.store.fts import KeywordTable, index_terms, node_text
 
-WORDS = ("tariff minister election striker goal bank rates oil price shares market "
-         "vote party court judge film award phone network virus match coach club "
-         "budget tax deficit growth inflation strike union factory jobs").split()
+WORDS = (
+    "tariff", "minister", "election", "striker", "goal", "bank", "rates", "oil", "price",
+    "shares", "market", "vote", "party", "court", "judge", "film", "award", "phone", "network",
+    "virus", "match", "coach", "club", "budget", "tax", "deficit", "growth", "inflation",
+    "strike", "union", "factory", "jobs",
+)
 
 
 def _chunk(rng: random.Random, n: int) -> tuple[str, str, dict[str, str]]:
