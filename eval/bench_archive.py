@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import socket
 import statistics
 import subprocess
@@ -127,15 +126,16 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _child_peak(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(seconds, peak RSS in MiB, output) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _child(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(seconds, peak RSS in MiB, output) of a child process (its own rusage)."""
     started = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
-    took = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest of any child so far: measure the big one last
-    return took, max(peak, before) / 1024, done.stdout + done.stderr
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0  # reaped above
+        took = time.perf_counter() - started
+        out.seek(0)
+        return took, usage.ru_maxrss / 1024, out.read()
 
 
 def _app_start(settings: Settings, env: dict[str, str]) -> tuple[float, float, float]:
@@ -223,19 +223,28 @@ def measure(folder: Path, new: int, queries: int, server: bool) -> None:
 
         KeywordTable.add = timed_add  # type: ignore[method-assign]
         try:
-            t_large, _ = timed_ingest(files, settings)
+            t_large, report = timed_ingest(files, settings)
         finally:
             KeywordTable.add = add  # type: ignore[method-assign]
+        added = [r.article_id for r in report.results if r.status == "added" and r.article_id]
+        started = time.perf_counter()
+        for article_id in added:
+            store.remove_article(article_id)
+        t_remove = time.perf_counter() - started
         print(f"{new} new articles into an empty store: {t_empty:7.1f} s")
         print(f"{new} new articles into the archive:    {t_large:7.1f} s "
               f"(ratio {t_large / t_empty:.2f}); the keyword table's update "
               f"{spent['add']:.1f} s of it (current when the write returns)")
+        print(f"the {len(added)} removed again: {t_remove:.1f} s")
         forget(settings)
-        took, _, out = _child_peak([sys.executable, "-m", "ingest", "check"], env)
-        print(f"ingest check: {took:7.1f} s ({out.strip().splitlines()[-1] if out else ''})")
-        took, peak, _ = _child_peak([sys.executable, "-m", "ingest", "-q",
-                                     *_copies(BBC_CORPUS, 20, Path(tmp) / "more")], env)
-        print(f"ingest of 20 more articles: {took:.1f} s, peak RSS {peak:.0f} MiB")
+        took, peak, out = _child([sys.executable, "-m", "ingest", "check"], env)
+        print(f"ingest check: {took:7.1f} s, peak RSS {peak:.0f} MiB "
+              f"({out.strip().splitlines()[-1] if out.strip() else ''})")
+        took, peak, out = _child([sys.executable, "-m", "ingest", "-q", *files], env)
+        print(f"python -m ingest of the {new} new articles: {took:.1f} s, peak RSS "
+              f"{peak:.0f} MiB")
+        took, _, out = _child([sys.executable, "-m", "ingest", "remove", *added], env)
+        print(f"python -m ingest remove of them: {took:.1f} s")
         ready, answer, peak = _app_start(settings, env)
         print(f"app: first /v1 answer {ready:.1f} s after start (the answer itself "
               f"{answer:.1f} s); peak RSS {peak:.0f} MiB")

@@ -2,28 +2,36 @@
 changed by a write by that write's chunks (never rebuilt whole).
 
 One file per store and collection, `<data dir>/keyword/<where>/<collection>.sqlite`
-(`where`: `local`, or the Chroma server's `host_port`), in WAL mode so readers never
+(`where`: `local`, or the Chroma server's `host_port`), in WAL mode so searches never
 wait for the writer. Tables:
 
-- `chunks`: one row per chunk (id, article, version, the chunk's text and metadata as
-  JSON, its number of index terms, its distinct terms);
-- `postings`: (term, chunk rowid) → the term's count in the chunk and the chunk's
-  length, a B-tree by term: a query reads its terms' postings and nothing else;
-- `vocab`: each term's document frequency, kept with every insert and delete (the
-  extractive reader's IDF, and BM25's);
-- `state`: the chunk count, their total length, and `generation`: the store generation
-  the table is known to be in step with (see `rag.store.writes`).
+- `chunks`: one row per chunk (a rowid never reused, id, article, version, the chunk's
+  text and metadata as JSON, its number of index terms, its distinct terms);
+- `postings`: a term's postings packed as numpy records (chunk rowid, the term's count
+  in it, the chunk's length: 8 bytes each) in segments, one per write that held the
+  term; a write's segment is merged into the newer ones before it while they are at
+  most `_MERGE` times its size, so a term has O(log n) segments and a posting is
+  rewritten O(log n) times;
+- `gone`: rowids of removed chunks whose postings are still in a segment: a search
+  skips them (it reads only rows `chunks` holds), a merge drops them, and when they
+  are a quarter of the table (or `_COMPACT_AT`) every term is rewritten without them;
+- `vocab`: each term's document frequency over the chunks held, kept with every insert
+  and delete (the extractive reader's IDF, and BM25's);
+- `state`: the chunk count, their total length, the last segment number, and
+  `generation`: the store generation the table is in step with (`rag.store.writes`).
 
 Words are what llama-index's `BM25Retriever` (bm25s) made of a chunk: the node's text
 with its title (`chunk_node(...).get_content(EMBED)`), lowercased, `\\w\\w+` tokens,
 bm25s's English stopwords dropped, Snowball (PyStemmer) English stems; a query is
-tokenised the same way. Every chunk
-holding a query term is scored with bm25s's Lucene formula (k1 1.5, b 0.75, IDF
-log(1 + (N - df + .5) / (df + .5))), so scores are bm25s's. (SQLite FTS5 was measured
-first: its `bm25()` ranking was 2.5x slower than bm25s a query, docs/decisions.)
+tokenised the same way. Every chunk holding a query term is scored with bm25s's Lucene
+formula (k1 1.5, b 0.75, IDF log(1 + (N - df + .5) / (df + .5))) over the chunks held
+now, so scores are bm25s's (tests/store/test_keyword_table.py checks it against bm25s).
 
+Written here, not taken from a library: SQLite FTS5's `bm25()` ranking was measured
+2.5x slower than bm25s, bm25s itself can only be rebuilt whole, and the pinned
+chromadb has no sparse index outside its cloud (docs/decisions/keyword-index.md).
 Only the writer (holding the store's writer lock) writes here; every write is one
-SQLite transaction. Why: docs/decisions/keyword-index.md.
+SQLite transaction.
 """
 
 from __future__ import annotations
@@ -368,7 +376,7 @@ class KeywordTable:
 
     def idf(self) -> Callable[[str], float]:
         """IDF of a stemmed term over every chunk (bm25s's formula; an unknown term gets
-        the highest), memoised for one reader of the library as it is now."""
+        the highest), memoised for one question over the library as it is now."""
         n_docs, _ = self.stats()
         top = math.log(1 + (n_docs + 0.5) / 0.5)
         seen: dict[str, float] = {}

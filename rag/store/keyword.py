@@ -1,18 +1,18 @@
 """The BM25 keyword index over all chunks: the store's keyword table, searched.
 
 Contract: `KeywordIndex.of(store)` is the one index object for a store in a process;
-`ensure` and `retriever` use it. The table (`rag.store.fts`, SQLite FTS5 beside the
+`ensure` and `retriever` use it. The table (`rag.store.fts`, a SQLite file beside the
 store) is changed by every write by that write's chunks, inside the store's crash-safe
-write protocol (`rag.store.writes`), so a reader never rebuilds it: an article is found
+write protocol (`rag.store.writes`), so a search never rebuilds it: an article is found
 by its words as soon as its write returns, and a removed one is forgotten before its
 chunks are deleted (the table never holds a chunk the store does not).
 
-A reader finds the table out of step with the store only when it was never built (a
+A search finds the table out of step with the store only when it was never built (a
 store made before it existed: built once, here, under the writer lock), or when a
 writer that does not keep it (an older version of this program, another machine's
 process against a shared Chroma server) or a dead one changed the store: then whoever
 holds the writer lock next brings it into step by the difference of chunk ids
-(`ArticleStore.reconcile_keywords`). A long-running reader (`background = True`) does
+(`ArticleStore.reconcile_keywords`). A long-running process (the app: `background = True`) does
 that in a thread, answering from the table as it is meanwhile.
 
 Why: docs/decisions/keyword-index.md.

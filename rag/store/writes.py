@@ -21,7 +21,7 @@ chunks, then the record. The keyword table so never holds a chunk the store does
 Recovery runs when a writer takes the lock: it deletes every chunk of a dirty record
 not of the committed version, and those chunks' words (and the record itself when
 nothing was ever committed). Holding the lock, it cannot touch a live writer's work.
-Readers skip dirty-new records and never wait. Each write is one SQLite transaction
+Searches skip dirty-new records and never wait. Each write is one SQLite transaction
 in the keyword table; a writer killed between Chroma and it leaves a dirty record, so
 recovery covers it. A keyword table out of step otherwise (never built, or the store
 changed by a writer that does not keep it) is brought into step by the difference of
