@@ -63,6 +63,11 @@ def test_scores_match_bm25s_through_writes_removals_and_merges(
         assert got.keys() == want.keys(), step
         assert np.allclose([got[k] for k in sorted(got)], [want[k] for k in sorted(want)],
                            rtol=1e-5), step
+        for k in (1, 3, 8):  # the pruned search's top k are bm25s's
+            top = table.search(query, top_k=k)
+            assert [s for *_, s in top] == pytest.approx(
+                sorted(want.values(), reverse=True)[:k], rel=1e-5), (step, k)
+            assert all(want[cid] == pytest.approx(s, rel=1e-5) for cid, _, _, s in top)
         assert table.ids() == set(held) and table.count() == len(held)
     segments = table.db.execute(
         "SELECT max(c) FROM (SELECT count(*) AS c FROM postings GROUP BY term)").fetchone()[0]
