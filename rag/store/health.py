@@ -136,7 +136,7 @@ def check_store(store: ArticleStore, sample: int | None = None,
         owner = committed.get(aid)
         if owner is not None and meta.get("version") == owner.get("version"):
             per_article[aid] += 1
-            key = (aid, hash(texts[cid]))
+            key = (aid, texts[cid])
             if key in seen:
                 health.repeats.append(cid)
             seen.add(key)
@@ -217,14 +217,16 @@ def _drop_repeats(store: ArticleStore, ids: list[str]) -> None:
             store.articles.update(ids=[aid], metadatas=[{"chunks": max(recorded - dropped, 1)}])
 
 
-def _rows(store: ArticleStore) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+def _rows(store: ArticleStore) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """Every chunk's metadata, and a hash of its text (not the text: a million chunks'
+    texts would be gigabytes here)."""
     metas: dict[str, dict[str, Any]] = {}
-    texts: dict[str, str] = {}
+    texts: dict[str, int] = {}
     offset = 0
     while True:
         page = store.chunks.get(limit=_PAGE, offset=offset, include=["metadatas", "documents"])
         metas.update(zip(page["ids"], page["metadatas"], strict=True))
-        texts.update(zip(page["ids"], page["documents"], strict=True))
+        texts.update((i, hash(t)) for i, t in zip(page["ids"], page["documents"], strict=True))
         if len(page["ids"]) < _PAGE:
             return metas, texts
         offset += _PAGE

@@ -139,3 +139,16 @@ def test_a_keyword_table_out_of_step_is_found_and_repaired(tmp_path: Path) -> No
     fixed = run_cli("check", "--repair", cwd=tmp_path, env=env)
     assert "2 chunk(s) added, 1 removed" in fixed.stdout, fixed.stdout
     assert json.loads(run_cli("check", "--json", cwd=tmp_path, env=env).stdout)["ok"]
+
+
+def test_check_can_sample_the_vectors_of_a_large_store(tmp_path: Path) -> None:
+    """`check --sample N` looks up N vectors, and still reads every chunk for the rest."""
+    data = tmp_path / "data"
+    env = _env(data)
+    assert run_cli("-q", *map(str, bbc_files(2)), cwd=tmp_path, env=env).returncode == 0
+    full = json.loads(run_cli("check", "--json", cwd=tmp_path, env=env).stdout)
+    some = json.loads(run_cli("check", "--json", "--sample", "3", cwd=tmp_path, env=env).stdout)
+    assert full["ok"] and some["ok"] and full["chunks"] == some["chunks"] > 3
+    assert full["checked"] == full["chunks"] and some["checked"] == 3
+    bad = run_cli("check", "--sample", "0", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and "'0' is not a whole number above 0" in bad.stderr
