@@ -16,7 +16,8 @@ resumes where it stopped. `measure`, side by side in one run:
 - retrieval p50/p95: dense, hybrid, hybrid with a date filter (one year), hybrid with an
   outlet filter (one of twenty);
 - peak RSS of ingest and of the app (`app.py`), the app's start to its first answer over
-  /v1, `python -m ingest check`'s time, and the disk the store and its table use.
+  /v1, `python -m ingest check --sample 10000`'s time (and a full check's, with
+  `--full-check`), and the disk the store and its table use.
 
 With `--server` the archive lives in a `chroma run` server (its folder in `--dir`).
 """
@@ -184,7 +185,7 @@ def _latency(store: ArticleStore, mode: str, filters: Filters | None, n: int
     return statistics.median(times), _p(times, 0.95)
 
 
-def measure(folder: Path, new: int, queries: int, server: bool) -> None:
+def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool) -> None:
     with _server(folder, server) as port, tempfile.TemporaryDirectory() as tmp:
         settings = _settings(folder, port)
         env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_COLLECTION":
@@ -237,9 +238,11 @@ def measure(folder: Path, new: int, queries: int, server: bool) -> None:
               f"{spent['add']:.1f} s of it (current when the write returns)")
         print(f"the {len(added)} removed again: {t_remove:.1f} s")
         forget(settings)
-        took, peak, out = _child([sys.executable, "-m", "ingest", "check"], env)
-        print(f"ingest check: {took:7.1f} s, peak RSS {peak:.0f} MiB "
-              f"({out.strip().splitlines()[-1] if out.strip() else ''})")
+        checks = [["--sample", "10000"]] + ([[]] if full_check else [])
+        for extra in checks:
+            took, peak, out = _child([sys.executable, "-m", "ingest", "check", *extra], env)
+            print(f"ingest check {' '.join(extra) or '(every vector)'}: {took:7.1f} s, peak "
+                  f"RSS {peak:.0f} MiB ({out.strip().splitlines()[-1] if out.strip() else ''})")
         took, peak, out = _child([sys.executable, "-m", "ingest", "-q", *files], env)
         print(f"python -m ingest of the {new} new articles: {took:.1f} s, peak RSS "
               f"{peak:.0f} MiB")
@@ -260,11 +263,13 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=300)
     parser.add_argument("--queries", type=int, default=40)
     parser.add_argument("--server", action="store_true")
+    parser.add_argument("--full-check", action="store_true",
+                        help="also time `ingest check` looking up every vector")
     args = parser.parse_args()
     if args.step == "build":
         build(args.dir, args.chunks, args.server)
     else:
-        measure(args.dir, args.new, args.queries, args.server)
+        measure(args.dir, args.new, args.queries, args.server, args.full_check)
 
 
 if __name__ == "__main__":
