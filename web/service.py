@@ -99,7 +99,8 @@ class NewsApp:
     def look_at_store(self) -> None:
         """At start: roll back what a writer killed mid-write left (unless another
         process is writing now: it will), then the light part of `ingest check` (a
-        sample of vectors); problems are shown above the page's tabs."""
+        sample of vectors, nothing that reads every chunk); problems are shown above the
+        page's tabs."""
         from rag.store.health import check_store
 
         try:
@@ -110,7 +111,7 @@ class NewsApp:
         except WriterBusyError:
             logger.info("another process is writing the store; it will recover it")
         try:
-            health = check_store(self.store, sample=HEALTH_SAMPLE)
+            health = check_store(self.store, sample=HEALTH_SAMPLE, quick=True)
         except StoreError as exc:
             self.health_problems = [str(exc)]
         else:
