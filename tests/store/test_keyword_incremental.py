@@ -152,3 +152,21 @@ def test_check_can_sample_the_vectors_of_a_large_store(tmp_path: Path) -> None:
     assert full["checked"] == full["chunks"] and some["checked"] == 3
     bad = run_cli("check", "--sample", "0", cwd=tmp_path, env=env)
     assert bad.returncode == 2 and "'0' is not a whole number above 0" in bad.stderr
+
+
+def test_dense_hits_are_read_from_the_table_or_from_chroma_when_it_lacks_them(
+        tmp_path: Path) -> None:
+    from rag.answer.retrieve import Filters
+
+    settings = make_settings(tmp_path / "data")
+    store = ArticleStore(settings)
+    ingest([str(p) for p in bbc_files(3)], store, settings, progress=False)
+    dense = Retriever(store, "dense")
+    some = store.list_articles()[0]
+    only = Filters(article_ids=[some.id])
+    before = [dense.retrieve(some.title, top_k=5), dense.retrieve(some.title, 3, only)]
+    assert before[0] and before[1] and {p.article_id for p in before[1]} == {some.id}
+    store.keywords.remove_ids(sorted(store.keywords.ids()))  # a table behind the store
+    after = [dense.retrieve(some.title, top_k=5), dense.retrieve(some.title, 3, only)]
+    assert [[(p.chunk_id, p.text, p.title, p.start) for p in hits] for hits in before] == [
+        [(p.chunk_id, p.text, p.title, p.start) for p in hits] for hits in after]
