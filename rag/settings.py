@@ -13,7 +13,14 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.errors import UsageError
@@ -79,6 +86,27 @@ class Settings(BaseSettings):
     )
     chroma_port: int = Field(
         default=8000, validation_alias=AliasChoices("CHROMA_PORT", "RAG_CHROMA_PORT")
+    )
+    # A hosted Chroma, or one behind a proxy (rag.store.connection; docs/scaling.md)
+    chroma_ssl: bool = Field(
+        default=False, validation_alias=AliasChoices("CHROMA_SSL", "RAG_CHROMA_SSL"),
+        description="reach the Chroma server over HTTPS",
+    )
+    chroma_headers: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("CHROMA_HEADERS", "RAG_CHROMA_HEADERS"),
+        description="HTTP headers sent with every request to the Chroma server, a JSON "
+        'object of names to values: `{"Authorization": "Bearer abc", "X-Chroma-Token": '
+        '"xyz"}` (secrets: never logged; read when the store is opened)',
+    )
+    chroma_tenant: str = Field(
+        default="default_tenant", min_length=1,  # chromadb.config.DEFAULT_TENANT (heavy import)
+        validation_alias=AliasChoices("CHROMA_TENANT", "RAG_CHROMA_TENANT"),
+        description="the Chroma server's tenant the collections live in",
+    )
+    chroma_database: str = Field(
+        default="default_database", min_length=1,  # chromadb.config.DEFAULT_DATABASE
+        validation_alias=AliasChoices("CHROMA_DATABASE", "RAG_CHROMA_DATABASE"),
+        description="the tenant's database the collections live in",
     )
 
     # Embeddings

@@ -9,13 +9,21 @@ short file lock, so one process at a time creates or migrates its database.
 `store_error` and `as_store_error` turn Chroma's and the disk's failures into a
 `StoreError` of one line that says what to do.
 
+A server (CHROMA_HOST) is reached over HTTPS with CHROMA_SSL, with the headers of
+CHROMA_HEADERS (`server_headers`: a JSON object; secrets, never logged), in the tenant
+and database CHROMA_TENANT and CHROMA_DATABASE (Chroma's defaults unless set; one that
+does not exist is a StoreError saying how to create it).
+
 Why reopen, and why one opener at a time: docs/decisions/store-connection.md.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,17 +37,65 @@ from chromadb.config import Settings as ChromaSettings
 from filelock import FileLock, Timeout
 
 from rag.errors import StoreError
-from rag.settings import Settings
+from rag.settings import Settings, SettingsError
 
 logger = logging.getLogger(__name__)
 
 OPEN_WAIT = 120.0  # seconds; opening takes well under one, migrating an old store a few
 
 
+DEFAULT_TENANT, DEFAULT_DATABASE = "default_tenant", "default_database"  # chromadb.config's
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+_REFUSED = re.compile(r"\b40[13]\b|unauthori[sz]ed|forbidden", re.IGNORECASE)
+
+
+def elsewhere(settings: Settings) -> bool:
+    """Whether the store is in a tenant or database of the server other than Chroma's
+    defaults (names and keys then say which)."""
+    return (settings.chroma_tenant, settings.chroma_database) != (DEFAULT_TENANT,
+                                                                  DEFAULT_DATABASE)
+
+
 def location(settings: Settings) -> str:
     if settings.chroma_host:
-        return f"chroma server {settings.chroma_host}:{settings.chroma_port}"
+        where = f"chroma server {settings.chroma_host}:{settings.chroma_port}"
+        if elsewhere(settings):
+            where += (f" (tenant {settings.chroma_tenant!r}, database "
+                      f"{settings.chroma_database!r})")
+        return where
     return str(Path(settings.data_dir) / "chroma")
+
+
+def server_headers(settings: Settings) -> dict[str, str] | None:
+    """CHROMA_HEADERS, a JSON object of header names to values, as a dict (None: unset).
+    A malformed one is a SettingsError of one line naming the setting, and never any
+    of its values: they are secrets (tokens)."""
+    secret = settings.chroma_headers
+    raw = secret.get_secret_value().strip() if secret is not None else ""
+    if not raw:
+        return None
+
+    def bad(why: str) -> SettingsError:
+        return SettingsError(f"invalid setting CHROMA_HEADERS: {why}; write a JSON object of "
+                             'header names to values, e.g. {"X-Chroma-Token": "..."}')
+
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:  # its message says where, never what
+        raise bad(f"not JSON ({exc.msg}, character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise bad(f"a JSON {type(value).__name__}, not an object")
+    headers: dict[str, str] = {}
+    for n, (name, text) in enumerate(value.items(), 1):
+        if not _HEADER_NAME.fullmatch(name):  # not shown: it may be a pasted "Name: secret"
+            raise bad(f"the name of header {n} is not a header name (letters, digits, - "
+                      "and the like; no spaces or ':')")
+        if not isinstance(text, str):
+            raise bad(f"the value of {name!r} is not a string")
+        if any(c in text for c in "\r\n\0"):
+            raise bad(f"the value of {name!r} holds a line break")
+        headers[name] = text
+    return headers or None
 
 
 def _out_of_room(where: str) -> bool:
@@ -128,17 +184,50 @@ def _chroma_settings() -> ChromaSettings:
 
 
 def _server_client(settings: Settings) -> ClientAPI:
+    """A client of the server's tenant and database, with CHROMA_SSL and CHROMA_HEADERS.
+    Chroma checks at once that the tenant and database exist (NotFoundError)."""
+    from chromadb.errors import AuthorizationError, ChromaAuthError, NotFoundError
+
+    headers = server_headers(settings)
+    where = f"{settings.chroma_host}:{settings.chroma_port}"
+    tenant, database = settings.chroma_tenant, settings.chroma_database
     try:
         client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port,
-                                     settings=_chroma_settings())
+                                     ssl=settings.chroma_ssl, headers=headers, tenant=tenant,
+                                     database=database, settings=_chroma_settings())
         client.heartbeat()
-    except Exception as exc:
+    except NotFoundError as exc:
+        if str(exc).casefold().startswith("tenant"):
+            raise StoreError(
+                f"the Chroma server at {where} has no tenant {tenant!r} (CHROMA_TENANT); "
+                f"create it with chromadb's AdminClient (`create_tenant({tenant!r})`, then "
+                f"`create_database({database!r}, tenant={tenant!r})`), or unset CHROMA_TENANT "
+                f"to use {DEFAULT_TENANT!r}") from None
         raise StoreError(
-            f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+            f"the Chroma server at {where} has no database {database!r} in tenant {tenant!r} "
+            f"(CHROMA_DATABASE); create it with chromadb's AdminClient "
+            f"(`create_database({database!r}, tenant={tenant!r})`; on Chroma Cloud, `chroma "
+            f"db create {database}`), or unset CHROMA_DATABASE to use {DEFAULT_DATABASE!r}"
+        ) from None
+    except (AuthorizationError, ChromaAuthError) as exc:
+        raise _refused(where, exc) from None
+    except Exception as exc:
+        if _REFUSED.search(str(exc)):  # a proxy's 401/403 page, not Chroma's own error
+            raise _refused(where, exc) from None
+        raise StoreError(
+            f"cannot reach the Chroma server at {where}"
+            f"{' over HTTPS (CHROMA_SSL)' if settings.chroma_ssl else ''}"
             f" ({type(exc).__name__}); start it with `chroma run --path DIR --port "
             f"{settings.chroma_port}` or unset CHROMA_HOST to use the embedded store"
         ) from exc
     return client
+
+
+def _refused(where: str, exc: BaseException) -> StoreError:
+    # the server's own words are left out: a proxy may echo the headers it refused
+    return StoreError(f"the Chroma server at {where} refused this client "
+                      f"({type(exc).__name__}); check the token in CHROMA_HEADERS, and "
+                      "CHROMA_TENANT and CHROMA_DATABASE")
 
 
 def _embedded_client(path: Path) -> ClientAPI:
@@ -220,10 +309,20 @@ _CONNECTIONS: dict[tuple[Any, ...], Connection] = {}
 _REGISTRY = threading.Lock()
 
 
+def _key(settings: Settings) -> tuple[Any, ...]:
+    """Which connection: a server's address, tenant, database and how it is reached
+    (the headers by their digest), or an embedded store's folder."""
+    if not settings.chroma_host:
+        return (str(Path(settings.data_dir).resolve()),)
+    secret = settings.chroma_headers.get_secret_value() if settings.chroma_headers else ""
+    return (settings.chroma_host, settings.chroma_port, settings.chroma_ssl,
+            settings.chroma_tenant, settings.chroma_database,
+            hashlib.sha256(secret.encode()).hexdigest())
+
+
 def connect(settings: Settings) -> Connection:
     """The connection for this store, shared by every `ArticleStore` of the process."""
-    key = ((settings.chroma_host, settings.chroma_port) if settings.chroma_host
-           else (str(Path(settings.data_dir).resolve()),))
+    key = _key(settings)
     with _REGISTRY:
         conn = _CONNECTIONS.get(key)
         if conn is None:
@@ -233,10 +332,8 @@ def connect(settings: Settings) -> Connection:
 
 def forget(settings: Settings) -> None:
     """Drop this process's connection (tests that replace a store's files under it)."""
-    key = ((settings.chroma_host, settings.chroma_port) if settings.chroma_host
-           else (str(Path(settings.data_dir).resolve()),))
     with _REGISTRY:
-        conn = _CONNECTIONS.pop(key, None)
+        conn = _CONNECTIONS.pop(_key(settings), None)
     if conn is not None and conn.embedded:
         SharedSystemClient._identifier_to_system.pop(str(conn.path), None)
         SharedSystemClient._identifier_to_refcount.pop(str(conn.path), None)

@@ -2,7 +2,8 @@
 changed by a write by that write's chunks (never rebuilt whole).
 
 One file per store and collection, `<data dir>/keyword/<where>/<collection>.sqlite`
-(`where`: `local`, or the Chroma server's `host_port`), in WAL mode so searches never
+(`where`: `local`, or the Chroma server's `host_port`, with its tenant and database
+when they are not Chroma's defaults: `table_path`), in WAL mode so searches never
 wait for the writer. Tables:
 
 - `chunks`: one row per chunk (a rowid never reused, id, article, version, the chunk's
@@ -121,8 +122,22 @@ def node_text(chunk_id: str, text: str, meta: dict[str, Any]) -> str:
 
 
 def table_path(settings: Settings) -> Path:
-    where = (f"{settings.chroma_host}_{settings.chroma_port}" if settings.chroma_host
-             else "local")
+    """`<data dir>/keyword/<where>/<collection>.sqlite`: `where` is `local`, or the
+    server's `host_port`, and for a tenant or database other than Chroma's defaults
+    `host_port/<tenant>/<database>` (so the default's tables stay where they were).
+    Names are kept to letters, digits, `_` and `-`, anything else `%XX` (so `.`, `..`
+    and `/` cannot become path parts, and no two names share a folder); the collection
+    name is Chroma's, already safe."""
+
+    def safe(name: str) -> str:
+        return "".join(c if c.isascii() and (c.isalnum() or c in "_-")
+                       else "".join(f"%{b:02X}" for b in c.encode()) for c in name)
+
+    where = Path(f"{settings.chroma_host}_{settings.chroma_port}" if settings.chroma_host
+                 else "local")
+    if settings.chroma_host and (settings.chroma_tenant, settings.chroma_database) != (
+            "default_tenant", "default_database"):  # chromadb's defaults
+        where = where / safe(settings.chroma_tenant) / safe(settings.chroma_database)
     return Path(settings.data_dir) / "keyword" / where / f"{settings.collection}.sqlite"
 
 

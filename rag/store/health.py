@@ -53,7 +53,14 @@ class Health:
     @property
     def ok(self) -> bool:
         return not (self.lost or self.orphans or self.repeats or self.short
-                    or self.half_written or self.keyword_missing or self.keyword_extra)
+                    or self.half_written or self.keyword_wrong)
+
+    @property
+    def keyword_wrong(self) -> bool:
+        """The keyword table claims the store's generation and holds other chunks. (One
+        merely behind, as another machine's writes leave it, is a note: the next
+        search there brings it into step.)"""
+        return self.keyword_current and bool(self.keyword_missing or self.keyword_extra)
 
     def problems(self) -> list[str]:
         out = []
@@ -71,15 +78,20 @@ class Health:
         if self.half_written:
             writers = ", ".join(sorted({w for _, w in self.half_written}))
             out.append(f"{len(self.half_written)} article(s) were left half-written ({writers})")
-        if self.keyword_missing or self.keyword_extra:
+        if self.keyword_wrong:
             out.append(f"the keyword index is out of step with the chunks: "
                        f"{len(self.keyword_missing)} chunk(s) missing from it, "
                        f"{len(self.keyword_extra)} held that the store no longer has")
         return out
 
     def notes(self) -> list[str]:
-        if self.keyword_current or self.keyword_missing or self.keyword_extra:
+        if self.keyword_current:
             return []
+        if self.keyword_missing or self.keyword_extra:
+            return [f"the keyword index is behind the store ({len(self.keyword_missing)} "
+                    f"chunk(s) to add, {len(self.keyword_extra)} to forget: another process "
+                    "wrote without keeping this one, e.g. on another machine); the next "
+                    "search here, or `--repair`, brings it into step"]
         return ["the keyword index holds every chunk but is not stamped with the store's "
                 "generation: the next writer (or `--repair`) stamps it"]
 
