@@ -52,7 +52,7 @@ from rag.records import Article
 from rag.settings import Settings, get_settings
 from rag.store.articles import ArticleStore
 from rag.store.connection import forget
-from rag.store.fts import KeywordTable
+from rag.store.keyword_table import KeywordTable
 
 logger = logging.getLogger(__name__)
 COLLECTION = "archive"

@@ -1,4 +1,4 @@
-"""The keyword index, old (bm25s, rebuilt whole) against new (SQLite FTS5, updated),
+"""The keyword index, old (bm25s, rebuilt whole) against new (the keyword table, updated),
 side by side in one run over one store. Prints figures, asserts nothing.
 
     python -m eval.bench_keyword --data-dir data/eval --collection C \\
@@ -35,8 +35,8 @@ from rag.answer.retrieve import Retriever
 from rag.settings import Settings
 from rag.store.articles import ArticleStore
 from rag.store.expansion import expand_query
-from rag.store.fts import KeywordTable
 from rag.store.keyword import KeywordIndex
+from rag.store.keyword_table import KeywordTable
 from rag.store.nodes import chunk_node
 
 

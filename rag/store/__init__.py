@@ -1,6 +1,6 @@
 """Storage: the Chroma store of articles and chunks (`articles`: opening and keeping up;
 its reads in `reads`, its crash-safe writes in `writes`, its records in `metadata`),
-its BM25 keyword index beside it (`keyword` over the SQLite FTS5 table `fts`, which
+its BM25 keyword index beside it (`keyword` over the SQLite table `keyword_table`, which
 every write changes; queries expanded by `expansion`), the
 one-writer lock (`lock`), one client per store and process (`connection`), the
 embedding model (`embeddings`, `onnx_embedding`) and the store's health check (`health`).

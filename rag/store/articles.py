@@ -22,7 +22,7 @@ from chromadb.api.models.Collection import Collection
 from rag.settings import Settings
 from rag.store.connection import Connection, StoreError, connect, location, store_error
 from rag.store.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
-from rag.store.fts import KeywordTable
+from rag.store.keyword_table import KeywordTable
 from rag.store.lock import FileWriterLock, LeaseWriterLock, Waiting, WriterBusyError
 from rag.store.metadata import chunk_dates, date_int
 from rag.store.reads import ArticleReads

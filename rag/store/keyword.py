@@ -1,8 +1,8 @@
 """The BM25 keyword index over all chunks: the store's keyword table, searched.
 
 Contract: `KeywordIndex.of(store)` is the one index object for a store in a process;
-`ensure` and `retriever` use it. The table (`rag.store.fts`, a SQLite file beside the
-store) is changed by every write by that write's chunks, inside the store's crash-safe
+`ensure` and `retriever` use it. The table (`rag.store.keyword_table`, a SQLite file
+beside the store) is changed by every write by that write's chunks, inside the store's crash-safe
 write protocol (`rag.store.writes`), so a search never rebuilds it: an article is found
 by its words as soon as its write returns, and a removed one is forgotten before its
 chunks are deleted (the table never holds a chunk the store does not).
@@ -32,7 +32,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from rag.store.articles import ArticleStore, StoreError
 from rag.store.expansion import expand_query
-from rag.store.fts import KeywordTable
+from rag.store.keyword_table import KeywordTable
 from rag.store.lock import WriterBusyError
 from rag.store.nodes import chunk_node
 

@@ -10,7 +10,7 @@ exactly what a clean run gives:
 1. the article record is marked `dirty=True`, naming its writer (a new one is created
    with `version=""`);
 2. the new version's chunks are added (their ids carry the version), then their words
-   to the keyword table (`rag.store.fts`);
+   to the keyword table (`rag.store.keyword_table`);
 3. the record is updated to the new version, still dirty;
 4. the words of chunks of any other version are forgotten, then those chunks deleted;
 5. the record is marked clean.

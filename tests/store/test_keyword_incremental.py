@@ -25,8 +25,8 @@ from test_store_lifecycle import (
 from ingest.pipeline import ingest
 from rag.answer.retrieve import Retriever
 from rag.store.articles import ArticleStore
-from rag.store.fts import index_terms
 from rag.store.keyword import KeywordIndex
+from rag.store.keyword_table import index_terms
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not SEED.is_file(), reason="shared corpora missing")

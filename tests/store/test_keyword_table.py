@@ -10,8 +10,8 @@ import bm25s
 import numpy as np
 import pytest
 
-from rag.store import fts
-from rag.store.fts import KeywordTable, index_terms, node_text
+from rag.store import keyword_table
+from rag.store.keyword_table import KeywordTable, index_terms, node_text
 
 WORDS = (
     "tariff", "minister", "election", "striker", "goal", "bank", "rates", "oil", "price",
@@ -31,7 +31,7 @@ def _oracle(held: dict[str, tuple[str, str, dict[str, str]]], query: str
             ) -> dict[str, float]:
     """bm25s's scores of the chunks held, indexed afresh."""
     ids = sorted(held)
-    model = bm25s.BM25(k1=fts.K1, b=fts.B, method="lucene")
+    model = bm25s.BM25(k1=keyword_table.K1, b=keyword_table.B, method="lucene")
     model.index([index_terms(node_text(*held[i])) for i in ids], show_progress=False)
     scores = model.get_scores(index_terms(query))
     return {i: float(s) for i, s in zip(ids, scores, strict=True) if s > 0}
@@ -42,7 +42,7 @@ def test_scores_match_bm25s_through_writes_removals_and_merges(
         tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(seed)
     table = KeywordTable(tmp_path / "k.sqlite")
-    monkeypatch.setattr(fts, "_COMPACT_AT", 30)  # compact often enough to be tested
+    monkeypatch.setattr(keyword_table, "_COMPACT_AT", 30)  # compact often enough to be tested
     held: dict[str, tuple[str, str, dict[str, str]]] = {}
     made = 0
     for step in range(40):

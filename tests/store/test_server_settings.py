@@ -26,8 +26,8 @@ from ingest.pipeline import ingest
 from rag.settings import Settings
 from rag.store.articles import ArticleStore, StoreError
 from rag.store.connection import location, server_headers
-from rag.store.fts import table_path
 from rag.store.keyword import KeywordIndex
+from rag.store.keyword_table import table_path
 
 pytestmark = pytest.mark.skipif(not SEED.is_file(), reason=f"shared corpora missing: {CORPORA}")
 ROOT = Path(__file__).resolve().parents[2]
