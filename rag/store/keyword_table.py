@@ -11,8 +11,9 @@ wait for the writer. Tables:
 - `postings`: a term's postings packed as numpy records (chunk rowid, the term's count
   in it, the chunk's length: 8 bytes each) in segments, one per write that held the
   term; a write's segment is merged into the newer ones before it while they are at
-  most `_MERGE` times its size, so a term has O(log n) segments and a posting is
-  rewritten O(log n) times;
+  most `_MERGE` times its size and the result at most `_SEGMENT_MAX` postings, so a term
+  has O(log n) segments (plus one per `_SEGMENT_MAX`) and a posting is rewritten
+  O(log n) times;
 - `gone`: rowids of removed chunks whose postings are still in a segment: a search
   skips them (it reads only rows `chunks` holds), a merge drops them, and when they
   are a quarter of the table (or `_COMPACT_AT`) every term is rewritten without them;
@@ -61,6 +62,11 @@ _VERSION = 3  # PRAGMA user_version of this layout (1: FTS5, 2: a row per postin
 _POSTING = np.dtype([("doc", "<i4"), ("tf", "<u2"), ("dl", "<u2")])  # 8 bytes a posting
 _COMPACT_AT = 1000  # removed chunks that make a compaction (also a quarter of those held)
 _MERGE = 2  # a term's newest segment is merged into the one before it within this factor
+# A merge never makes a segment of more postings than this (2 MiB): without it, the
+# write that completes a cascade would rewrite a common term's every posting (MBs, for
+# each of a few hundred terms at a million chunks) inside one write. Above it a term
+# keeps one segment per this many postings: a few for the commonest at a million.
+_SEGMENT_MAX = 1 << 18
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
@@ -294,7 +300,7 @@ class KeywordTable:
         for term, items in postings.items():
             new = np.array(items, dtype=_POSTING)  # in doc order: rowids only grow
             segs, merged, size = held.get(term, []), [], len(new)
-            while segs and segs[-1][1] <= _MERGE * size:
+            while segs and segs[-1][1] <= _MERGE * size and size + segs[-1][1] <= _SEGMENT_MAX:
                 old, n = segs.pop()
                 merged.append(old)
                 size += n
