@@ -185,7 +185,8 @@ def _latency(store: ArticleStore, mode: str, filters: Filters | None, n: int
     return statistics.median(times), _p(times, 0.95)
 
 
-def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool) -> None:
+def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool,
+            retrieval_only: bool = False) -> None:
     with _server(folder, server) as port, tempfile.TemporaryDirectory() as tmp:
         settings = _settings(folder, port)
         env = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir), "RAG_COLLECTION":
@@ -207,6 +208,8 @@ def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool
             p50, p95 = _latency(store, mode, filters, queries)
             print(f"retrieval {name:<24} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
 
+        if retrieval_only:
+            return
         files = _copies(BBC_CORPUS, new, Path(tmp) / "new")
         empty = settings.override(data_dir=Path(tmp) / "empty", collection="empty",
                                   chroma_host=None)
@@ -265,11 +268,14 @@ def main() -> None:
     parser.add_argument("--server", action="store_true")
     parser.add_argument("--full-check", action="store_true",
                         help="also time `ingest check` looking up every vector")
+    parser.add_argument("--retrieval-only", action="store_true",
+                        help="only the size, disk and retrieval figures")
     args = parser.parse_args()
     if args.step == "build":
         build(args.dir, args.chunks, args.server)
     else:
-        measure(args.dir, args.new, args.queries, args.server, args.full_check)
+        measure(args.dir, args.new, args.queries, args.server, args.full_check,
+                args.retrieval_only)
 
 
 if __name__ == "__main__":
