@@ -178,7 +178,14 @@ class DenseRetriever(BaseRetriever):
                                       include=["distances"])
         ids, distances = got["ids"][0], got["distances"][0]
         rows = self.store.chunk_texts(ids)
-        return [NodeWithScore(node=chunk_node(i, *rows[i]), score=1.0 - dist)
+        # Metadata keys sorted: a dense hit's node then never has the hash of the keyword
+        # side's node for the same chunk (written order), as when Chroma hydrated it.
+        # llama-index's fusion merges hits by that hash; merging the two sides' hits of a
+        # chunk is not what the hybrid retriever was tuned and measured with (it lowered
+        # bbc_qa_test hybrid hit@1 from 0.760 to 0.740), so it waits for its own
+        # dev/test measurement (docs/decisions/keyword-index.md).
+        return [NodeWithScore(node=chunk_node(i, rows[i][0], dict(sorted(rows[i][1].items()))),
+                              score=1.0 - dist)
                 for i, dist in zip(ids, distances, strict=True) if i in rows]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
