@@ -231,15 +231,15 @@ def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool
         finally:
             KeywordTable.add = add  # type: ignore[method-assign]
         added = [r.article_id for r in report.results if r.status == "added" and r.article_id]
+        print(f"{new} new articles into an empty store: {t_empty:7.1f} s")
+        print(f"{new} new articles into the archive:    {t_large:7.1f} s "
+              f"(ratio {t_large / t_empty:.2f}); the keyword table's update "
+              f"{spent['add']:.1f} s of it (current when the write returns)", flush=True)
         started = time.perf_counter()
         for article_id in added:
             store.remove_article(article_id)
         t_remove = time.perf_counter() - started
-        print(f"{new} new articles into an empty store: {t_empty:7.1f} s")
-        print(f"{new} new articles into the archive:    {t_large:7.1f} s "
-              f"(ratio {t_large / t_empty:.2f}); the keyword table's update "
-              f"{spent['add']:.1f} s of it (current when the write returns)")
-        print(f"the {len(added)} removed again: {t_remove:.1f} s")
+        print(f"the {len(added)} removed again: {t_remove:.1f} s", flush=True)
         forget(settings)
         checks = [["--sample", "10000"]] + ([[]] if full_check else [])
         for extra in checks:

@@ -191,15 +191,16 @@ class DenseRetriever(BaseRetriever):
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         vector = query_bundle.embedding or self.store.embed_model.get_query_embedding(
             query_bundle.query_str)
-        total = self.store.chunks.count()
+        # (No `count()` to bound n: Chroma returns what it holds when asked for more,
+        # and its count reads every row.)
         if not self.filters:
-            return self._query(vector, min(self.top_k, total), None)
+            return self._query(vector, self.top_k, None)
         for wide in (max(self.top_k * 10, 100), max(self.top_k * 50, 1000)):
-            hits = self._query(vector, min(wide, total), None)
+            hits = self._query(vector, wide, None)
             kept = [h for h in hits if self.filters.match(h.node.metadata)]
-            if len(kept) >= self.top_k or wide >= total:
+            if len(kept) >= self.top_k or len(hits) < wide:  # enough, or every chunk seen
                 return kept[: self.top_k]
-        return self._query(vector, min(self.top_k, total), self.filters.where())
+        return self._query(vector, self.top_k, self.filters.where())
 
 
 class Retriever:

@@ -53,6 +53,7 @@ class ArticleStore(ArticleReads, ArticleWrites):
         self._check = check_model
         self._epoch = self.conn.epoch
         self.recovered = 0  # articles this object rolled back or finished (reports)
+        self._has_chunks: tuple[str, bool] = ("", False)  # (generation, any chunk then)
         self.keywords = KeywordTable.of(settings)  # kept by every write (rag.store.writes)
         self.lock = self.conn.writer(settings.collection, self._new_lock)
         self._guard("opening it", self._open, False)
@@ -150,7 +151,15 @@ class ArticleStore(ArticleReads, ArticleWrites):
         """Whether there is anything to answer from (the one emptiness check); sees what
         other processes wrote."""
         self.sync()
-        return self.exists and self._guard("counting", self.chunks.count) > 0
+        # Known per generation (every write changes it): asking Chroma reads every row,
+        # `count()` and `get(limit=1)` alike (75 ms at 600k chunks, measured), and each
+        # question asks several times.
+        stamp = self.conn.seen
+        if not self.exists:
+            return False
+        if self._has_chunks[0] != stamp or not stamp:
+            self._has_chunks = (stamp, self._guard("counting", self.chunks.count) > 0)
+        return self._has_chunks[1]
 
     def existing_chunks(self, ids: list[str]) -> set[str]:
         """Which of these chunk ids the store holds now (checks a stale keyword index)."""
