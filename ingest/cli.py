@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="machine-readable output")
     chk.add_argument("--sample", type=_positive, metavar="N",
                      help="look up N random chunks' vectors, not every one (a large store: "
-                          "about 20 minutes a million chunks here); the other checks still "
-                          "read every chunk")
+                          "each look-up is a nearest-neighbour query); the other checks "
+                          "still read every chunk")
     return parser
 
 
