@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import http.server
 import logging
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.servers import free_port
+from support.servers import free_port, self_signed_tls
 
 from ingest.cli import build_parser, settings_from
 from ingest.fetch import UNREACHABLE, FetchPolicy, IPAddress, fetch, is_public
@@ -376,15 +374,7 @@ def test_https_to_the_pinned_address_checks_the_real_name(
     serve: Serve, resolver: Resolver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TLS goes to the checked IP, yet SNI and the certificate check use the host name."""
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=news.pinned.test",
-                    "-addext", "subjectAltName=DNS:news.pinned.test"],
-                   check=True, capture_output=True, timeout=60)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
+    cert, tls = self_signed_tls(tmp_path, "news.pinned.test", "DNS:news.pinned.test")
     names: list[str | None] = []
     tls.sni_callback = lambda sock, name, ctx: names.append(name)
     secure = serve("127.0.0.1", tls=tls)

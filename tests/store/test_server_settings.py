@@ -8,7 +8,6 @@ refuses those without the token, as a hosted Chroma or an authenticating proxy w
 from __future__ import annotations
 
 import json
-import shutil
 import ssl
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from support.servers import QuietHandler, QuietServer
+from support.servers import QuietHandler, QuietServer, self_signed_tls
 from support.stores import CORPORA, SEED, bbc_files, cli_env, make_settings, run_cli
 
 from ingest.pipeline import ingest
@@ -240,15 +239,7 @@ class TokenProxy:
 
 @pytest.fixture()
 def proxy(chroma_server: SimpleNamespace, tmp_path: Path) -> Iterator[SimpleNamespace]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
+    cert, tls = self_signed_tls(tmp_path, "127.0.0.1", "IP:127.0.0.1,DNS:localhost")
     server = TokenProxy(f"http://{chroma_server.host}:{chroma_server.port}", HEADERS, tls)
     try:
         yield SimpleNamespace(port=server.port, seen=server.seen, cert=cert)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -15,8 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 CHROMA = Path(sys.executable).with_name("chroma")  # the venv's `chroma run`
+
+
+def self_signed_tls(folder: Path, name: str, alt_names: str) -> tuple[Path, ssl.SSLContext]:
+    """A one-day self-signed certificate for `name` (`alt_names`: openssl's
+    subjectAltName, e.g. `DNS:localhost,IP:127.0.0.1`) and a server context holding it;
+    the test is skipped without openssl."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName={alt_names}"],
+                   check=True, capture_output=True, timeout=60)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    return cert, tls
 
 
 def free_port() -> int:
