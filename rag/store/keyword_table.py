@@ -102,6 +102,13 @@ def _gone(db: sqlite3.Connection) -> np.ndarray:
                        dtype=np.int32)
 
 
+def _postings(db: sqlite3.Connection, term: str) -> np.ndarray:
+    """A term's postings, its segments in order (empty: none held)."""
+    parts = [np.frombuffer(r[0], dtype=_POSTING) for r in db.execute(
+        "SELECT data FROM postings WHERE term = ? ORDER BY seg", (term,))]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=_POSTING)
+
+
 def _without(postings: np.ndarray, gone: np.ndarray) -> np.ndarray:
     """The postings of chunks not in `gone` (sorted)."""
     if not len(gone) or not len(postings):
@@ -361,10 +368,7 @@ class KeywordTable:
         seg = int(self._state("seg", 0)) + 1
         self._set(db, "seg", seg)
         for term in terms:
-            parts = [np.frombuffer(r[0], dtype=_POSTING) for r in db.execute(
-                "SELECT data FROM postings WHERE term = ? ORDER BY seg", (term,))]
-            held = np.concatenate(parts)
-            held = _without(held, gone)
+            held = _without(_postings(db, term), gone)
             db.execute("DELETE FROM postings WHERE term = ?", (term,))
             if len(held):
                 db.execute("INSERT INTO postings(term, seg, n, data) VALUES (?, ?, ?, ?)",
@@ -474,11 +478,9 @@ class KeywordTable:
         n_docs, avg = self.stats()
         docs, parts = [], []
         for term, d in self.df(terms).items():
-            blobs = [r[0] for r in self.db.execute(
-                "SELECT data FROM postings WHERE term = ? ORDER BY seg", (term,))]
-            if not blobs:
+            held = _postings(self.db, term)
+            if not len(held):
                 continue
-            held = np.concatenate([np.frombuffer(b, dtype=_POSTING) for b in blobs])
             idf = math.log(1 + (n_docs - d + 0.5) / (d + 0.5))
             tf, dl = held["tf"].astype(np.float64), held["dl"].astype(np.float64)
             parts.append(terms[term] * idf * tf / (tf + K1 * (1 - B + B * dl / (avg or 1.0))))
