@@ -29,6 +29,7 @@ from rag.store.reads import ArticleReads
 from rag.store.writes import ArticleWrites
 
 ARTICLES_SUFFIX = "-articles"
+WRITING = "writing"  # chunk collection metadata: who is mid-write ("": nobody)
 # chunk_dates and date_int: their home is rag.store.metadata; rag.answer.retrieve
 # imports them from here
 __all__ = ["ArticleStore", "EmbeddingMismatchError", "StoreError", "WriterBusyError",
@@ -97,6 +98,7 @@ class ArticleStore(ArticleReads, ArticleWrites):
         if create:
             meta["embed_dim"] = len(self.embed_model.get_text_embedding("dimension probe"))
             meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            meta[WRITING] = ""  # (ignored where the collection exists)
         kwargs: dict[str, Any] = {
             "metadata": meta,
             "configuration": {"hnsw": {"space": "cosine"}},
@@ -186,13 +188,24 @@ class ArticleStore(ArticleReads, ArticleWrites):
     def generation(self) -> str:
         """A stamp that changes whenever chunks are written or removed, by any process
         (derived indexes and `sync` compare it). Read fresh from the store each time."""
+        meta = self._stamps()
+        return "" if meta is None else str(meta.get("generation", "")) or "created"
+
+    def write_under_way(self) -> bool:
+        """Whether a write began and did not finish (its writer alive or dead), or the
+        store was last written by a version of this program that did not say."""
+        meta = self._stamps()
+        return meta is not None and meta.get(WRITING, True) != ""
+
+    def _stamps(self) -> dict[str, Any] | None:
+        """The chunk collection's metadata, read fresh (None: no collection)."""
         try:
             collection = self.client.get_collection(self.name, embedding_function=None)
         except Exception as exc:  # not created yet, or dropped by another process
             if "does not exist" in str(exc) or type(exc).__name__ == "NotFoundError":
-                return ""
+                return None
             raise store_error(exc, self.location, "reading it") from exc
-        return str((collection.metadata or {}).get("generation", "")) or "created"
+        return dict(collection.metadata or {})
 
     def sync(self) -> bool:
         """Catch up with other processes' writes: reopen the embedded client (its vector
@@ -226,15 +239,18 @@ class ArticleStore(ArticleReads, ArticleWrites):
                                 self.reconcile_keywords)
             yield
 
-    def _bump_generation(self) -> None:
-        """Stamp a new generation on the chunk collection: after each write of ours. A
-        keyword table in step before stays in step: our writes keep it (a crash between
-        the two stamps leaves it behind, and the next writer brings it into step)."""
-        collection = self.client.get_collection(self.name, embedding_function=None)
-        meta = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    def _bump_generation(self, writing: bool = False) -> None:
+        """Stamp a new generation on the chunk collection: before and after each write of
+        ours. A keyword table in step before stays in step: our writes keep it (a crash
+        between the two stamps leaves it behind, and the next writer brings it into step).
+        `writing`: the stamp before a write also says a write is under way (`WRITING`),
+        and the one after says none is, so recovery looks for half-written records only
+        after a writer died between the two (the look reads every record's metadata)."""
+        meta = {k: v for k, v in (self._stamps() or {}).items() if not k.startswith("hnsw:")}
         in_step = self.keywords.generation == (str(meta.get("generation", "")) or "created")
         stamp = uuid.uuid4().hex[:12]
-        self.chunks.modify(metadata={**meta, "generation": stamp})
+        self.chunks.modify(metadata={**meta, "generation": stamp,
+                                     WRITING: self._writer_name() if writing else ""})
         self.conn.seen = stamp  # our own write: nothing to reopen for
         if in_step:
             self.keywords.set_generation(stamp)

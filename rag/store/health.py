@@ -25,6 +25,7 @@ import numpy as np
 from rag.store.articles import ArticleStore
 from rag.store.connection import StoreError, integrity
 from rag.store.keyword import KeywordIndex
+from rag.store.writes import writer_of
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,10 @@ def check_store(store: ArticleStore, sample: int | None = None,
     records = store.articles.get(include=["metadatas"])
     committed = {aid: meta for aid, meta in zip(records["ids"], records["metadatas"], strict=True)
                  if meta.get("version") and not meta.get("dirty")}
-    health.half_written = store.half_written()
+    # every record's metadata is read here anyway: no need to ask whether a write is on
+    health.half_written = [(aid, writer_of(meta)) for aid, meta
+                           in zip(records["ids"], records["metadatas"], strict=True)
+                           if meta.get("dirty")]
     health.articles = sum(1 for m in records["metadatas"] if m.get("version"))
     rows, texts = _rows(store)
     health.chunks = len(rows)

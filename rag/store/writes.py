@@ -7,20 +7,25 @@ one writer across processes and machines) and follows a small protocol, so a wri
 killed at any point (kill -9) leaves a store that the next writer's recovery turns into
 exactly what a clean run gives:
 
+0. the chunk collection's metadata gets a new generation and names the writer under
+   `writing` (`ArticleStore._bump_generation`);
 1. the article record is marked `dirty=True`, naming its writer (a new one is created
    with `version=""`);
 2. the new version's chunks are added (their ids carry the version), then their words
    to the keyword table (`rag.store.keyword_table`);
 3. the record is updated to the new version, still dirty;
 4. the words of chunks of any other version are forgotten, then those chunks deleted;
-5. the record is marked clean.
+5. the record is marked clean;
+6. a new generation, and `writing` is emptied.
 
 Removing an article: mark it dirty with `version=""`, forget its words, delete its
-chunks, then the record. The keyword table so never holds a chunk the store does not.
+chunks, then the record (with steps 0 and 6 around it). The keyword table so never
+holds a chunk the store does not.
 
-Recovery runs when a writer takes the lock: it deletes every chunk of a dirty record
-not of the committed version, and those chunks' words (and the record itself when
-nothing was ever committed). Holding the lock, it cannot touch a live writer's work.
+Recovery runs when a writer takes the lock and `writing` is not empty (or missing: a
+store last written by an earlier version of this program): it deletes every chunk of
+a dirty record not of the committed version, and those chunks' words (and the record
+itself when nothing was ever committed). Holding the lock, it cannot touch a live writer's work.
 Searches skip dirty-new records and never wait. Each write is one SQLite transaction
 in the keyword table; a writer killed between Chroma and it leaves a dirty record, so
 recovery covers it. A keyword table out of step otherwise (never built, or the store
@@ -53,6 +58,11 @@ def _kill_point(name: str) -> None:
     """Die here, as kill -9 would, when a test asks (`RAG_TEST_KILL_AT`)."""
     if os.environ.get("RAG_TEST_KILL_AT") == name:
         os._exit(137)
+
+
+def writer_of(meta: dict[str, Any]) -> str:
+    """Who left a record dirty, as its metadata says."""
+    return str(meta.get("writer") or "an earlier version of this program")
 
 
 class ArticleWrites:
@@ -90,7 +100,7 @@ class ArticleWrites:
                                        list[str]]]) -> None:
         ids = [a.id for a, *_ in items]
         vectors = [article_vector(embeddings) for _, _, embeddings, _ in items]
-        self._bump_generation()  # before and after: an index built mid-write is stale
+        self._bump_generation(writing=True)  # an index built mid-write is stale
         old = self.articles.get(ids=ids, include=["metadatas"])
         old_meta = dict(zip(old["ids"], old["metadatas"], strict=True))
         dirty = {"dirty": True, "writer": self._writer_name()}
@@ -167,6 +177,7 @@ class ArticleWrites:
         got = self.articles.get(ids=[article_id])
         if not got["ids"]:
             return False
+        self._bump_generation(writing=True)
         self.articles.update(ids=[article_id], metadatas=[
             {"version": "", "dirty": True, "writer": self._writer_name()}])
         self.keywords.remove_article(article_id)
@@ -186,8 +197,10 @@ class ArticleWrites:
         return self.recovered - before
 
     def _dirty(self) -> list[tuple[str, dict[str, Any]]]:
-        """(article id, metadata) of records a writer left mid-write."""
-        if not self.exists:
+        """(article id, metadata) of records a writer left mid-write. Looked for only when
+        the store says a write is under way: the look reads every record's metadata
+        (1 s at 147k articles), and every writer's first step would pay it."""
+        if not self.exists or not self.write_under_way():
             return []
         got = self._guard("reading half-written records", lambda: self.articles.get(
             where={"dirty": True}, include=["metadatas"]))
@@ -195,12 +208,13 @@ class ArticleWrites:
 
     def half_written(self) -> list[tuple[str, str]]:
         """(article id, writer) of records a writer left mid-write (for `check`)."""
-        return [(aid, str(meta.get("writer") or "an earlier version of this program"))
-                for aid, meta in self._dirty()]
+        return [(aid, writer_of(meta)) for aid, meta in self._dirty()]
 
     def _recover(self) -> int:
         """Finish or undo each record a dead writer left dirty (as said above); `writing`
         runs it on first entry. How many."""
+        if not self.exists or not self.write_under_way():
+            return 0
         dirty = self._dirty()
         for aid, meta in dirty:
             version = meta.get("version", "")
@@ -216,8 +230,7 @@ class ArticleWrites:
                 self.keywords.remove_article(aid)
                 self.chunks.delete(where={"article_id": aid})
                 self.articles.delete(ids=[aid])
-        if dirty:
-            self._bump_generation()
+        self._bump_generation()  # and no write is under way now
         return len(dirty)
 
     # -- the keyword table ---------------------------------------------------
