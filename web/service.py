@@ -31,12 +31,14 @@ from rag.store.lock import WriterBusyError, describe
 from rag.streams import Streamed
 from rag.types import Answer, AnswerMode
 from web.auth import EDITOR, Asking, NotEditor, User, role_of
+from web.catalog import Catalog
 from web.feeds import Feeds
 from web.limits import Limits
 from web.uploads import Uploads
 
 logger = logging.getLogger(__name__)
 FORMATS = "txt, md, html, pdf, jsonl"
+LIBRARY_SHOWN = 500  # rows of the library table and choices of its pickers, at most
 HEALTH_SAMPLE = 200  # chunks whose vectors the start-up look checks
 UNEXPECTED = "something went wrong on the server (the details are in its log)."
 NO_MATCH = ("no passage matches the filters (articles, outlets, dates); clear them to search "
@@ -71,6 +73,7 @@ class NewsApp:
         self.limits = Limits(settings)
         self.uploads = Uploads(Path(settings.data_dir) / "uploads", settings.max_file_bytes)
         self.feeds = Feeds(self.store, self.limits)  # the feeds followed (web/feeds.py)
+        self.catalog = Catalog(self.store)  # the article list the page shows
         self._warm_lock = threading.Lock()
         self._warm = False
         self.health_problems: list[str] = []  # from the start-up look at the store
@@ -227,15 +230,24 @@ class NewsApp:
     # -- the library -------------------------------------------------------
 
     def articles(self) -> list[StoredArticle]:
-        self.store.sync()  # the CLI may have added or removed some
-        return self.store.list_articles()
+        """Every stored article, newest first, current (waits for a listing: a large
+        library's takes a minute; the page's parts below never wait)."""
+        return self.catalog.articles(wait=True) or []
 
-    def library_rows(self, query: str = "", articles: list[StoredArticle] | None = None
-                     ) -> list[list[Any]]:
-        """Rows of the library table matching every word of `query`."""
+    def shown_articles(self) -> list[StoredArticle] | None:
+        """What the page lists: the current articles, or a large library's last listing
+        while a new one is under way, or None before its first (`web.catalog`)."""
+        return self.catalog.articles()
+
+    def library_rows(self, query: str = "", articles: list[StoredArticle] | None = None,
+                     limit: int | None = None) -> list[list[Any]]:
+        """Rows of the library table matching every word of `query`, newest first; at
+        most `limit` (None: all)."""
         words = self.limits.field(query, "search").casefold().split()
-        rows = []
+        rows: list[list[Any]] = []
         for a in self.articles() if articles is None else articles:
+            if limit is not None and len(rows) >= limit:
+                break
             source = a.url or self.uploads.source_name(a.paths[0] if a.paths else "")
             if a.feed_summary:
                 source += " (feed summary only)"
@@ -246,30 +258,44 @@ class NewsApp:
                 rows.append(row)
         return rows
 
-    def library_count(self, query: str = "", articles: list[StoredArticle] | None = None,
-                      shown: int | None = None) -> str:
-        articles = self.articles() if articles is None else articles
-        if shown is None:
-            shown = len(self.library_rows(query, articles=articles))
-        chunks = self.store.chunks.count() if self.store.exists else 0
-        found = f"{shown} of {len(articles)} shown · " if query.strip() else ""
-        return f"{found}{len(articles)} article(s), {chunks} passage(s)"
+    def library_view(self, query: str = "") -> tuple[list[list[Any]], str]:
+        """The page's library table (at most `LIBRARY_SHOWN` rows: a browser is sent
+        no more) and the line above it, from `shown_articles`."""
+        articles = self.shown_articles()
+        rows = self.library_rows(query, articles or [], limit=LIBRARY_SHOWN + 1)
+        return rows[:LIBRARY_SHOWN], self._count_line(query, articles, rows)
 
-    def search_library(self, query: str) -> tuple[list[list[Any]], str]:
-        articles = self.articles()
-        rows = self.library_rows(query, articles=articles)
-        return rows, self.library_count(query, articles, len(rows))
+    def _count_line(self, query: str, articles: list[StoredArticle] | None,
+                    rows: list[list[Any]]) -> str:
+        held, chunks = self.store.counts()
+        total = f"{held} article(s), {chunks} passage(s)"
+        if articles is None:
+            return f"{total} · listing them (a large library takes a minute): Refresh soon"
+        more = len(rows) > LIBRARY_SHOWN
+        if more:
+            what = "matching" if query.strip() else "in all"
+            shown = (f"the newest {LIBRARY_SHOWN} {what} shown (search to find others) · ")
+        else:
+            shown = f"{len(rows)} of {len(articles)} shown · " if query.strip() else ""
+        stale = " · a newer listing is under way" if self.catalog.stale else ""
+        return f"{shown}{total}{stale}"
 
-    def article_choices(self, articles: list[StoredArticle] | None = None
+    def article_choices(self, query: str = "", keep: list[str] | None = None
                         ) -> list[tuple[str, str]]:
+        """The article filter's and the remove picker's choices: the newest
+        `LIBRARY_SHOWN` matching the library search, and those in `keep` (picked)."""
         out = []
-        for a in self.articles() if articles is None else articles:
-            when = f" ({a.published.isoformat()})" if a.published else ""
-            out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
+        keep = set(keep or [])
+        articles = self.shown_articles() or []
+        shown = {row[-1] for row in self.library_rows(query, articles, limit=LIBRARY_SHOWN)}
+        for a in articles:
+            if a.id in shown or a.id in keep:
+                when = f" ({a.published.isoformat()})" if a.published else ""
+                out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
         return out
 
     def outlet_choices(self, articles: list[StoredArticle] | None = None) -> list[str]:
-        articles = self.articles() if articles is None else articles
+        articles = (self.shown_articles() or []) if articles is None else articles
         return sorted({a.outlet for a in articles if a.outlet}, key=str.casefold)
 
     def held_filters(self, filters: Filters) -> Filters:
@@ -279,13 +305,14 @@ class NewsApp:
         filters are typed, not picked from the library's lists as the page's are."""
         if not filters.article_ids and not filters.outlets:
             return filters
-        articles = self.articles()
-        ids = {a.id for a in articles}
-        missing = [i for i in filters.article_ids if i not in ids]
+        held = {a.id for a in self.store.get_articles(filters.article_ids)}
+        missing = [i for i in filters.article_ids if i not in held]
         if missing:
             raise UnknownFilter("article_ids", f"the library has no article {missing[0]!r}"
                                 + (f" (and {len(missing) - 1} more)" if missing[1:] else ""))
-        known = {o.casefold(): o for o in self.outlet_choices(articles)}
+        if not filters.outlets:
+            return filters
+        known = {o.casefold(): o for o in self.outlet_choices(self.articles())}
         unknown = [o for o in filters.outlets if o.casefold() not in known]
         if unknown:
             raise UnknownFilter("outlets", f"no article in the library is from {unknown[0]!r}")

@@ -2,10 +2,10 @@
 story or meaning.
 
 `ArticleReads` is a part of `rag.store.articles.ArticleStore` (a mixin: it uses the
-store's `articles` and `chunks` collections, its keyword table `keywords`, `exists` and
-`_guard`). Reading never
-takes the writer lock and never waits; it skips records a writer has not committed
-yet (no `version`), and sees other processes' writes after `ArticleStore.sync`.
+store's `articles` and `chunks` collections, its keyword table `keywords`, `exists`,
+`write_under_way` and `_guard`). Reading never takes the writer lock and never waits;
+it skips records a writer has not committed yet (no `version`), and sees other
+processes' writes after `ArticleStore.sync`.
 """
 
 from __future__ import annotations
@@ -128,6 +128,15 @@ class ArticleReads:
             return None
         return to_article(got["ids"][0], got["metadatas"][0], got["documents"][0] or "")
 
+    def get_articles(self, article_ids: Sequence[str]) -> list[StoredArticle]:
+        """The stored articles of these ids (texts left out; unknown ids skipped)."""
+        if not self.exists or not article_ids:
+            return []
+        got = self._guard("reading it", lambda: self.articles.get(
+            ids=list(dict.fromkeys(article_ids)), include=["metadatas"]))
+        return [to_article(i, m, "") for i, m in zip(got["ids"], got["metadatas"], strict=True)
+                if m.get("version")]
+
     def find_by_path(self, path: str) -> list[StoredArticle]:
         if not self.exists:
             return []
@@ -175,4 +184,6 @@ class ArticleReads:
     def counts(self) -> tuple[int, int]:
         if not self.exists:
             return 0, 0
-        return len(self.list_articles()), self.chunks.count()
+        if self.write_under_way():  # a new article's record is there before it is
+            return len(self.list_articles()), self.chunks.count()
+        return self.articles.count(), self.chunks.count()

@@ -195,9 +195,10 @@ def _library_tab(app: NewsApp) -> dict[str, Any]:
                                    placeholder="words of a title, outlet, date or id",
                                    max_length=FIELD_CHARS)
         lib["refresh"] = gr.Button("Refresh", scale=1)
-    lib["count"] = gr.Markdown(app.library_count(), elem_id="library-count")
+    rows, count = app.library_view()
+    lib["count"] = gr.Markdown(count, elem_id="library-count")
     lib["table"] = gr.Dataframe(
-        value=app.library_rows(), headers=LIBRARY_COLUMNS,
+        value=rows, headers=LIBRARY_COLUMNS,
         datatype=["str", "str", "str", "number", "str", "str"],
         column_widths=["38%", "11%", "13%", "8%", "18%", "12%"],
         interactive=False, wrap=True, elem_id="library-table",
@@ -341,7 +342,7 @@ def _wire_chat(app: NewsApp, c: dict[str, Any]) -> None:
 
 def _refresh_io(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: Any
                 ) -> dict[str, Any]:
-    return {"fn": functools.partial(library_updates, app),
+    return {"fn": api.shows_errors(app)(functools.partial(library_updates, app)),
             "inputs": [lib["search"], c["articles"], c["outlets"]],
             "outputs": [lib["table"], lib["count"], c["articles"], c["outlets"], lib["pick"],
                         banner], "show_progress": "hidden"}
@@ -350,9 +351,7 @@ def _refresh_io(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: An
 def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: Any) -> None:
     refresh_io = _refresh_io(app, lib, c, banner)
     lib["refresh"].click(**refresh_io, api_visibility="private")
-    lib["search"].change(api.shows_errors(app)(app.search_library), lib["search"],
-                         [lib["table"], lib["count"]], api_visibility="private",
-                         show_progress="hidden")
+    lib["search"].change(**refresh_io, api_visibility="private")
 
     def pick_row(evt: gr.SelectData) -> Any:
         row = evt.row_value or []
@@ -417,11 +416,11 @@ def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: 
 def library_updates(app: NewsApp, query: str, picked_articles: list[str] | None,
                     picked_outlets: list[str] | None) -> tuple[Any, ...]:
     """(table, count, article filter, outlet filter, remove picker, banner)."""
-    stored = app.articles()
-    rows, count = app.search_library(query or "")
-    articles = app.article_choices(stored)
+    rows, count = app.library_view(query or "")
+    # the newest matching the search (a large library's pickers could not list all)
+    articles = app.article_choices(query or "", keep=list(picked_articles or []))
     ids = {v for _, v in articles}
-    outlets = app.outlet_choices(stored)
+    outlets = app.outlet_choices()
     return (
         rows, count,
         gr.Dropdown(choices=articles, value=[i for i in picked_articles or [] if i in ids]),
