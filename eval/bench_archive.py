@@ -19,7 +19,8 @@ resumes where it stopped. `measure`, side by side in one run:
   /v1, `python -m ingest check --sample 10000`'s time (and a full check's, with
   `--full-check`), and the disk the store and its table use.
 
-With `--server` the archive lives in a `chroma run` server (its folder in `--dir`).
+With `--server` the archive lives in a `chroma run` server (its folder `<dir>/db`); an
+archive built embedded is served from its own folder, so one archive gives both.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import logging
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -72,8 +74,32 @@ def _server(folder: Path, on: bool) -> Iterator[int | None]:
     if not on:
         yield None
         return
-    with chroma_server(folder) as port:  # its data in <folder>/db, kept between runs
-        yield port
+    embedded = folder / "data" / "chroma"
+    if (folder / "db").exists() or not embedded.exists():
+        with chroma_server(folder) as port:  # its data in <folder>/db, kept between runs
+            yield port
+        return
+    # An archive built embedded is served as it is (`chroma run` reads the same files),
+    # so both modes are measured on one archive; the keyword table, whose file is named
+    # by where the store lives, is linked to the server's name: it describes the same
+    # collection.
+    local = KeywordTable.of(_settings(folder, None)).path
+    with sqlite3.connect(local) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with chroma_server(folder, embedded) as port:
+        served = KeywordTable.of(_settings(folder, port)).path
+        served.parent.mkdir(parents=True, exist_ok=True)
+        served.unlink(missing_ok=True)
+        os.link(local, served)
+        try:
+            yield port
+        finally:
+            with sqlite3.connect(served) as db:
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            for name in (served, *(served.with_name(served.name + x) for x in ("-wal", "-shm"))):
+                name.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                served.parent.rmdir()
 
 
 def build(folder: Path, chunks: int, server: bool) -> None:
@@ -259,6 +285,7 @@ def measure(folder: Path, new: int, queries: int, server: bool, full_check: bool
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     parser = argparse.ArgumentParser(prog="python -m eval.bench_archive")
     parser.add_argument("step", choices=["build", "measure"])
     parser.add_argument("--dir", type=Path, required=True)

@@ -94,14 +94,15 @@ def _p(values: list[float], q: float) -> float:
 
 
 @contextlib.contextmanager
-def chroma_server(folder: Path) -> Iterator[int]:
-    """`chroma run` on a free loopback port; yields the port."""
+def chroma_server(folder: Path, path: Path | None = None) -> Iterator[int]:
+    """`chroma run` on a free loopback port, serving `path` (default `<folder>/db`;
+    its log in `folder`); yields the port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     chroma = shutil.which("chroma") or str(Path(sys.executable).parent / "chroma")
     log = (folder / "server.log").open("w")
-    proc = subprocess.Popen([chroma, "run", "--path", str(folder / "db"), "--host",
+    proc = subprocess.Popen([chroma, "run", "--path", str(path or folder / "db"), "--host",
                              "127.0.0.1", "--port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
