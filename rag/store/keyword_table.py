@@ -245,6 +245,23 @@ class KeywordTable:
     def ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM chunks")}
 
+    def runs(self, starts: Iterable[float], length: int = 10) -> list[str]:
+        """Ids of runs of `length` chunks in the order they were written, each starting
+        at a fraction (0: the oldest, 1: the newest run) of the rowids held."""
+        low, high = self.db.execute("SELECT min(rowid), max(rowid) FROM chunks").fetchone()
+        if low is None:
+            return []
+        out: list[str] = []
+        for start in starts:
+            if start >= 1:
+                got = self.db.execute("SELECT id FROM chunks ORDER BY rowid DESC LIMIT ?",
+                                      (length,))
+            else:
+                got = self.db.execute("SELECT id FROM chunks WHERE rowid >= ? ORDER BY rowid "
+                                      "LIMIT ?", (low + int(start * (high - low)), length))
+            out += [r[0] for r in got]
+        return out
+
     # -- writing ----------------------------------------------------------------
 
     def add(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> int:

@@ -154,6 +154,48 @@ def test_check_can_sample_the_vectors_of_a_large_store(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "'0' is not a whole number above 0" in bad.stderr
 
 
+def test_the_apps_quick_look_samples_runs_in_write_order_from_the_table(
+        tmp_path: Path) -> None:
+    """The app's start-up look takes its runs of chunks from the keyword table (Chroma
+    pages by offset: 2.4 s a run at 400k chunks), the oldest and newest first; a store
+    whose table is not current is still sampled, from Chroma."""
+    from rag.store.health import check_store
+
+    data = tmp_path / "data"
+    env = _env(data)
+    first, *rest = map(str, bbc_files(3))
+    assert run_cli("-q", first, cwd=tmp_path, env=env).returncode == 0
+    assert run_cli("-q", *rest, cwd=tmp_path, env=env).returncode == 0
+    store = ArticleStore(make_settings(data))
+    store.sync()
+    [oldest] = [a for a in store.list_articles()
+                if a.paths and a.paths[0] == str(Path(first).resolve())]
+    runs = store.keywords.runs([0.0, 1.0], length=oldest.chunks)
+    assert {i.split(":")[0] for i in runs[:oldest.chunks]} == {oldest.id}
+    assert oldest.id not in {i.split(":")[0] for i in runs[oldest.chunks:]}
+
+    offsets: list[int] = []
+    real = store._chunks
+
+    class Spy:
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def get(self, *args: object, **kwargs: object) -> object:
+            offsets.extend([kwargs["offset"]] if "offset" in kwargs else [])
+            return real.get(*args, **kwargs)
+
+    store._chunks = Spy()  # type: ignore[assignment]
+    health = check_store(store, sample=30, quick=True)
+    assert health.ok and health.keyword_current and offsets == []
+    assert 20 <= health.checked <= 30  # random runs may overlap in a small store
+
+    store.keywords.set_generation("elsewhere")  # as if another machine wrote since
+    behind = check_store(store, sample=30, quick=True)
+    assert not behind.keyword_current and 20 <= behind.checked <= 30 and offsets
+    store._chunks = real
+
+
 def test_dense_hits_are_read_from_the_table_or_from_chroma_when_it_lacks_them(
         tmp_path: Path) -> None:
     from rag.answer.retrieve import Filters
