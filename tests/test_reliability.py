@@ -660,8 +660,10 @@ def test_the_app_looks_at_the_store_at_start_and_says_what_needs_a_repair(
     if not fixture.is_file():
         pytest.skip(f"no fixture at {fixture}")
     subprocess.run(["tar", "xzf", str(fixture), "-C", str(tmp_path)], check=True)
-    news = NewsApp(Settings(data_dir=tmp_path / "lost-vectors-store", collection="articles"))
-    news.look_at_store()
+    news = NewsApp(Settings(data_dir=tmp_path / "lost-vectors-store", collection="articles",
+                            reader="heuristic"))
+    news.start_up()  # as a starting server does, in a thread: ready first, then the look
+    assert news._warm
     banner = news.banner()
     assert banner.startswith("**The store needs a repair:**"), banner
     assert "python -m ingest check --repair" in banner and "lost" in banner

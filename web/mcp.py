@@ -422,7 +422,7 @@ def serve_stdio(app: NewsApp) -> None:
     import anyio
 
     app.users = None
-    threading.Thread(target=app.warm_up, name="warm-up", daemon=True).start()
+    threading.Thread(target=app.start_up, name="warm-up", daemon=True).start()
     anyio.run(NewsMcp(app).run_stdio)
 
 

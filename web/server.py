@@ -59,11 +59,7 @@ def start(app: NewsApp, host: str, port: int, users: dict[str, User] | str | Non
     feeds of the feeds file are followed in the background (`web.feeds`)."""
     app.users = load_users(users) if isinstance(users, str) else users
 
-    def warm_up() -> None:
-        app.warm_up()
-        app.feeds.start()  # after the model is loaded: one copy of it, not two
-
-    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    threading.Thread(target=app.start_up, args=(True,), name="warm-up", daemon=True).start()
     demo = build(app)
     api = OpenAIApi(app)
     launch(demo, host, port, app.users, app.settings, api=api, mcp=NewsMcp(app, api),

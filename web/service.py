@@ -90,7 +90,7 @@ class NewsApp:
             if self._warm:
                 return
             started = time.perf_counter()
-            self.look_at_store()
+            self._recover()
             self.store.embed_model  # noqa: B018 - loads the model
             self.engine.warm()  # the keyword index, a model reader's fixed prompt
             self._warm = True
@@ -99,13 +99,19 @@ class NewsApp:
             for note in self.engine.setup_notes():
                 logger.info("%s", note)
 
-    def look_at_store(self) -> None:
-        """At start: roll back what a writer killed mid-write left (unless another
-        process is writing now: it will), then the light part of `ingest check` (a
-        sample of vectors, nothing that reads every chunk); problems are shown above the
-        page's tabs."""
-        from rag.store.health import check_store
+    def start_up(self, feeds: bool = False) -> None:
+        """What a starting server runs in a thread of its own: `warm_up`, following the
+        feeds (`feeds`: after the model is loaded, so one copy of it, not two), then
+        `look_at_store` (last: SQLite's quick check of the database reads all of it,
+        72 s for 8.5 GB, and questions need not wait for that)."""
+        self.warm_up()
+        if feeds:
+            self.feeds.start()
+        self.look_at_store()
 
+    def _recover(self) -> None:
+        """Roll back what a writer killed mid-write left (unless another process is
+        writing now: it will)."""
         try:
             recovered = self.store.recover(wait=0)
             if recovered:
@@ -113,6 +119,12 @@ class NewsApp:
                                "died", recovered)
         except WriterBusyError:
             logger.info("another process is writing the store; it will recover it")
+
+    def look_at_store(self) -> None:
+        """The light part of `ingest check` (a sample of vectors, nothing that reads
+        every chunk); problems are shown above the page's tabs."""
+        from rag.store.health import check_store
+
         try:
             health = check_store(self.store, sample=HEALTH_SAMPLE, quick=True)
         except StoreError as exc:
