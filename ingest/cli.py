@@ -328,7 +328,7 @@ def cmd_drop(args: argparse.Namespace, store: Any, settings: Settings) -> int:
         print(f"this deletes every article in {store.name!r} at {store.location}; "
               "add --yes to confirm", file=sys.stderr)
         return 1
-    with store.writing("drop", settings.write_wait, say_waiting):
+    with store.writing("drop", settings.write_wait, say_waiting, damaged_ok=True):
         store.drop()
     print(f"dropped collection {store.name!r}")
     return 0

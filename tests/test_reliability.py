@@ -484,6 +484,42 @@ def test_a_damaged_database_is_one_clear_line_and_a_non_zero_exit(tmp_path: Path
     assert "damaged" in runs[1].stderr and "backup" in runs[1].stderr
 
 
+def test_a_runaway_vector_index_is_refused_before_it_fills_the_disk(tmp_path: Path) -> None:
+    """chroma-core/chroma#7510: after a writer dies while Chroma saves its index, each
+    later save writes link_lists.bin further past its end (56 GiB in 35 minutes here,
+    until the disk was full). A write is refused, check says so in one line, and
+    `drop` (the way out) still works."""
+    import sqlite3
+
+    data = _seeded_copy(tmp_path)
+    chroma = data / "chroma"
+    with sqlite3.connect(chroma / "chroma.sqlite3") as con:
+        [segment] = [r[0] for r in con.execute(
+            "SELECT s.id FROM segments s JOIN collections c ON s.collection = c.id "
+            "WHERE s.scope = 'VECTOR' AND c.name = ?", (COLLECTION,))]
+    folder = chroma / segment
+    folder.mkdir(exist_ok=True)
+    level0 = folder / "data_level0.bin"
+    if not level0.exists():  # a small store's index may not be saved yet
+        level0.write_bytes(b"\0" * 4096)
+    with (folder / "link_lists.bin").open("ab") as f:
+        f.truncate(3 << 30)  # sparse: 3 GiB apparent, nothing on disk
+    env = cli_env(RAG_DATA_DIR=str(data), RAG_COLLECTION=COLLECTION)
+    other = tmp_path / "other.txt"
+    other.write_text("Lantern fair\n\nThe lantern fair in Vellmoor opens on Friday.\n")
+    for proc in (run_cli("-q", str(other), cwd=tmp_path, env=env),
+                 run_cli("check", cwd=tmp_path, env=env)):
+        assert proc.returncode != 0
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "chroma-core/chroma#7510" in lines[0], proc.stderr
+        assert "3.0 GiB" in lines[0] and repr(COLLECTION) in lines[0]
+    assert (folder / "link_lists.bin").stat().st_size == 3 << 30  # nothing written
+    dropped = run_cli("drop", "--yes", cwd=tmp_path, env=env)
+    assert dropped.returncode == 0, dropped.stderr
+    again = run_cli("-q", str(other), cwd=tmp_path, env=env)
+    assert again.returncode == 0, again.stderr
+
+
 def test_check_finds_the_fixture_s_lost_vectors_and_repair_brings_them_back(
         tmp_path: Path) -> None:
     """`../shared/fixtures`: a real store that the app and the CLI wrote at once."""

@@ -20,7 +20,15 @@ from typing import Any
 from chromadb.api.models.Collection import Collection
 
 from rag.settings import Settings
-from rag.store.connection import Connection, StoreError, connect, location, store_error
+from rag.store.connection import (
+    Connection,
+    StoreError,
+    connect,
+    location,
+    runaway_indexes,
+    runaway_message,
+    store_error,
+)
 from rag.store.embeddings import EmbedSpec, LlamaIndexEmbeddingFunction, get_embed_model
 from rag.store.keyword_table import KeywordTable
 from rag.store.lock import FileWriterLock, LeaseWriterLock, Waiting, WriterBusyError
@@ -223,13 +231,18 @@ class ArticleStore(ArticleReads, ArticleWrites):
 
     @contextmanager
     def writing(self, what: str = "writer", wait: float | None = None,
-                on_wait: Waiting | None = None) -> Iterator[None]:
+                on_wait: Waiting | None = None, damaged_ok: bool = False) -> Iterator[None]:
         """Hold the store's writer lock (re-entrant within a thread). On first entry,
         catch up with other writers, then roll back what a dead writer left half-written:
         while we hold the lock no live writer can be mid-write. `wait`: seconds to wait
-        for another writer (None: as long as it takes), then WriterBusyError."""
+        for another writer (None: as long as it takes), then WriterBusyError. A store
+        whose vector index runs away (`runaway_indexes`) is refused (StoreError) unless
+        `damaged_ok` (dropping it)."""
         with self.lock.hold(what, wait, on_wait) as outermost:
             if outermost:
+                runaway = [] if damaged_ok else runaway_indexes(self.settings)
+                if runaway:  # each write would grow it further, until the disk is full
+                    raise StoreError(runaway_message(self.location, runaway))
                 self._guard("finishing a rebuild", self._finish_rebuild)
                 self.sync()
                 self.recovered += self._recover()
@@ -257,7 +270,7 @@ class ArticleStore(ArticleReads, ArticleWrites):
 
     def drop(self) -> None:
         """Delete both collections (`python -m ingest drop`)."""
-        with self.writing("drop"):
+        with self.writing("drop", damaged_ok=True):  # dropping is the way out
             for name in (self.name, self.name + ARTICLES_SUFFIX):
                 if name in {c.name for c in self.client.list_collections()}:
                     self.client.delete_collection(name)

@@ -19,6 +19,7 @@ Why reopen, and why one opener at a time: docs/decisions/store-connection.md.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -177,6 +178,46 @@ def integrity(settings: Settings) -> str | None:
         return str(exc)
     said = "; ".join(str(r[0]) for r in rows[:3])
     return None if said == "ok" else said
+
+
+def runaway_indexes(settings: Settings) -> list[tuple[str, int]]:
+    """(collection, bytes) of each of an embedded store's vector indexes whose
+    `link_lists.bin` has grown past its `data_level0.bin`, which a sound index never
+    does (its upper levels hold ~1/300 of the bytes of level 0). A Chroma bug does this
+    after a writer dies while saving the index (chroma-core/chroma#7510, open): every
+    later save writes further past the end, growing the file without bound. Measured
+    here: after a build was stopped mid-write at 866k chunks, 56 GiB on disk (1.9 TB
+    apparent) in 35 minutes, until the disk was full."""
+    import sqlite3
+
+    folder = Path(settings.data_dir) / "chroma"
+    db = folder / "chroma.sqlite3"
+    if settings.chroma_host or not db.is_file():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            segments = con.execute(
+                "SELECT s.id, c.name FROM segments s JOIN collections c ON s.collection = c.id "
+                "WHERE s.scope = 'VECTOR'").fetchall()
+    except sqlite3.Error:
+        return []  # `integrity` says what is wrong with the database
+    out = []
+    for segment, name in segments:
+        links, level0 = folder / segment / "link_lists.bin", folder / segment / "data_level0.bin"
+        with contextlib.suppress(OSError):
+            size = links.stat().st_size
+            if size > max(level0.stat().st_size, 1 << 20):
+                out.append((str(name), size))
+    return out
+
+
+def runaway_message(where: str, found: list[tuple[str, int]]) -> str:
+    name, size = found[0]
+    return (f"the vector index of collection {name!r} in {where} is damaged: its "
+            f"link_lists.bin has grown to {size / 2**30:,.1f} GiB and grows with every write "
+            "(a Chroma bug after a writer was killed while saving the index, "
+            "chroma-core/chroma#7510); nothing more is written to it. Restore the folder from "
+            "a backup, or `python -m ingest drop --yes` and ingest the articles again")
 
 
 def _chroma_settings() -> ChromaSettings:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from rag.store.articles import ArticleStore
-from rag.store.connection import StoreError, integrity
+from rag.store.connection import StoreError, integrity, runaway_indexes, runaway_message
 from rag.store.keyword import KeywordIndex
 from rag.store.writes import writer_of
 
@@ -132,6 +132,9 @@ def check_store(store: ArticleStore, sample: int | None = None,
         raise StoreError(f"the store at {store.location} is damaged (SQLite: {damaged[:120]}); "
                          "restore the folder from a backup, or move it aside and ingest the "
                          "articles again")
+    runaway = runaway_indexes(store.settings)
+    if runaway:
+        raise StoreError(runaway_message(store.location, runaway))
     store.sync()
     health = Health()
     if not store.exists:
