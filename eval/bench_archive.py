@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import statistics
@@ -121,9 +122,15 @@ def build(folder: Path, chunks: int, server: bool) -> None:
         k = store.articles.count() if store.exists else 0
         held = store.chunks.count() if store.exists else 0
         rng = np.random.default_rng(7 + k)
-        started, pool = time.perf_counter(), []
+        started, pool, first = time.perf_counter(), [], held
         logger.info("archive at %d articles, %d chunks; filling to %d chunks", k, held, chunks)
-        while held < chunks:
+        # Stopped (SIGTERM, Ctrl-C) between writes, never inside one: a writer killed
+        # while Chroma saves its index can leave it growing without bound
+        # (chroma-core/chroma#7510; it filled this machine's disk once).
+        stop: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: stop.append(signum))
+        while held < chunks and not stop:
             src, pieces, vectors = shapes[k % len(shapes)]
             prefix = f"Filed {k}. "
             article = Article(text=prefix + src.text, title=f"{src.title} ({k})",
@@ -142,10 +149,11 @@ def build(folder: Path, chunks: int, server: bool) -> None:
                 store.write_articles(pool)
                 pool = []
                 if k % 5000 < 200:
-                    rate = (held) / (time.perf_counter() - started)
+                    rate = (held - first) / (time.perf_counter() - started)
                     logger.info("%d articles, %d chunks (%.0f chunks/s this run)", k, held,
                                 rate)
-        logger.info("archive built: %d articles, %d chunks, in %.0f s", k, held,
+        logger.info("archive %s: %d articles, %d chunks, in %.0f s",
+                    "stopped between writes" if stop else "built", k, held,
                     time.perf_counter() - started)
 
 
