@@ -431,7 +431,10 @@ class NewsApp:
             kept = any(r.status != "failed" and (r.source == ref or r.source.startswith(ref + ":"))
                        for r in report.results)
             if not kept:
-                self.uploads.delete(ref, (p for a in self.articles() for p in a.paths))
+                self.uploads.delete(ref, self._paths_held)
+
+    def _paths_held(self) -> list[str]:
+        return [p for a in self.articles() for p in a.paths]
 
     def remove(self, article_id: str | None) -> str:
         if not article_id:
@@ -442,7 +445,7 @@ class NewsApp:
             if article is None or not self.store.remove_article(article_id):
                 return f"No article with id {article_id}."
         for path in article.paths:  # our own copies of uploads and pasted text
-            self.uploads.delete(path, (p for a in self.articles() for p in a.paths))
+            self.uploads.delete(path, self._paths_held)
         if self.store.has_chunks():
             self.engine.keyword.ensure()
         return f"Removed {article.id}: {' '.join(article.title.split())}"

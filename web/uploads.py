@@ -83,13 +83,14 @@ class Uploads:
             name = Path(file).name
         return line_ref(name, line) if line is not None else name
 
-    def delete(self, ref: str, used: Iterable[str]) -> None:
-        """Delete our copy behind `ref` unless a path in `used` still comes from it; the
-        user's own files (anything outside the uploads folder) are never touched."""
+    def delete(self, ref: str, used: Callable[[], Iterable[str]]) -> None:
+        """Delete our copy behind `ref` unless a path `used()` gives still comes from it;
+        the user's own files (anything outside the uploads folder) are never touched.
+        (`used` is called only for our copies: it lists the library.)"""
         path = Path(split_line_ref(ref)[0])
         if path.parent.parent != self.folder.resolve() or not path.is_file():
             return
-        if any(split_line_ref(p)[0] == str(path) for p in used):
+        if any(split_line_ref(p)[0] == str(path) for p in used()):
             return  # another article still comes from it (a line of the same jsonl)
         path.unlink()
         with contextlib.suppress(OSError):
