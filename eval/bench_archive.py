@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -82,25 +83,30 @@ def _server(folder: Path, on: bool) -> Iterator[int | None]:
         return
     # An archive built embedded is served as it is (`chroma run` reads the same files),
     # so both modes are measured on one archive; the keyword table, whose file is named
-    # by where the store lives, is linked to the server's name: it describes the same
-    # collection.
+    # by where the store lives, is copied to the server's name (it describes the same
+    # collection) and back when done. Copied, not linked: SQLite keeps a WAL per path,
+    # and one file under two names was corrupted so.
     local = KeywordTable.of(_settings(folder, None)).path
-    with sqlite3.connect(local) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _checkpoint(local)
     with chroma_server(folder, embedded) as port:
         served = KeywordTable.of(_settings(folder, port)).path
         served.parent.mkdir(parents=True, exist_ok=True)
-        served.unlink(missing_ok=True)
-        os.link(local, served)
+        shutil.copyfile(local, served)
         try:
             yield port
         finally:
-            with sqlite3.connect(served) as db:
-                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            _checkpoint(served)
+            shutil.copyfile(served, local)  # the measure's writes, which the store holds
             for name in (served, *(served.with_name(served.name + x) for x in ("-wal", "-shm"))):
                 name.unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 served.parent.rmdir()
+
+
+def _checkpoint(path: Path) -> None:
+    """Fold a SQLite file's WAL into it, and close it."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def build(folder: Path, chunks: int, server: bool) -> None:
