@@ -270,14 +270,12 @@ def _rows(store: ArticleStore) -> tuple[dict[str, dict[str, Any]], dict[str, int
     texts would be gigabytes here)."""
     metas: dict[str, dict[str, Any]] = {}
     texts: dict[str, int] = {}
-    offset = 0
-    while True:
-        page = store.chunks.get(limit=_PAGE, offset=offset, include=["metadatas", "documents"])
+    ids = store._all_ids(store.chunks)  # then by id: Chroma's offsets cost their size
+    for start in range(0, len(ids), _PAGE):
+        page = store.chunks.get(ids=ids[start:start + _PAGE], include=["metadatas", "documents"])
         metas.update(zip(page["ids"], page["metadatas"], strict=True))
         texts.update((i, hash(t)) for i, t in zip(page["ids"], page["documents"], strict=True))
-        if len(page["ids"]) < _PAGE:
-            return metas, texts
-        offset += _PAGE
+    return metas, texts
 
 
 def _unfound(store: ArticleStore, ids: list[str], progress: Progress | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Writing the store crash-safely: add, replace and remove articles, recover, rebuild.
 
 `ArticleWrites` is a part of `rag.store.articles.ArticleStore` (a mixin: it uses the
-store's collections, `writing`, `ensure`, `_guard`, `_open` and `_bump_generation`).
+store's collections, `writing`, `ensure`, `_guard`, `_open`, `_all_ids` and
+`_bump_generation`).
 Every write holds the store's writer lock (`ArticleStore.writing`; `rag.store.lock`:
 one writer across processes and machines) and follows a small protocol, so a writer
 killed at any point (kill -9) leaves a store that the next writer's recovery turns into
@@ -244,15 +245,7 @@ class ArticleWrites:
             if not self.exists:
                 self.keywords.clear()
                 return 0, 0
-            stored: set[str] = set()
-            offset = 0
-            while True:
-                page = self._guard("reading it", lambda o=offset: self.chunks.get(
-                    limit=PAGE, offset=o, include=[]))
-                stored.update(page["ids"])
-                if len(page["ids"]) < PAGE:
-                    break
-                offset += PAGE
+            stored = set(self._guard("reading it", lambda: self._all_ids(self.chunks)))
             held = self.keywords.ids()
             extra = sorted(held - stored)
             removed = self.keywords.remove_ids(extra) if extra else 0
