@@ -98,12 +98,8 @@ class ArticleReads:
             if meta.get("version"):
                 out.setdefault(str(meta["story"]), []).append(to_article(aid, meta, ""))
         missing = [s for s in stories if s not in out]
-        if missing:  # older records carry no story: the id is the story
-            got = self._guard("reading it", lambda: self.articles.get(
-                ids=missing, include=["metadatas"]))
-            for aid, meta in zip(got["ids"], got["metadatas"], strict=True):
-                if meta.get("version"):
-                    out[aid] = [to_article(aid, meta, "")]
+        for article in self.get_articles(missing):  # older records carry no story:
+            out[article.id] = [article]  # the id is the story
         return out
 
     def nearest_articles(self, vectors: list[list[float]], n: int, min_similarity: float
