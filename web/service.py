@@ -60,6 +60,16 @@ class UnknownFilter(UsageError):
         self.field = field
 
 
+def _choices(articles: list[StoredArticle], ids: set[str]) -> list[tuple[str, str]]:
+    """(label, id) of those of `articles` in `ids`, in the listing's order."""
+    out = []
+    for a in articles:
+        if a.id in ids:
+            when = f" ({a.published.isoformat()})" if a.published else ""
+            out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
+    return out
+
+
 class NewsApp:
     def __init__(self, settings: Settings, engine: Engine | None = None,
                  users: dict[str, User] | None = None) -> None:
@@ -273,9 +283,19 @@ class NewsApp:
     def library_view(self, query: str = "") -> tuple[list[list[Any]], str]:
         """The page's library table (at most `LIBRARY_SHOWN` rows: a browser is sent
         no more) and the line above it, from `shown_articles`."""
+        rows, line, _, _ = self.library_page(query)
+        return rows, line
+
+    def library_page(self, query: str = "", keep: list[str] | None = None
+                     ) -> tuple[list[list[Any]], str, list[tuple[str, str]], list[str]]:
+        """The library table, its line, the article pickers' choices (`article_choices`)
+        and the outlets, from one look at the listing and one pass over it."""
         articles = self.shown_articles()
         rows = self.library_rows(query, articles or [], limit=LIBRARY_SHOWN + 1)
-        return rows[:LIBRARY_SHOWN], self._count_line(query, articles, rows)
+        shown = rows[:LIBRARY_SHOWN]
+        choices = _choices(articles or [], {r[-1] for r in shown} | set(keep or []))
+        return (shown, self._count_line(query, articles, rows), choices,
+                self.outlet_choices(articles or []))
 
     def _count_line(self, query: str, articles: list[StoredArticle] | None,
                     rows: list[list[Any]]) -> str:
@@ -296,15 +316,7 @@ class NewsApp:
                         ) -> list[tuple[str, str]]:
         """The article filter's and the remove picker's choices: the newest
         `LIBRARY_SHOWN` matching the library search, and those in `keep` (picked)."""
-        out = []
-        keep = set(keep or [])
-        articles = self.shown_articles() or []
-        shown = {row[-1] for row in self.library_rows(query, articles, limit=LIBRARY_SHOWN)}
-        for a in articles:
-            if a.id in shown or a.id in keep:
-                when = f" ({a.published.isoformat()})" if a.published else ""
-                out.append((f"{' '.join(a.title.split())[:90]}{when}", a.id))
-        return out
+        return self.library_page(query, keep)[2]
 
     def outlet_choices(self, articles: list[StoredArticle] | None = None) -> list[str]:
         articles = (self.shown_articles() or []) if articles is None else articles

@@ -416,11 +416,10 @@ def _wire_library(app: NewsApp, lib: dict[str, Any], c: dict[str, Any], banner: 
 def library_updates(app: NewsApp, query: str, picked_articles: list[str] | None,
                     picked_outlets: list[str] | None) -> tuple[Any, ...]:
     """(table, count, article filter, outlet filter, remove picker, banner)."""
-    rows, count = app.library_view(query or "")
-    # the newest matching the search (a large library's pickers could not list all)
-    articles = app.article_choices(query or "", keep=list(picked_articles or []))
+    # the pickers: the newest matching the search (a large library's could not list all)
+    rows, count, articles, outlets = app.library_page(query or "",
+                                                      keep=list(picked_articles or []))
     ids = {v for _, v in articles}
-    outlets = app.outlet_choices()
     return (
         rows, count,
         gr.Dropdown(choices=articles, value=[i for i in picked_articles or [] if i in ids]),
